@@ -1,0 +1,453 @@
+"""The ``ftstudio`` command.
+
+With no command it opens the desktop app. The sub-commands run the same core
+and engine headless, so everything the app does can be scripted:
+
+    ftstudio new DIR
+    ftstudio import DIR FILE [--format F] [--map FIELD=COLUMN ...] [--system TEXT] [--eval-fraction F]
+    ftstudio validate DIR [--max-length N] [--json]
+    ftstudio train DIR [--config RUN.yaml] [--preset NAME] [--set key=value ...] [--resume RUN_ID]
+    ftstudio train --demo [DIR]
+    ftstudio evaluate DIR --run RUN_ID|base
+    ftstudio export DIR --dataset OUT.jsonl | --run RUN_ID (--adapter OUT | --merged OUT)
+    ftstudio runs DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ftstudio import __version__
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one clear message, exit code 1, no traceback."""
+
+
+def _open_project(path: str):
+    from ftstudio.core.project import Project, ProjectError
+
+    try:
+        return Project.open(path)
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
+
+
+# -- new / import / validate / export dataset -----------------------------------------
+
+def cmd_new(args) -> int:
+    from ftstudio.core.project import Project, ProjectError
+
+    try:
+        project = Project.create(args.dir)
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Created project {project.path}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from ftstudio.core.formats import ImportFailed, import_dataset, parse_column_map
+
+    project = _open_project(args.dir)
+    try:
+        column_map = parse_column_map(args.map or [])
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not Path(args.file).exists():
+        raise CommandError(f"{args.file}: no such file or folder")
+    try:
+        preview = import_dataset(project, args.file, format=args.format, column_map=column_map or None,
+                                 system=args.system, eval_fraction=args.eval_fraction)
+    except ImportFailed as exc:
+        raise CommandError(f"Nothing was imported.\n{exc}") from None
+    counts = project.label_counts()
+    n_eval = sum(c["eval"] for c in counts.values())
+    print(f"Found: {preview.description}")
+    print(f"Imported {len(preview.examples)} examples into {project.path} "
+          f"({project.count_examples()} in the project, {n_eval} held out for evaluation)")
+    return 0
+
+
+def _token_counter(model_spec: str):
+    from ftstudio.engine.models import load_tokenizer, resolve_model
+    from ftstudio.engine.tokenize import encode_conversation
+
+    tokenizer = load_tokenizer(resolve_model(model_spec))
+    return lambda conv: len(encode_conversation(tokenizer, conv, "all").input_ids)
+
+
+def cmd_validate(args) -> int:
+    from ftstudio.core.validation import validate_project
+
+    project = _open_project(args.dir)
+    count = None
+    if args.max_length:
+        count = _token_counter(args.model)
+    report = validate_project(project, count_tokens=count, max_length=args.max_length)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary())
+    return 0
+
+
+def cmd_export(args) -> int:
+    project = _open_project(args.dir)
+    if args.dataset:
+        from ftstudio.core.formats import export_dataset
+
+        n = export_dataset(project, args.dataset, split=args.split)
+        print(f"Wrote {n} examples to {args.dataset}")
+        return 0
+    if not args.run or not (args.adapter or args.merged):
+        raise CommandError("Say what to export: --dataset OUT.jsonl, or --run RUN_ID with --adapter OUT or --merged OUT")
+    run = _get_run(project, args.run)
+    adapter = project.run_dir(run.id) / "adapter"
+    if not adapter.exists():
+        raise CommandError(f"Run {run.id} has no adapter yet ({adapter}); finish or resume it first")
+    from ftstudio.engine import export
+
+    if args.adapter:
+        out = export.export_adapter(adapter, args.adapter)
+        print(f"Wrote the adapter of run {run.id} to {out}")
+    if args.merged:
+        out = export.export_merged(run.config.get("model", ""), adapter, args.merged)
+        print(f"Wrote the merged model of run {run.id} to {out}")
+    return 0
+
+
+def _get_run(project, run_id: str):
+    try:
+        return project.get_run(run_id)
+    except KeyError:
+        known = ", ".join(r.id for r in project.runs()[:5]) or "none yet"
+        raise CommandError(f"No run '{run_id}' in {project.path} (recent runs: {known})") from None
+
+
+def cmd_runs(args) -> int:
+    project = _open_project(args.dir)
+    runs = project.runs()
+    if not runs:
+        print("No runs yet. Start one with: ftstudio train", args.dir)
+    for r in runs:
+        tl = "-" if r.train_loss is None else f"{r.train_loss:.4f}"
+        el = "-" if r.eval_loss is None else f"{r.eval_loss:.4f}"
+        print(f"{r.id}  {r.status:9s} {r.method:5s} steps {r.steps:5d}  train {tl}  eval {el}  {r.model}")
+    return 0
+
+
+# -- train ------------------------------------------------------------------------------
+
+DEMO_DATA = "support_tickets.jsonl"
+
+
+def demo_project_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("ftstudio", appauthor=False)) / "demo.ftstudio"
+
+
+def ensure_demo_project(path: Path | None = None):
+    """The demo project (support-ticket triage), created and filled on first use."""
+    from ftstudio.core.formats import import_dataset
+    from ftstudio.core.project import DB_NAME, Project
+    from ftstudio.paths import resource
+
+    path = Path(path) if path else demo_project_dir()
+    if (path / DB_NAME).exists():
+        project = Project.open(path)
+        if project.count_examples() > 0:
+            return project
+    else:
+        project = Project.create(path, name="Support ticket triage (demo)")
+    import_dataset(project, resource("demo", DEMO_DATA), eval_fraction=0.1, actor="demo")
+    return project
+
+
+class TerminalReporter:
+    """Shows engine events in the terminal: a progress bar and a line per logged step."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bar = None
+
+    def __call__(self, event) -> None:
+        from ftstudio.core import events as ev
+
+        if isinstance(event, ev.Progress):
+            if self._bar is None:
+                self._bar = self._tqdm(total=event.total_steps, unit="step", dynamic_ncols=True)
+            self._bar.n = event.step
+            self._bar.refresh()
+        elif isinstance(event, ev.StepMetrics):
+            self._write(f"step {event.step:5d}  loss {event.loss:.4f}  lr {event.lr:.2e}  "
+                        f"grad {event.grad_norm:.3f}  {event.tokens_per_s:,.0f} tok/s"
+                        + (f"  vram {event.vram_allocated / 2**30:.2f} GiB" if event.vram_total else ""))
+        elif isinstance(event, ev.EvalMetrics):
+            self._write(f"step {event.step:5d}  held-out loss {event.eval_loss:.4f}")
+        elif isinstance(event, ev.Sample):
+            self._write(f"  sample: {event.prompt[:60]!r} -> {event.output[:60]!r}"
+                        + (f" (reference {event.reference[:40]!r})" if event.reference else ""))
+        elif isinstance(event, ev.Checkpoint):
+            self._write(f"  checkpoint at step {event.step}: {event.path}")
+        elif isinstance(event, ev.Log):
+            self._write(("warning: " if event.level == "warning" else "") + event.message)
+        elif isinstance(event, ev.Failed):
+            self._write(f"Training stopped: {event.message}"
+                        + (f"\nWhat to do: {event.suggestion}" if event.suggestion else "")
+                        + (f"\nKept checkpoint: {event.last_checkpoint}" if event.last_checkpoint else ""))
+        elif isinstance(event, ev.Finished):
+            self.close()
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def cmd_train(args) -> int:
+    from ftstudio.core.config import ConfigError, TrainConfig, preset, validate
+
+    if args.demo:
+        project = ensure_demo_project(Path(args.dir) if args.dir else None)
+        print(f"Demo project: {project.path} ({project.count_examples()} support tickets, 5 categories)")
+    else:
+        if not args.dir:
+            raise CommandError("Say which project to train: ftstudio train DIR (or ftstudio train --demo)")
+        project = _open_project(args.dir)
+
+    resume = bool(args.resume)
+    try:
+        if resume:
+            run = _get_run(project, args.resume)
+            cfg = TrainConfig.load(project.run_dir(run.id) / "config.yaml")
+            run_id = run.id
+        else:
+            cfg = TrainConfig.load(Path(args.config)) if args.config else preset(args.preset)
+            cfg = cfg.with_overrides(args.set or [])
+            run_id = args.run_id
+    except ConfigError as exc:
+        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) from None
+    except FileNotFoundError as exc:
+        raise CommandError(f"{exc.filename}: no such file") from None
+    problems = validate(cfg)
+    if problems:
+        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in problems))
+
+    data = project.prepared_data()
+    if not data.train:
+        raise CommandError(f"{project.path} has no training examples with answers yet; import some with "
+                           f"'ftstudio import {project.path} FILE'")
+    if _world() > 1 and not run_id and not resume:
+        raise CommandError("When launching on several processes, give every process the same --run-id NAME")
+
+    main_process = _rank() == 0
+    if not resume:
+        if main_process:
+            run_id = project.create_run(cfg.to_dict(), run_id=run_id)
+        else:
+            project.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    run_dir = project.run_dir(run_id)
+    if main_process:
+        project.update_run(run_id, status="running")
+        print(f"Run {run_id}: {cfg.method.upper()} on {cfg.model}, {len(data.train)} training and "
+              f"{len(data.eval)} held-out examples")
+
+    stop_requested = {"flag": False}
+
+    def on_interrupt(signum, frame):
+        if stop_requested["flag"]:
+            raise KeyboardInterrupt
+        stop_requested["flag"] = True
+        print("\nStopping after this step and saving a checkpoint (Ctrl+C again to quit at once)…",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    reporter = TerminalReporter() if main_process else (lambda event: None)
+    from ftstudio.engine.training import train
+
+    try:
+        result = train(cfg, data, reporter, lambda: stop_requested["flag"], run_dir=run_dir, resume=resume)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if main_process:
+            reporter.close()
+    if main_process:
+        project.update_run(run_id, status=result.status, steps=result.steps, train_loss=result.train_loss,
+                           eval_loss=result.eval_loss,
+                           message=result.failure.message if result.failure else None)
+        print(f"Run id: {run_id}")
+        if result.adapter_dir:
+            print(f"Adapter: {result.adapter_dir}")
+        if result.status == "stopped":
+            print(f"Stopped at step {result.steps}; continue with: ftstudio train {project.path} --resume {run_id}")
+    return 0 if result.status in ("finished", "stopped") else 1
+
+
+# -- evaluate ---------------------------------------------------------------------------
+
+def cmd_evaluate(args) -> int:
+    from ftstudio.core.config import BUNDLED_MODEL
+    from ftstudio.engine.evaluation import evaluate
+    from ftstudio.engine.inference import Generator
+    from ftstudio.engine.models import ModelError
+
+    project = _open_project(args.dir)
+    data = project.prepared_data()
+    if not data.eval:
+        raise CommandError(f"{project.path} has no held-out examples to evaluate on")
+    run_id = None if args.run == "base" else args.run
+    model_spec = args.model or BUNDLED_MODEL
+    adapter = None
+    if run_id:
+        run = _get_run(project, run_id)
+        model_spec = args.model or run.config.get("model", BUNDLED_MODEL)
+        adapter = project.run_dir(run.id) / "adapter"
+        if not adapter.exists():
+            raise CommandError(f"Run {run.id} has no adapter yet; finish or resume it first")
+    try:
+        generator = Generator(model_spec)
+        if adapter is not None:
+            generator.add_adapter(run_id, adapter)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+    result = evaluate(generator, data.eval, example_ids=data.eval_ids, model=run_id,
+                      max_length=args.max_length)
+    payload = result.to_dict()
+    payload["run"] = run_id or "base"
+    payload["model"] = model_spec
+    try:
+        from ftstudio.core.ratings import store_evaluation
+
+        store_evaluation(project, run_id, model_spec, payload)
+    except ImportError:
+        pass
+    if not args.predictions:
+        payload.pop("predictions", None)
+    print(json.dumps(payload, indent=2, ensure_ascii=False))
+    return 0
+
+
+# -- GUI --------------------------------------------------------------------------------
+
+def cmd_gui(args) -> int:
+    from ftstudio.gui.app import run_app
+
+    path = None
+    if args.demo:
+        path = str(ensure_demo_project().path)
+    elif args.project:
+        path = args.project
+    return run_app(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftstudio", description="FT Studio: fine-tune language models with LoRA "
+                                     "and QLoRA on your own workstation. With no command, opens the app.")
+    parser.add_argument("--version", action="version", version=f"ftstudio {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("open", help="open the app (on a project, or on the demo project with --demo)")
+    p.add_argument("project", nargs="?")
+    p.add_argument("--demo", action="store_true", help="open the demo project (created on first use)")
+    p.set_defaults(func=cmd_gui)
+
+    p = sub.add_parser("new", help="create a project folder")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_new)
+
+    p = sub.add_parser("import", help="import examples from a file into a project")
+    p.add_argument("dir")
+    p.add_argument("file")
+    p.add_argument("--format", default="auto",
+                   choices=["auto", "messages", "alpaca", "sharegpt", "csv", "parquet", "hf-dataset"])
+    p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                   help="for CSV/TSV/Parquet: which column becomes prompt, response, system or label")
+    p.add_argument("--system", help="system prompt for every imported example that has none")
+    p.add_argument("--eval-fraction", type=float, default=None,
+                   help="share of new examples held out for evaluation (default 0.1)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("validate", help="report problems in a project's examples")
+    p.add_argument("dir")
+    p.add_argument("--max-length", type=int, default=None, help="context size in tokens to check lengths against")
+    p.add_argument("--model", default="bundled:SmolLM2-135M-Instruct", help="whose tokenizer counts the tokens")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("train", help="fine-tune on a project (Quick preset on the bundled model by default)")
+    p.add_argument("dir", nargs="?")
+    p.add_argument("--demo", action="store_true", help="create the demo project (if needed) and train on it")
+    p.add_argument("--config", help="a run's config.yaml")
+    p.add_argument("--preset", default="quick", choices=["quick", "balanced", "best"])
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--run-id", help="name the run (needed when launching on several processes)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="held-out loss and exact-match accuracy of a run (or the base model)")
+    p.add_argument("dir")
+    p.add_argument("--run", required=True, help="a run id, or 'base'")
+    p.add_argument("--model", help="base model (default: the run's, or the bundled model)")
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--predictions", action="store_true", help="include every prediction in the output")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export the dataset, a run's adapter, or a merged model")
+    p.add_argument("dir")
+    p.add_argument("--dataset", metavar="OUT.jsonl")
+    p.add_argument("--split", choices=["train", "eval"], help="only this split of the dataset")
+    p.add_argument("--run", metavar="RUN_ID")
+    p.add_argument("--adapter", metavar="OUT")
+    p.add_argument("--merged", metavar="OUT")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("runs", help="list a project's runs")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0] not in parser._subparsers._group_actions[0].choices and not argv[0].startswith("-"):
+        # "ftstudio" and "ftstudio PROJECT_DIR" open the app.
+        argv = ["open", *argv]
+    elif argv and argv[0] == "--demo":
+        argv = ["open", *argv]
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as exc:
+        print(f"ftstudio: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

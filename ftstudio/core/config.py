@@ -1,0 +1,270 @@
+"""The training configuration: one dataclass, its presets, and validate().
+
+Each field carries a plain-language explanation (``help``) and a longer one
+(``detail``) in its metadata, so the Train page can show them beside the field
+and the headless command can print them. ``validate`` returns every problem at
+once, each tied to its field, instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
+
+
+def _f(default, help: str, detail: str = "", advanced: bool = False, **kw):
+    meta = {"help": help, "detail": detail or help, "advanced": advanced}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class TrainConfig:
+    model: str = _f(
+        BUNDLED_MODEL,
+        "Which model to fine-tune.",
+        "The bundled offline model, a local Hugging Face model folder, a model in "
+        "the local Hugging Face cache, or a hub id (downloaded only when you ask).",
+    )
+    method: str = _f(
+        "lora",
+        "LoRA trains small add-on weights; QLoRA also stores the model in 4 bits to save memory.",
+        "QLoRA keeps the frozen model in 4-bit NF4 with double quantisation "
+        "(bitsandbytes): about a quarter of the memory, somewhat slower.",
+    )
+    lora_rank: int = _f(16, "Size of the add-on weights: higher learns more, uses more memory.")
+    lora_alpha: int = _f(32, "Strength of the add-on weights; usually twice the rank.")
+    lora_dropout: float = _f(0.05, "Randomly drops add-on inputs while training, against overfitting.", advanced=True)
+    target_modules: list[str] = _f(
+        ["all-linear"],
+        "Which layers get add-on weights ('all-linear' is every linear layer but the output).",
+        advanced=True,
+    )
+    learning_rate: float = _f(2e-4, "How big each update step is.")
+    warmup_ratio: float = _f(
+        0.05, "Share of the steps over which the learning rate ramps up from zero.", advanced=True
+    )
+    lr_schedule: str = _f("cosine", "How the learning rate falls after warm-up: cosine, linear or constant.", advanced=True)
+    weight_decay: float = _f(0.0, "Pulls weights towards zero; rarely needed for LoRA.", advanced=True)
+    epochs: float = _f(1.0, "How many times to go through the training examples.")
+    max_steps: int = _f(0, "Stop after this many optimiser steps (0: use epochs instead).")
+    batch_tokens: int = _f(
+        2048,
+        "Tokens per batch: examples are packed together up to this budget.",
+        "Examples of different lengths are packed side by side without padding, "
+        "up to this many tokens per forward pass.",
+    )
+    grad_accum: int = _f(1, "Batches added up before each update (a larger effective batch).", advanced=True)
+    max_length: int = _f(512, "Longest example, in tokens (the context size).")
+    overlength: str = _f("drop", "What to do with longer examples: drop or truncate.", advanced=True)
+    train_on: str = _f(
+        "assistant",
+        "Which tokens the model learns from: the assistant's answers only, or the whole conversation.",
+        advanced=True,
+    )
+    gradient_checkpointing: bool = _f(False, "Saves memory by recomputing activations; about 30% slower.", advanced=True)
+    precision: str = _f("auto", "Number format for the frozen weights: auto, bf16 or fp32.", advanced=True)
+    device: str = _f("auto", "Where to train: auto (GPU when there is one), cuda or cpu.", advanced=True)
+    seed: int = _f(42, "Makes a run repeatable: same seed, same data order, same result.")
+    log_every: int = _f(1, "Report training metrics every this many steps.", advanced=True)
+    eval_every: int = _f(50, "Measure the held-out loss every this many steps (0: only at the end).")
+    eval_batches: int = _f(0, "Held-out batches per evaluation (0: all of them).", advanced=True)
+    samples: int = _f(3, "Held-out prompts answered at each evaluation, so you see the model learn.")
+    sample_max_new_tokens: int = _f(48, "Longest sample answer, in tokens.", advanced=True)
+    checkpoint_every: int = _f(100, "Save a checkpoint every this many steps (0: only at the end).", advanced=True)
+    keep_checkpoints: int = _f(2, "How many recent checkpoints to keep on disk.", advanced=True)
+
+    # -- conversion -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError([Problem(k, f"unknown setting '{k}'") for k in sorted(unknown)])
+        return cls(**{k: _coerce(k, v) for k, v in data.items()})
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "config") -> "TrainConfig":
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError([Problem("", f"{source}: not valid YAML ({exc})")]) from None
+        if not isinstance(data, dict):
+            raise ConfigError([Problem("", f"{source}: expected a mapping of setting: value")])
+        return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        from ftstudio.core.fileio import write_text_atomic
+
+        write_text_atomic(Path(path), self.to_yaml())
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"), source=str(path))
+
+    def with_overrides(self, pairs: list[str]) -> "TrainConfig":
+        """Apply ``key=value`` strings (from ``--set``), parsing each value as YAML."""
+        data = self.to_dict()
+        problems = []
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            key = key.strip()
+            if not sep:
+                problems.append(Problem(key, f"'{pair}' is not key=value"))
+                continue
+            if key not in data:
+                problems.append(Problem(key, f"unknown setting '{key}'"))
+                continue
+            value = yaml.safe_load(raw) if raw.strip() else ""
+            if isinstance(data[key], list) and isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            data[key] = _coerce(key, value)
+        if problems:
+            raise ConfigError(problems)
+        return TrainConfig(**data)
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Numbers as YAML 1.1 leaves them ('1e-3' is a string there) become numbers;
+    anything that doesn't convert is left for validate() to name."""
+    kind = _FIELD_TYPES.get(name)
+    if kind in ("float", float) and not isinstance(value, bool):
+        if isinstance(value, int) or isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    if kind in ("int", int) and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def field_help(name: str) -> tuple[str, str, bool]:
+    """(one-line help, longer detail, advanced?) for a TrainConfig field."""
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return f.metadata["help"], f.metadata["detail"], f.metadata["advanced"]
+
+
+# Presets change only what differs from the defaults. Quick is tuned so the
+# bundled model learns the demo task in a few minutes on a 2-core CPU.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": dict(
+        lora_rank=16, lora_alpha=32, lora_dropout=0.0, learning_rate=1e-3, epochs=1.0,
+        batch_tokens=1024, max_length=256, eval_every=25, samples=3, checkpoint_every=50,
+        warmup_ratio=0.05,
+    ),
+    "balanced": dict(
+        lora_rank=16, lora_alpha=32, learning_rate=3e-4, epochs=2.0, batch_tokens=4096,
+        max_length=1024, eval_every=50, checkpoint_every=100,
+    ),
+    "best": dict(
+        lora_rank=64, lora_alpha=128, learning_rate=1e-4, epochs=3.0, batch_tokens=8192,
+        max_length=2048, eval_every=100, checkpoint_every=200, lora_dropout=0.1,
+    ),
+}
+PRESET_TITLES = {"quick": "Quick", "balanced": "Balanced", "best": "Best quality"}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    if name not in PRESETS:
+        raise ConfigError([Problem("preset", f"unknown preset '{name}' (choose {', '.join(PRESETS)})")])
+    return TrainConfig(**{**PRESETS[name], **overrides})
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class ConfigError(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+_CHOICES = {
+    "method": ("lora", "qlora"),
+    "lr_schedule": ("cosine", "linear", "constant"),
+    "overlength": ("drop", "truncate"),
+    "train_on": ("assistant", "all"),
+    "precision": ("auto", "bf16", "fp32"),
+    "device": ("auto", "cuda", "cpu"),
+}
+
+
+def validate(cfg: TrainConfig) -> list[Problem]:
+    """Every problem with ``cfg``, each tied to its field; empty when it can run."""
+    problems: list[Problem] = []
+
+    def need(cond: bool, name: str, message: str) -> None:
+        if not cond:
+            problems.append(Problem(name, message))
+
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        expected = f.type if isinstance(f.type, type) else None
+        if f.type in ("int", int):
+            need(isinstance(value, int) and not isinstance(value, bool), f.name, "must be a whole number")
+        elif f.type in ("float", float):
+            need(isinstance(value, (int, float)) and not isinstance(value, bool), f.name, "must be a number")
+        elif f.type in ("bool", bool):
+            need(isinstance(value, bool), f.name, "must be true or false")
+        elif f.type in ("str", str):
+            need(isinstance(value, str), f.name, "must be text")
+        del expected
+    if problems:
+        return problems  # range checks below assume the right types
+
+    for name, choices in _CHOICES.items():
+        need(getattr(cfg, name) in choices, name, f"must be one of: {', '.join(choices)}")
+    need(bool(cfg.model.strip()), "model", "choose a model")
+    need(1 <= cfg.lora_rank <= 1024, "lora_rank", "must be between 1 and 1024")
+    need(cfg.lora_alpha > 0, "lora_alpha", "must be above 0")
+    need(0.0 <= cfg.lora_dropout < 1.0, "lora_dropout", "must be at least 0 and below 1")
+    need(
+        isinstance(cfg.target_modules, list) and bool(cfg.target_modules)
+        and all(isinstance(m, str) and m for m in cfg.target_modules),
+        "target_modules", "name at least one layer, or 'all-linear'",
+    )
+    need(0 < cfg.learning_rate <= 1.0, "learning_rate", "must be above 0 and at most 1 (typical: 1e-4 to 1e-3)")
+    need(0.0 <= cfg.warmup_ratio < 1.0, "warmup_ratio", "must be at least 0 and below 1")
+    need(cfg.weight_decay >= 0, "weight_decay", "must not be negative")
+    need(cfg.epochs > 0 or cfg.max_steps > 0, "epochs", "must be above 0 (or set max_steps)")
+    need(cfg.max_steps >= 0, "max_steps", "must not be negative")
+    need(cfg.max_length >= 16, "max_length", "must be at least 16 tokens")
+    need(cfg.batch_tokens >= cfg.max_length, "batch_tokens",
+         f"must be at least max_length ({cfg.max_length}) so the longest example fits a batch")
+    need(cfg.grad_accum >= 1, "grad_accum", "must be at least 1")
+    need(cfg.log_every >= 1, "log_every", "must be at least 1")
+    need(cfg.eval_every >= 0, "eval_every", "must not be negative")
+    need(cfg.eval_batches >= 0, "eval_batches", "must not be negative")
+    need(cfg.samples >= 0, "samples", "must not be negative")
+    need(cfg.sample_max_new_tokens >= 1, "sample_max_new_tokens", "must be at least 1")
+    need(cfg.checkpoint_every >= 0, "checkpoint_every", "must not be negative")
+    need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
+    need(not (cfg.method == "qlora" and cfg.precision == "fp32"), "precision",
+         "QLoRA computes in bf16 or auto; choose one of those, or switch to LoRA")
+    return problems

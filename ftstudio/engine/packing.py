@@ -1,0 +1,186 @@
+"""Padding-free batches: variable-length examples packed side by side in one row.
+
+Each micro-batch is one row of at most ``budget`` tokens. Position ids restart
+at 0 for every example; with ``attention_mask=None`` transformers reads the
+example boundaries from them and builds a block-diagonal causal mask, so no
+example attends to another. The label of each example's first token is
+masked, so the last token of one example never learns to predict the start
+of the next.
+
+The order is a seeded shuffle per epoch, so the batch list of an epoch is a
+pure function of (lengths, budget, seed, epoch, world size): a resumed run
+sees exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample
+
+# Batches still open for filling while packing in shuffled order: enough to
+# fill rows well, few enough that the order stays close to the shuffle.
+OPEN_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    input_ids: "torch.Tensor"  # (1, T) long  # noqa: F821
+    position_ids: "torch.Tensor"  # (1, T) long  # noqa: F821
+    labels: "torch.Tensor"  # (1, T) long, Hugging Face convention (not shifted)
+    # Positions t whose next token carries loss, and those next tokens: what
+    # the loss needs, worked out here so the training step never has to ask
+    # the device how many there are.
+    loss_positions: "torch.Tensor"  # (N,) long  # noqa: F821
+    targets: "torch.Tensor"  # (N,) long  # noqa: F821
+    examples: tuple[int, ...]  # indices into the example list
+    lengths: tuple[int, ...]  # token count of each example, in row order
+    num_tokens: int
+    num_loss_tokens: int
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """A shuffle of range(n) fixed by (seed, epoch)."""
+    order = list(range(n))
+    random.Random(f"ftstudio-order:{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def pack(lengths: Sequence[int], budget: int, order: Sequence[int] | None = None) -> list[list[int]]:
+    """Group example indices (taken in ``order``) into batches of at most ``budget`` tokens.
+
+    First fit over the few most recent open batches: rows come out nearly
+    full while the batch order follows the given order.
+    """
+    order = range(len(lengths)) if order is None else order
+    closed: list[list[int]] = []
+    open_batches: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = lengths[i]
+        if n > budget:
+            raise ValueError(f"example {i} has {n} tokens, more than the batch budget of {budget}")
+        for b, free in enumerate(room):
+            if n <= free:
+                open_batches[b].append(i)
+                room[b] -= n
+                break
+        else:
+            open_batches.append([i])
+            room.append(budget - n)
+            if len(open_batches) > OPEN_BATCHES:
+                closed.append(open_batches.pop(0))
+                room.pop(0)
+        # A batch that nothing could still fit into is done.
+        while open_batches and room[0] == 0:
+            closed.append(open_batches.pop(0))
+            room.pop(0)
+    closed.extend(open_batches)
+    return closed
+
+
+def balance(batches: list[list[int]], lengths: Sequence[int], parts: int) -> list[list[int]]:
+    """The batches, split until their count is a multiple of ``parts`` (each process
+    then gets the same number); every example still appears exactly once.
+
+    When no batch can be split any more (fewer examples than processes), the
+    first batches are repeated.
+    """
+    batches = [list(b) for b in batches]
+    if parts <= 1:
+        return batches
+    while len(batches) % parts:
+        splittable = [i for i, b in enumerate(batches) if len(b) > 1]
+        if not splittable:
+            batches.extend(batches[: parts - len(batches) % parts])
+            break
+        i = max(splittable, key=lambda j: (sum(lengths[k] for k in batches[j]), -j))
+        half = len(batches[i]) // 2
+        batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+    return batches
+
+
+def epoch_batches(lengths: Sequence[int], budget: int, seed: int, epoch: int, parts: int = 1) -> list[list[int]]:
+    """The micro-batches of one epoch, in training order."""
+    batches = pack(lengths, budget, epoch_order(len(lengths), seed, epoch))
+    return balance(batches, lengths, parts)
+
+
+def collate(examples: Sequence[EncodedExample], indices: Sequence[int]) -> PackedBatch:
+    """One row holding the examples ``indices``, with restarting position ids and masked boundaries."""
+    import torch
+
+    input_ids: list[int] = []
+    positions: list[int] = []
+    labels: list[int] = []
+    for i in indices:
+        ex = examples[i]
+        input_ids.extend(ex.input_ids)
+        positions.extend(range(len(ex.input_ids)))
+        labels.append(IGNORE_INDEX)  # the first token is never predicted from the previous example
+        labels.extend(ex.labels[1:])
+    loss_positions = [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE_INDEX]
+    targets = [labels[t + 1] for t in loss_positions]
+    return PackedBatch(
+        input_ids=torch.tensor([input_ids], dtype=torch.long),
+        position_ids=torch.tensor([positions], dtype=torch.long),
+        labels=torch.tensor([labels], dtype=torch.long),
+        loss_positions=torch.tensor(loss_positions, dtype=torch.long),
+        targets=torch.tensor(targets, dtype=torch.long),
+        examples=tuple(indices),
+        lengths=tuple(len(examples[i].input_ids) for i in indices),
+        num_tokens=len(input_ids),
+        num_loss_tokens=len(targets),
+    )
+
+
+# -- attention that computes each example on its own ---------------------------------------
+
+SEGMENT_ATTENTION = "ftstudio_segments"
+
+
+def _segment_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                       segments=None, **kwargs):
+    """sdpa over each packed example separately when the row's example lengths are given.
+
+    The block-diagonal mask gives the same result, but costs the full T x T
+    attention of the row (and rules out sdpa's grouped-query path); per
+    example it is the sum of the examples' squares, a fraction of that.
+    Without ``segments`` (evaluation with padding, generation with a cache)
+    this is plain sdpa with the mask transformers built.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1 \
+            or getattr(module, "sliding_window", None):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    outputs = []
+    start = 0
+    for length in segments:
+        end = start + length
+        out, _ = sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
+                                        value[:, :, start:end], None, dropout=dropout, scaling=scaling,
+                                        is_causal=True, **kwargs)
+        outputs.append(out)
+        start = end
+    return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
+
+
+def enable_segment_attention(model) -> bool:
+    """Switch a model that uses sdpa to per-example attention for packed rows; False if it cannot."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(SEGMENT_ATTENTION, _segment_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(SEGMENT_ATTENTION, sdpa_mask)
+    try:
+        model.set_attn_implementation(SEGMENT_ATTENTION)
+    except (ValueError, AttributeError):
+        return False
+    return True

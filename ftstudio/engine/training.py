@@ -1,0 +1,786 @@
+"""The training loop: LoRA/QLoRA on packed batches, with checkpoints, resume,
+evaluation, samples and failures reported as events.
+
+``train()`` is the one entry point. It never raises for expected failures
+(bad config, missing model, no data, NaN loss, out of memory): it emits
+``Failed`` and returns ``TrainResult(status="failed")``.
+
+Speed comes from three things: packed rows (no padding), the output layer
+applied only to the positions that carry loss (most prompt tokens never go
+through the vocabulary-sized matmul), and one host-device sync per
+optimiser step. The same code runs data parallel under ``accelerate launch``
+or ``torchrun``: every process builds the same batch plan and takes its own
+share of each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ftstudio.core.config import TrainConfig, validate
+from ftstudio.core.events import (
+    Checkpoint, EvalMetrics, EventSink, Failed, FanOut, Finished, JsonlSink, Log, Progress, Sample,
+    StepMetrics, event_to_json,
+)
+from ftstudio.core.examples import PreparedData
+from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, epoch_batches, pack
+from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample, encode_conversation, encode_prompt, fit_length
+
+MAX_GRAD_NORM = 1.0
+# Above this many logits (rows x vocabulary) the loss is computed in chunks
+# whose logits are recomputed in the backward pass instead of kept.
+CHUNKED_LOSS_ELEMENTS = 1 << 26
+LOSS_CHUNK_ROWS = 2048
+# Test mode: every process writes a digest of its trained weights into the run folder.
+DIGEST_ENV = "FTSTUDIO_WRITE_WEIGHT_DIGESTS"
+
+
+@dataclass
+class TrainResult:
+    status: str  # "finished" | "stopped" | "failed"
+    steps: int
+    adapter_dir: Path | None
+    last_checkpoint: Path | None
+    train_loss: float | None
+    eval_loss: float | None
+    failure: Failed | None = None
+
+
+class _Abort(Exception):
+    """An expected failure, carrying the Failed event that describes it."""
+
+    def __init__(self, failure: Failed) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+# -- the loss ---------------------------------------------------------------------------
+
+
+def _model_parts(model):
+    """(transformer body, output layer, logit soft-cap or None) of a (PEFT-wrapped) causal LM."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(lm, lm.base_model_prefix)
+    head = lm.get_output_embeddings()
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    return body, head, softcap
+
+
+def _head_loss_sum(head, hidden, targets, softcap):
+    import torch.nn.functional as F
+
+    logits = head(hidden).float()
+    if softcap:
+        logits = softcap * (logits / softcap).tanh()
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+@functools.cache
+def _build_loss_module():
+    import torch
+    from torch import nn
+    from torch.utils.checkpoint import checkpoint
+
+    class _PackedCausalLMLoss(nn.Module):
+        """forward(input_ids, position_ids, labels) -> (sum of token losses, number of loss tokens).
+
+        Runs the transformer body, picks the hidden states whose next token
+        carries loss, and applies the output layer and an fp32 cross-entropy
+        to those rows only. This module is what DDP wraps, so gradients of
+        everything inside it are synchronised.
+        """
+
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, position_ids, labels=None, loss_positions=None, targets=None,
+                    segments=None):
+            body, head, softcap = _model_parts(self.model)
+            extra = {"segments": tuple(segments)} if segments is not None else {}
+            hidden = body(input_ids=input_ids, position_ids=position_ids, attention_mask=None,
+                          use_cache=False, **extra).last_hidden_state
+            hidden = hidden.reshape(-1, hidden.shape[-1])
+            if loss_positions is None:
+                # Shift within each row; the last position of a row predicts nothing.
+                shifted = torch.full_like(labels, IGNORE_INDEX)
+                shifted[:, :-1] = labels[:, 1:]
+                shifted = shifted.reshape(-1)
+                loss_positions = (shifted != IGNORE_INDEX).nonzero().squeeze(-1)
+                targets = shifted.index_select(0, loss_positions)
+            rows = hidden.index_select(0, loss_positions)
+            n = targets.shape[0]
+            vocab = head.weight.shape[0]
+            if n * vocab <= CHUNKED_LOSS_ELEMENTS:
+                return _head_loss_sum(head, rows, targets, softcap), n
+            total = rows.new_zeros((), dtype=torch.float32)
+            for start in range(0, n, LOSS_CHUNK_ROWS):
+                part = slice(start, start + LOSS_CHUNK_ROWS)
+                if torch.is_grad_enabled():
+                    total = total + checkpoint(_head_loss_sum, head, rows[part], targets[part], softcap,
+                                               use_reentrant=False)
+                else:
+                    total = total + _head_loss_sum(head, rows[part], targets[part], softcap)
+            return total, n
+
+    return _PackedCausalLMLoss
+
+
+def packed_loss_module(model):
+    """The loss module around ``model`` (see _PackedCausalLMLoss)."""
+    return _build_loss_module()(model)
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Encoded:
+    examples: list[EncodedExample]
+    source: list[int]  # index of each kept example in the conversation list
+    dropped: int = 0
+    truncated: int = 0
+    no_loss: int = 0
+
+
+def _encode_all(tokenizer, conversations: Sequence[list[dict]], cfg: TrainConfig) -> _Encoded:
+    out = _Encoded([], [])
+    for i, conv in enumerate(conversations):
+        ex = encode_conversation(tokenizer, conv, cfg.train_on)
+        if ex.loss_tokens == 0:
+            out.no_loss += 1
+            continue
+        fitted = fit_length(ex, cfg.max_length, cfg.overlength)
+        if fitted is None:
+            out.dropped += 1
+            continue
+        if fitted.truncated:
+            out.truncated += 1
+        out.examples.append(fitted)
+        out.source.append(i)
+    return out
+
+
+def _describe_encoding(enc: _Encoded, cfg: TrainConfig, split: str) -> list[str]:
+    lines = []
+    if enc.dropped:
+        lines.append(f"Dropped {enc.dropped} {split} example{'s' * (enc.dropped != 1)} longer than "
+                     f"{cfg.max_length} tokens (raise max_length or set overlength to truncate to keep them)")
+    if enc.truncated:
+        lines.append(f"Truncated {enc.truncated} {split} example{'s' * (enc.truncated != 1)} to {cfg.max_length} tokens")
+    if enc.no_loss:
+        lines.append(f"Skipped {enc.no_loss} {split} example{'s' * (enc.no_loss != 1)} with no answer tokens to learn from")
+    return lines
+
+
+@dataclass(frozen=True)
+class _Step:
+    epoch: int
+    index: int  # within the epoch
+    per_epoch: int
+    batches: tuple[tuple[int, ...], ...]  # micro-batch m of process r is batches[m * world + r]
+    tokens: int
+    loss_tokens: int
+
+
+def _plan(examples: list[EncodedExample], cfg: TrainConfig, world: int) -> list[_Step]:
+    """Every optimiser step of the run, in order (same on every process)."""
+    lengths = [len(e.input_ids) for e in examples]
+    # The first token of each example is never a target (see packing.collate).
+    trained = [sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples]
+    per_step = world * cfg.grad_accum
+    steps: list[_Step] = []
+    epoch = 0
+    whole_epochs = math.ceil(cfg.epochs) if cfg.max_steps <= 0 else None
+    while True:
+        if cfg.max_steps > 0 and len(steps) >= cfg.max_steps:
+            break
+        if whole_epochs is not None and epoch >= whole_epochs:
+            break
+        batches = epoch_batches(lengths, cfg.batch_tokens, cfg.seed, epoch, parts=world)
+        count = math.ceil(len(batches) / per_step)
+        if cfg.max_steps <= 0 and epoch == whole_epochs - 1 and cfg.epochs < whole_epochs:
+            count = max(1, round(count * (cfg.epochs - epoch)))
+        for k in range(count):
+            group = tuple(tuple(b) for b in batches[k * per_step : (k + 1) * per_step])
+            steps.append(_Step(epoch, k, count, group, sum(lengths[i] for b in group for i in b),
+                               sum(trained[i] for b in group for i in b)))
+        epoch += 1
+    if cfg.max_steps > 0:
+        steps = steps[: cfg.max_steps]
+    return steps
+
+
+def _fingerprint(examples: list[EncodedExample]) -> str:
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(len(e.input_ids).to_bytes(4, "little"))
+        h.update(bytes(str(e.input_ids[:32]), "ascii"))
+    return h.hexdigest()[:16]
+
+
+# -- schedule ---------------------------------------------------------------------------
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate for optimiser step ``step`` (0-based)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# -- files ------------------------------------------------------------------------------
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith("step-") and (p / "state.json").exists():
+            try:
+                found.append((int(p.name[5:]), p))
+            except ValueError:
+                continue
+    return [p for _, p in sorted(found)]
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target``; an old ``target`` is moved aside first."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fresh_tmp(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def weights_digest(model) -> str:
+    """sha256 of the trainable weights (names and exact bytes)."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    step: int = 0  # optimiser steps done
+    losses: list[float] = field(default_factory=list)  # per step
+    elapsed_before: float = 0.0  # seconds spent in earlier sessions of this run
+    eval_loss: float | None = None
+    last_checkpoint: Path | None = None
+    checkpointed_step: int = -1
+
+
+class _Run:
+    def __init__(self, cfg: TrainConfig, data: PreparedData, emit, should_stop, run_dir: Path,
+                 resume: bool, main: bool) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.emit = emit
+        self.should_stop = should_stop
+        self.run_dir = run_dir
+        self.resume = resume
+        self.main = main
+        self.state = _State()
+        self.adapter_dir: Path | None = None
+
+    # -- setup ----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        import torch
+
+        from ftstudio.engine import device as devmod
+        from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
+
+        cfg = self.cfg
+        problems = validate(cfg)
+        if problems:
+            raise _Abort(Failed("config", "The configuration has problems: " + "; ".join(str(p) for p in problems),
+                                "Fix the settings named above and start again."))
+        try:
+            device = devmod.choose_device(cfg.device)
+        except ValueError as exc:
+            raise _Abort(Failed("config", str(exc), "Set device to auto or cpu.")) from None
+        if cfg.method == "qlora" and device == "cpu":
+            self.emit(Log("QLoRA on the CPU is slow; LoRA needs more memory but trains several times faster here",
+                          "warning"))
+
+        try:
+            model_dir = resolve_model(cfg.model)
+            self.tokenizer = load_tokenizer(model_dir)
+        except ModelError as exc:
+            raise _Abort(Failed("model", str(exc), "Choose another model on the Train page.")) from None
+        self.model_dir = model_dir
+
+        t0 = time.perf_counter()
+        self.train_enc = _encode_all(self.tokenizer, self.data.train, cfg)
+        self.eval_enc = _encode_all(self.tokenizer, self.data.eval, cfg)
+        for line in _describe_encoding(self.train_enc, cfg, "training") + _describe_encoding(self.eval_enc, cfg, "held-out"):
+            self.emit(Log(line, "warning"))
+        if not self.train_enc.examples:
+            why = "there are no training examples" if not self.data.train else \
+                "every training example was dropped (see the messages above)"
+            raise _Abort(Failed("data", f"Nothing to train on: {why}.",
+                                "Add examples with answers, or raise max_length / set overlength to truncate."))
+
+        from accelerate import Accelerator
+
+        self.accelerator = Accelerator(cpu=(device == "cpu"))
+        acc = self.accelerator
+        self.world = acc.num_processes
+        self.rank = acc.process_index
+        self.device = acc.device
+        if self.device.type == "cpu":
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(min(torch.get_num_threads(), devmod.cpu_threads(local)) if local > 1
+                                  else devmod.cpu_threads(1))
+
+        _seed_everything(cfg.seed)
+        from ftstudio.engine.loading import load_for_training, trainable_parameters
+
+        try:
+            self.model = load_for_training(cfg, model_dir, self.device)
+        except (OSError, ValueError) as exc:
+            raise _Abort(Failed("model", f"Could not load the model from {model_dir}: {exc}",
+                                "Check that the folder holds a complete Hugging Face causal language model.")) from None
+        enable_segment_attention(self.model)
+        self.params = trainable_parameters(self.model)
+        self.loss_module = packed_loss_module(self.model)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                           **({"fused": True} if fused else {}))
+        self.steps = _plan(self.train_enc.examples, cfg, self.world)
+        self.total = len(self.steps)
+        warmup = int(round(cfg.warmup_ratio * self.total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, self.total, warmup, cfg.lr_schedule))
+        self.eval_batches = [list(b) for b in pack([len(e.input_ids) for e in self.eval_enc.examples],
+                                                   cfg.batch_tokens)]
+        if cfg.eval_batches:
+            self.eval_batches = self.eval_batches[: cfg.eval_batches]
+        self.fingerprint = _fingerprint(self.train_enc.examples)
+
+        trainable = sum(p.numel() for p in self.params)
+        tokens = sum(len(e.input_ids) for e in self.train_enc.examples)
+        self.emit(Log(
+            f"Training {cfg.method.upper()} (rank {cfg.lora_rank}, {trainable:,} trainable weights) on "
+            f"{len(self.train_enc.examples)} examples ({tokens:,} tokens), {len(self.eval_enc.examples)} held out; "
+            f"{self.total} steps on {_device_words(self.device)}"
+            + (f" x {self.world} processes" if self.world > 1 else "")
+            + f"; prepared in {time.perf_counter() - t0:.1f} s"))
+        if self.resume:
+            self._load_checkpoint()
+        self.wrapped = acc.prepare_model(self.loss_module)
+
+    # -- checkpoints ------------------------------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        found = _checkpoints(self.run_dir)
+        if not found:
+            self.emit(Log("No checkpoint to resume from in this run: starting from the beginning", "warning"))
+            return
+        ckpt = found[-1]
+        meta = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        if meta.get("data") != self.fingerprint or meta.get("total_steps") != self.total:
+            self.emit(Log("The training data or settings changed since this run was stopped: the resumed run "
+                          "will not follow the same order", "warning"))
+        weights = load_file(str(ckpt / "adapter_model.safetensors"), device=str(self.device))
+        set_peft_model_state_dict(self.model, weights)
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
+        rng = torch.load(ckpt / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and rng.get("cuda") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        random.setstate((meta["python_rng"][0], tuple(meta["python_rng"][1]), meta["python_rng"][2]))
+        st = self.state
+        st.step = int(meta["step"])
+        st.losses = [float(x) for x in meta["losses"]]
+        st.elapsed_before = float(meta.get("elapsed_s", 0.0))
+        st.eval_loss = meta.get("eval_loss")
+        st.last_checkpoint = ckpt
+        st.checkpointed_step = st.step
+        self.emit(Log(f"Resuming from step {st.step} of {self.total} ({ckpt.name})"))
+
+    def save_checkpoint(self, elapsed: float) -> None:
+        import torch
+
+        st = self.state
+        if st.checkpointed_step == st.step:
+            return
+        if self.main:
+            folder = self.run_dir / "checkpoints"
+            name = f"step-{st.step}"
+            tmp = _fresh_tmp(folder, name)
+            self.model.save_pretrained(str(tmp), safe_serialization=True)
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+            rng = {"torch": torch.get_rng_state(),
+                   "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+            torch.save(rng, tmp / "rng.pt")
+            where = self.steps[st.step] if st.step < self.total else None
+            py_state = random.getstate()
+            meta = {
+                "step": st.step, "total_steps": self.total,
+                "epoch": where.epoch if where else (self.steps[-1].epoch + 1 if self.steps else 0),
+                "batch_in_epoch": where.index * self.world * self.cfg.grad_accum if where else 0,
+                "losses": st.losses, "eval_loss": st.eval_loss, "elapsed_s": elapsed,
+                "data": self.fingerprint, "world_size": self.world, "seed": self.cfg.seed,
+                "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+            }
+            (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
+            _replace_dir(tmp, folder / name)
+            for old in _checkpoints(self.run_dir)[: -self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+            st.last_checkpoint = folder / name
+            self.emit(Checkpoint(st.step, str(folder / name)))
+        else:
+            st.last_checkpoint = self.run_dir / "checkpoints" / f"step-{st.step}"
+        st.checkpointed_step = st.step
+
+    def save_adapter(self) -> None:
+        if self.main:
+            tmp = _fresh_tmp(self.run_dir, "adapter")
+            self.model.save_pretrained(str(tmp), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(tmp))
+            _replace_dir(tmp, self.run_dir / "adapter")
+        self.adapter_dir = self.run_dir / "adapter"
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self) -> float | None:
+        import torch
+
+        if not self.eval_batches:
+            return None
+        module = self.loss_module
+        self.model.eval()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.float64, device=self.device)
+        try:
+            with torch.no_grad():
+                for idx in self.eval_batches[self.rank :: self.world]:
+                    batch = collate(self.eval_enc.examples, idx)
+                    loss_sum, n = module(**_inputs(batch, self.device))
+                    total += loss_sum.double()
+                    count += n
+            if self.world > 1:
+                total = self.accelerator.reduce(total, "sum")
+                count = self.accelerator.reduce(count, "sum")
+        finally:
+            self.model.train()
+        n = float(count.item())
+        loss = float(total.item()) / n if n else None
+        self.state.eval_loss = loss
+        if loss is not None:
+            self.emit(EvalMetrics(self.state.step, loss, int(n)))
+        return loss
+
+    def samples(self) -> None:
+        import torch
+
+        if not self.main or self.cfg.samples <= 0 or not self.eval_enc.examples:
+            return
+        tok = self.tokenizer
+        self.model.eval()
+        try:
+            for i in self.eval_enc.source[: self.cfg.samples]:
+                conv = self.data.eval[i]
+                prompt_ids = encode_prompt(tok, conv)
+                ids = torch.tensor([prompt_ids], device=self.device)
+                with torch.no_grad():
+                    out = self.model.generate(
+                        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.cfg.sample_max_new_tokens,
+                        do_sample=False, use_cache=True, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, top_p=None, top_k=None, temperature=None)
+                answer = tok.decode(out[0, len(prompt_ids):], skip_special_tokens=True).strip()
+                user = next((m.get("content") for m in reversed(conv) if m.get("role") == "user"), "") or ""
+                reference = next((m.get("content") for m in reversed(conv) if m.get("role") == "assistant"), None)
+                self.emit(Sample(self.state.step, str(user), answer, reference))
+        finally:
+            self.model.train()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def stop_requested(self) -> bool:
+        flag = bool(self.should_stop()) if self.main or self.world == 1 else False
+        if self.world > 1:
+            import torch
+
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+            flag = bool(self.accelerator.reduce(t, "sum").item() > 0)
+        return flag
+
+    def loop(self) -> str:
+        import torch
+
+        from ftstudio.engine.device import gpu_utilisation, memory_snapshot
+
+        cfg, st, acc = self.cfg, self.state, self.accelerator
+        self.model.train()
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+        start_step = st.step
+        t_start = time.perf_counter()
+        window_t = t_start
+        window_tokens = 0
+        window_loss = 0.0
+        window_loss_tokens = 0
+        status = "finished"
+        while st.step < self.total:
+            if self.stop_requested():
+                status = "stopped"
+                break
+            plan = self.steps[st.step]
+            torch.manual_seed(_step_seed(cfg.seed, st.step, self.rank))
+            local = plan.batches[self.rank :: self.world]
+            # DDP averages gradients over processes; scaling by world / global
+            # loss tokens makes the result the token-weighted mean of the step.
+            scale = self.world / max(1, plan.loss_tokens)
+            loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
+            for m, idx in enumerate(local):
+                batch = collate(self.train_enc.examples, idx)
+                sync = m == len(local) - 1
+                with (contextlib.nullcontext() if sync else acc.no_sync(self.wrapped)):
+                    loss_sum, _ = self.wrapped(**_inputs(batch, self.device))
+                    (loss_sum * scale).backward()
+                loss_acc += loss_sum.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            if self.world > 1:
+                loss_acc = acc.reduce(loss_acc, "sum")
+            # The one sync per step: the loss and gradient norm decide whether
+            # this update may be applied at all.
+            loss_total, norm = torch.stack([loss_acc.float(), grad_norm.float().to(loss_acc.device)]).tolist()
+            loss = loss_total / max(1, plan.loss_tokens)
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                self.optimizer.zero_grad(set_to_none=True)
+                what = "loss" if not math.isfinite(loss) else "gradient"
+                raise _Abort(Failed(
+                    "nan",
+                    f"Training broke down at step {st.step + 1}: the {what} became "
+                    f"{'not a number' if math.isnan(loss if what == 'loss' else norm) else 'infinite'}. "
+                    "The model stopped learning anything useful, so no update from this step was kept.",
+                    "Lower the learning rate (for example to a third of it), or check the examples "
+                    "around this point for unusual content; then start again or resume from the last checkpoint.",
+                    str(st.last_checkpoint) if st.last_checkpoint else None))
+            lr = self.scheduler.get_last_lr()[0]
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            st.step += 1
+            st.losses.append(loss)
+            window_tokens += plan.tokens
+            window_loss += loss_total
+            window_loss_tokens += plan.loss_tokens
+
+            now = time.perf_counter()
+            done = st.step - start_step
+            eta = (now - t_start) / done * (self.total - st.step)
+            self.emit(Progress(st.step, self.total, plan.epoch + (plan.index + 1) / plan.per_epoch,
+                               st.elapsed_before + now - t_start, eta))
+            if st.step % cfg.log_every == 0 or st.step == self.total:
+                mem = memory_snapshot(self.device) if cuda else {"allocated": 0, "reserved": 0, "peak": 0, "total": 0}
+                self.emit(StepMetrics(
+                    st.step, window_loss / max(1, window_loss_tokens), lr, norm,
+                    window_tokens / max(1e-9, now - window_t), mem["allocated"], mem["reserved"], mem["peak"],
+                    mem["total"], gpu_utilisation() if cuda else None, plan.tokens))
+                window_t, window_tokens, window_loss, window_loss_tokens = now, 0, 0.0, 0
+            last = st.step == self.total
+            if (cfg.eval_every and st.step % cfg.eval_every == 0) and not last:
+                self.evaluate()
+                self.samples()
+                window_t = time.perf_counter()  # evaluation time is not training time
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and not last:
+                self.save_checkpoint(st.elapsed_before + time.perf_counter() - t_start)
+                window_t = time.perf_counter()
+        self.elapsed = st.elapsed_before + time.perf_counter() - t_start
+        if status == "finished":
+            self.evaluate()
+            self.samples()
+        self.save_checkpoint(self.elapsed)
+        self.save_adapter()
+        return status
+
+    def train_loss(self) -> float | None:
+        recent = self.state.losses[-10:]
+        return sum(recent) / len(recent) if recent else None
+
+
+def _inputs(batch: PackedBatch, device) -> dict:
+    nb = device.type == "cuda"
+    return {
+        "input_ids": batch.input_ids.to(device, non_blocking=nb),
+        "position_ids": batch.position_ids.to(device, non_blocking=nb),
+        "loss_positions": batch.loss_positions.to(device, non_blocking=nb),
+        "targets": batch.targets.to(device, non_blocking=nb),
+        "segments": batch.lengths,
+    }
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:
+        pass
+    torch.manual_seed(seed)
+
+
+def _device_words(device) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    import torch
+
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError))
+
+
+def _oom_failure(cfg: TrainConfig, last_checkpoint: Path | None) -> Failed:
+    tips = [f"lower batch_tokens (now {cfg.batch_tokens})", f"lower max_length (now {cfg.max_length})"]
+    if not cfg.gradient_checkpointing:
+        tips.append("turn on gradient checkpointing")
+    if cfg.method == "lora":
+        tips.append("switch to QLoRA")
+    return Failed("oom", "The run ran out of memory: the model and a batch did not fit on the device.",
+                  "Try: " + "; ".join(tips) + ". Then start again" + (" or resume." if last_checkpoint else "."),
+                  str(last_checkpoint) if last_checkpoint else None)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Callable[[], bool], *,
+          run_dir: Path, resume: bool = False) -> TrainResult:
+    """Fine-tune ``cfg.model`` on ``data``, writing everything into ``run_dir``; see the module doc."""
+    run_dir = Path(run_dir)
+    main = int(os.environ.get("RANK", "0")) == 0
+    closers = []
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = JsonlSink(run_dir / "metrics.jsonl")
+        samples_file = open(run_dir / "samples.jsonl", "a", encoding="utf-8")
+        closers = [metrics.close, samples_file.close]
+
+        def samples_sink(event) -> None:
+            if isinstance(event, Sample):
+                samples_file.write(event_to_json(event) + "\n")
+                samples_file.flush()
+
+        emit = FanOut([metrics, samples_sink, sink])
+        try:
+            cfg.save(run_dir / "config.yaml")
+        except Exception as exc:  # a config that cannot even be written is reported by validate below
+            emit(Log(f"Could not write config.yaml: {exc}", "warning"))
+    else:
+        def emit(event) -> None:
+            return None
+
+    run = _Run(cfg, data, emit, should_stop, run_dir, resume, main)
+    failure: Failed | None = None
+    status = "failed"
+    try:
+        run.setup()
+        status = run.loop()
+    except _Abort as exc:
+        failure = exc.failure
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an event, never a crash
+        last = run.state.last_checkpoint
+        if _is_oom(exc):
+            failure = _oom_failure(cfg, last)
+        else:
+            emit(Log("".join(traceback.format_exception(exc)), "error"))
+            failure = Failed("internal", f"Training stopped on an unexpected error: {type(exc).__name__}: {exc}",
+                             "The details are in the run's log; please report them.",
+                             str(last) if last else None)
+        del exc
+    if failure is not None:
+        # Drop every tensor the run holds before reporting, so a caller that
+        # starts another run (after out of memory, say) gets the memory back.
+        for name in ("wrapped", "loss_module", "optimizer", "scheduler", "model", "params"):
+            if hasattr(run, name):
+                delattr(run, name)
+        _free_memory()
+        emit(failure)
+        result = TrainResult("failed", run.state.step, None, run.state.last_checkpoint,
+                             run.train_loss(), run.state.eval_loss, failure)
+    else:
+        if os.environ.get(DIGEST_ENV):
+            (run_dir / f"weights-rank{run.rank}.sha256").write_text(weights_digest(run.model))
+        emit(Finished(run.state.step, str(run.adapter_dir), run.train_loss(), run.state.eval_loss,
+                      stopped_early=(status == "stopped")))
+        result = TrainResult(status, run.state.step, run.adapter_dir, run.state.last_checkpoint,
+                             run.train_loss(), run.state.eval_loss, None)
+        if run.world > 1:
+            run.accelerator.wait_for_everyone()
+    for close in closers:
+        close()
+    return result

@@ -1,0 +1,82 @@
+"""What the Compare page runs on its worker thread.
+
+Each function takes the usual ``report`` and ``interrupted`` of TaskThread,
+imports the engine only when it runs (so the GUI starts without torch), and
+reports plain tuples; the page stores and shows them on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ftstudio.engine.comparison import ComparisonEngine, ModelRef, PromptItem
+
+
+def _sampling(settings: dict[str, Any]):
+    from ftstudio.engine.inference import SamplingSettings
+
+    return SamplingSettings(**settings)
+
+
+def compare_job(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Sequence[PromptItem],
+                settings: dict[str, Any], *, report, interrupted) -> int:
+    """Every prompt through every model, streamed: ("piece"|"output", prompt index, model key, text)."""
+    from ftstudio.engine.comparison import run_prompts
+
+    report(("loading", None, None, ""))
+    engine.ensure(refs)
+    report(("loaded", None, None, ""))
+    done = run_prompts(
+        engine, refs, prompts, _sampling(settings),
+        on_piece=lambda i, key, text: report(("piece", i, key, text)),
+        on_output=lambda i, key, text: report(("output", i, key, text)),
+        should_stop=interrupted,
+    )
+    return sum(len(a) for a in done)
+
+
+def answers_job(engine: ComparisonEngine, wanted: Sequence[tuple[int, ModelRef]], prompts: Sequence[PromptItem],
+                settings: dict[str, Any], *, report, interrupted) -> int:
+    """The missing answers of a blind round, not streamed: ("output", prompt index, model key, text)."""
+    engine.ensure(list({ref.key: ref for _i, ref in wanted}.values()))
+    sampling = _sampling(settings)
+    n = 0
+    for i, ref in wanted:
+        if interrupted():
+            break
+        text = engine.generate(ref, prompts[i].messages, sampling, should_stop=interrupted)
+        if interrupted():
+            break
+        report(("output", i, ref.key, text))
+        n += 1
+    return n
+
+
+def evaluate_job(engine: ComparisonEngine, refs: Sequence[ModelRef], conversations: list[list[dict]],
+                 example_ids: list[int], max_length: int, exact_match: bool | None, *, report, interrupted) -> int:
+    """Held-out loss, perplexity and exact match per model: ("result", model key, results dict)."""
+    n = 0
+    for ref in refs:
+        if interrupted():
+            break
+        report(("started", ref.key, None))
+        result = engine.evaluate(ref, conversations, example_ids=example_ids, max_length=max_length,
+                                 exact_match=exact_match)
+        if interrupted():
+            break
+        report(("result", ref.key, result.to_dict()))
+        n += 1
+    return n
+
+
+def chat_job(engine: ComparisonEngine, ref: ModelRef, messages: list[dict], settings: dict[str, Any], *,
+             report, interrupted) -> str:
+    """One assistant turn, streamed as ("piece", text)."""
+    return engine.generate(ref, messages, _sampling(settings), on_token=lambda text: report(("piece", text)),
+                           should_stop=interrupted)
+
+
+def check_folder_job(folder: str, *, report, interrupted) -> str | None:
+    from ftstudio.engine.comparison import adapter_problem
+
+    return adapter_problem(folder)

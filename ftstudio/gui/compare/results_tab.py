@@ -1,0 +1,171 @@
+"""What the blind votes say: a ranking of all compared models and, for each
+pair, wins, ties and losses with 95% confidence intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget, QTableWidgetItem,
+    QVBoxLayout, QWidget,
+)
+
+from ftstudio.core import ratings
+
+RANK_COLUMNS = ["#", "Model", "Score", "Votes", "Held-out exact match", "Held-out loss"]
+PAIR_COLUMNS = ["Model A", "Model B", "A better", "Tie", "B better", "of which both bad",
+                "A preferred when one was (95% CI)", "Votes"]
+PRIOR = 1.0
+
+
+def _item(text: str, align_right: bool = False, tooltip: str = "") -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    if align_right:
+        item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    if tooltip:
+        item.setToolTip(tooltip)
+    return item
+
+
+def _table(columns: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(columns))
+    table.setHorizontalHeaderLabels(columns)
+    table.verticalHeader().hide()
+    table.setAlternatingRowColors(True)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+class ResultsTab(QWidget):
+    def __init__(self, context, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 12)
+        layout.setSpacing(8)
+
+        top = QHBoxLayout()
+        title = QLabel("Ranking")
+        title.setObjectName("SectionTitle")
+        self.summary = QLabel()
+        self.summary.setObjectName("Hint")
+        self.export_button = QPushButton("Export preference data…")
+        self.export_button.setToolTip("Each pick as a chosen/rejected pair in JSONL, the form TRL's DPO trainer reads.")
+        top.addWidget(title)
+        top.addSpacing(10)
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.export_button)
+        layout.addLayout(top)
+
+        self.ranking_table = _table(RANK_COLUMNS)
+        layout.addWidget(self.ranking_table, 2)
+        note = QLabel(
+            "Score: the chance of being preferred over a model of average strength (Bradley-Terry, "
+            "ties count half for each side, one virtual tie per pair keeps scores finite).")
+        note.setObjectName("Hint")
+        note.setWordWrap(True)
+        layout.addWidget(note)
+
+        pairs_title = QLabel("Head to head")
+        pairs_title.setObjectName("SectionTitle")
+        layout.addWidget(pairs_title)
+        self.pair_table = _table(PAIR_COLUMNS)
+        layout.addWidget(self.pair_table, 3)
+        note2 = QLabel(
+            "Counts are votes. A vote among three or more answers counts for every pair it decides. "
+            "Intervals are 95% Wilson score intervals; a wide interval means more votes are needed.")
+        note2.setObjectName("Hint")
+        note2.setWordWrap(True)
+        layout.addWidget(note2)
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+
+        self.export_button.clicked.connect(self._export_clicked)
+        self.refresh()
+
+    def refresh(self) -> None:
+        vote_list = ratings.votes(self.context.project)
+        records = ratings.pair_records(vote_list)
+        ranking = ratings.bradley_terry(records, prior=PRIOR)
+        evals = ratings.latest_evaluations(self.context.project)
+        voters = {v.voter for v in vote_list}
+        self.summary.setText(f"{len(vote_list)} vote{'s' if len(vote_list) != 1 else ''} from "
+                             f"{len(voters)} voter{'s' if len(voters) != 1 else ''}" if vote_list
+                             else "No votes yet: rate answers in the Blind tab.")
+        self.export_button.setEnabled(any(v.verdict == "pick" for v in vote_list))
+
+        self.ranking_table.setRowCount(len(ranking.models))
+        for row, model in enumerate(ranking.models):
+            ev = evals.get(model)
+            em = ev.results.get("exact_match") if ev else None
+            loss = ev.results.get("loss") if ev else None
+            cells = [
+                _item(str(row + 1), True),
+                _item(ratings.model_label(model), tooltip=model),
+                _item(f"{ranking.score(model):.0%}", True),
+                _item(str(ranking.comparisons.get(model, 0)), True),
+                _item("—" if em is None else f"{em:.1%}", True),
+                _item("—" if loss is None else f"{loss:.3f}", True),
+            ]
+            for col, item in enumerate(cells):
+                self.ranking_table.setItem(row, col, item)
+
+        # Pairs, the better-ranked model first so each row reads "A against B".
+        order = {m: i for i, m in enumerate(ranking.models)}
+        rows = []
+        for rec in records.values():
+            if order.get(rec.b, 0) < order.get(rec.a, 0):
+                rec = rec.flipped()
+            rows.append(rec)
+        rows.sort(key=lambda r: (order.get(r.a, 0), order.get(r.b, 0)))
+        self.pair_table.setRowCount(len(rows))
+        for row, rec in enumerate(rows):
+            lo, hi = rec.decisive_interval()
+            rate = rec.decisive_win_rate
+            rate_text = "—" if rate is None else f"{rate:.0%}  ({lo:.0%} – {hi:.0%})"
+
+            def share(what: str, count: int) -> QTableWidgetItem:
+                a, b = rec.interval(what)
+                return _item(str(count), True, f"{rec.share(what):.0%} of votes (95% CI {a:.0%} – {b:.0%})")
+
+            cells = [
+                _item(ratings.model_label(rec.a), tooltip=rec.a),
+                _item(ratings.model_label(rec.b), tooltip=rec.b),
+                share("win", rec.wins), share("tie", rec.ties), share("loss", rec.losses),
+                _item(str(rec.both_bad), True),
+                _item(rate_text, True),
+                _item(str(rec.n), True),
+            ]
+            for col, item in enumerate(cells):
+                item.setData(Qt.ItemDataRole.UserRole, (rec.a, rec.b))
+                self.pair_table.setItem(row, col, item)
+
+    def pair_row(self, a: str, b: str) -> dict[str, str] | None:
+        """The cells of the row for ``a`` against ``b`` by column name (for checks and tests)."""
+        for row in range(self.pair_table.rowCount()):
+            if self.pair_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == (a, b):
+                return {c: self.pair_table.item(row, i).text() for i, c in enumerate(PAIR_COLUMNS)}
+        return None
+
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export preference data",
+                                              str(self.context.project.path / "preferences.jsonl"),
+                                              "JSON Lines (*.jsonl)")
+        if path:
+            self.export_to(Path(path))
+
+    def export_to(self, path: Path) -> int:
+        try:
+            n = ratings.export_preferences(self.context.project, path)
+        except OSError as exc:
+            self.message.setText(f"Could not write {path}: {exc.strerror or exc}. Choose another folder.")
+            return 0
+        self.message.setText(f"Wrote {n} preference pair{'s' if n != 1 else ''} to {path}.")
+        self.context.status_message.emit(f"Exported {n} preference pairs")
+        return n

@@ -1,0 +1,348 @@
+"""Import a data file: choose it, see what it holds and how its columns map,
+see every problem with its line, then import all of it or nothing.
+
+Files are read and imported on worker threads (each with its own database
+connection), so a large file never freezes the window.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+    QListWidget, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWizard, QWizardPage,
+)
+
+from ftstudio.core.formats import FORMATS, JSON_TABLE, MAPPABLE_FIELDS, DatasetPreview, import_dataset, read_dataset
+from ftstudio.core.project import Project, default_actor
+from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.workers import TaskThread
+
+DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".tab", ".parquet")
+FILE_FILTER = "Data files (*.jsonl *.json *.ndjson *.csv *.tsv *.parquet);;All files (*)"
+FORMAT_NAMES = {
+    "auto": "Detect from the file", "messages": "OpenAI / TRL messages", "alpaca": "Alpaca (instruction, output)",
+    "sharegpt": "ShareGPT (conversations)", "csv": "CSV / TSV table", "parquet": "Parquet table",
+    "hf-dataset": "Folder saved by datasets", JSON_TABLE: "JSON records as a table",
+}
+NO_COLUMN = "(not used)"
+FIELD_HELP = {
+    "prompt": "What the user asks (required)",
+    "response": "The answer the model should learn",
+    "system": "System prompt for each example",
+    "label": "A category, for labelled tasks",
+}
+CELL_CHARS = 120
+
+
+def is_importable(path: str | Path) -> bool:
+    """A data file by its name, or a folder saved by ``datasets``."""
+    path = Path(path)
+    if path.is_dir():
+        return (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists() \
+            or (path / "state.json").exists()
+    return path.suffix.lower() in DATA_SUFFIXES
+
+
+def _read(path: str, fmt: str, column_map: dict | None, system: str | None, report, interrupted) -> DatasetPreview:
+    return read_dataset(path, format=fmt, column_map=column_map, system=system)
+
+
+def _import(project_path: str, path: str, fmt: str, column_map: dict | None, system: str | None,
+            eval_fraction: float, actor: str, report, interrupted) -> DatasetPreview:
+    project = Project.open(project_path)
+    try:
+        return import_dataset(project, path, format=fmt, column_map=column_map, system=system,
+                              eval_fraction=eval_fraction, actor=actor)
+    finally:
+        project.close()
+
+
+class FilePage(QWizardPage):
+    def __init__(self, wizard: "ImportWizard") -> None:
+        super().__init__(wizard)
+        self.setTitle("Choose a file")
+        self.setSubTitle("JSONL or JSON (messages, Alpaca, ShareGPT), CSV or TSV, Parquet, "
+                         "or a folder saved by the datasets library.")
+        form = QFormLayout(self)
+        form.setVerticalSpacing(10)
+        row = QHBoxLayout()
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("Path to a data file or datasets folder")
+        self.path.textChanged.connect(self.completeChanged)
+        browse = QPushButton("Browse\u2026")
+        browse.clicked.connect(self._browse)
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        form.addRow("File", row)
+        self.format = QComboBox()
+        for fmt in (*FORMATS, JSON_TABLE):
+            self.format.addItem(FORMAT_NAMES.get(fmt, fmt), fmt)
+        form.addRow("Format", self.format)
+        self.system = QLineEdit()
+        self.system.setPlaceholderText("Optional: given to examples that have none")
+        form.addRow("System prompt", self.system)
+        self.eval_fraction = QDoubleSpinBox()
+        self.eval_fraction.setRange(0, 50)
+        self.eval_fraction.setSuffix(" %")
+        self.eval_fraction.setDecimals(0)
+        self.eval_fraction.setToolTip("The share of new examples held out to measure the model, per label. "
+                                      "Examples already in the project never move.")
+        form.addRow("Hold out for evaluation", self.eval_fraction)
+
+    def _browse(self) -> None:
+        start = str(Path(self.path.text()).parent) if self.path.text() else ""
+        name, _ = QFileDialog.getOpenFileName(self, "Import data", start, FILE_FILTER)
+        if name:
+            self.path.setText(name)
+
+    def isComplete(self) -> bool:
+        text = self.path.text().strip()
+        return bool(text) and Path(text).exists()
+
+
+class PreviewPage(QWizardPage):
+    def __init__(self, wizard: "ImportWizard") -> None:
+        super().__init__(wizard)
+        self._wizard = wizard
+        self.setTitle("Check what comes in")
+        self.setSubTitle("The first rows of the file, how they become examples, and any problems.")
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Import")
+        layout = QVBoxLayout(self)
+        layout.setSpacing(8)
+        self.description = QLabel("Reading\u2026")
+        self.description.setWordWrap(True)
+        self.description.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.description)
+        self.rows = QTableWidget()
+        self.rows.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.rows.verticalHeader().setDefaultSectionSize(24)
+        self.rows.horizontalHeader().setStretchLastSection(True)
+        self.rows.setWordWrap(False)
+        layout.addWidget(self.rows, 3)
+
+        self.mapping = QGroupBox("Columns")
+        grid = QFormLayout(self.mapping)
+        self.combos: dict[str, QComboBox] = {}
+        for fld in MAPPABLE_FIELDS:
+            combo = QComboBox()
+            combo.setToolTip(FIELD_HELP[fld])
+            combo.currentIndexChanged.connect(self._mapping_changed)
+            self.combos[fld] = combo
+            grid.addRow(f"{fld.capitalize()}  ({FIELD_HELP[fld].lower()})", combo)
+        layout.addWidget(self.mapping)
+        self.mapping.hide()
+
+        self.count = QLabel()
+        self.count.setObjectName("SectionTitle")
+        layout.addWidget(self.count)
+        self.problems = QListWidget()
+        self.problems.setWordWrap(True)
+        layout.addWidget(self.problems, 1)
+        self.problems.hide()
+        self._filling = False
+
+    def initializePage(self) -> None:
+        self._wizard.read(None)
+
+    def isComplete(self) -> bool:
+        p = self._wizard.preview
+        return p is not None and p.ok and bool(p.examples) and not self._wizard.busy
+
+    def column_map(self) -> dict[str, str]:
+        return {f: c.currentText() for f, c in self.combos.items() if c.currentText() and c.currentText() != NO_COLUMN}
+
+    @Slot()
+    def _mapping_changed(self) -> None:
+        if not self._filling:
+            self._wizard.schedule_read()
+
+    def show_reading(self) -> None:
+        self.description.setText("Reading\u2026")
+        self.count.setText("")
+        self.completeChanged.emit()
+
+    def show_preview(self, p: DatasetPreview) -> None:
+        self.description.setText(p.description[:1].upper() + p.description[1:])
+        columns = list(p.columns) or sorted({k for r in p.first_rows for k in r})
+        self.rows.clear()
+        self.rows.setColumnCount(len(columns))
+        self.rows.setRowCount(len(p.first_rows))
+        self.rows.setHorizontalHeaderLabels(columns)
+        for r, record in enumerate(p.first_rows):
+            for c, name in enumerate(columns):
+                value = record.get(name, "")
+                if value is None:
+                    value = ""
+                elif not isinstance(value, str):
+                    value = json.dumps(value, ensure_ascii=False)
+                text = " ".join(value.split())
+                item = QTableWidgetItem(text[:CELL_CHARS] + ("\u2026" if len(text) > CELL_CHARS else ""))
+                item.setToolTip(str(value)[:2000])
+                self.rows.setItem(r, c, item)
+        header = self.rows.horizontalHeader()
+        for c in range(len(columns)):
+            header.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(c, 180 if len(columns) > 2 else 320)
+
+        table = p.needs_column_map or bool(p.column_map)
+        self.mapping.setVisible(table)
+        if table:
+            self._filling = True
+            try:
+                for fld, combo in self.combos.items():
+                    combo.clear()
+                    combo.addItem(NO_COLUMN)
+                    combo.addItems(columns)
+                    combo.setCurrentText(p.column_map.get(fld, NO_COLUMN))
+            finally:
+                self._filling = False
+
+        n = len(p.examples)
+        if p.ok and n:
+            self.count.setText(f"{n:,} example{'s' if n != 1 else ''} will be imported.")
+        elif p.problem_count:
+            self.count.setText(f"{p.problem_count:,} problem{'s' if p.problem_count != 1 else ''} to fix first: "
+                               "nothing is imported while there are problems.")
+        else:
+            self.count.setText("The file holds no examples.")
+        self.problems.clear()
+        for prob in p.problems:
+            self.problems.addItem(f"{prob.location()}: {prob.message}")
+        if p.problem_count > len(p.problems):
+            self.problems.addItem(f"\u2026 and {p.problem_count - len(p.problems):,} more")
+        self.problems.setVisible(bool(p.problems))
+        self.completeChanged.emit()
+
+
+class ImportWizard(QWizard):
+    """``ImportWizard(context, path=None, parent=None)``; emits ``imported(count)`` after a successful import."""
+
+    imported = Signal(int)
+
+    def __init__(self, context: ProjectContext, path: str | Path | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self._context = context
+        self.preview: DatasetPreview | None = None
+        self._reader: TaskThread | None = None
+        self._importer: TaskThread | None = None
+        self._read_again = False
+        self._column_map: dict | None = None
+        self.setWindowTitle("Import data")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setOption(QWizard.WizardOption.HaveHelpButton, False)
+        self.resize(860, 640)
+        self.file_page = FilePage(self)
+        self.preview_page = PreviewPage(self)
+        self.addPage(self.file_page)
+        self.addPage(self.preview_page)
+        fraction = context.project.setting("eval_fraction")
+        self.file_page.eval_fraction.setValue(round(float(fraction if fraction is not None else 0.1) * 100))
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(250)
+        self._debounce.timeout.connect(lambda: self.read(self.preview_page.column_map() or None))
+        if path:
+            self.file_page.path.setText(str(path))
+
+    @property
+    def busy(self) -> bool:
+        return self._reader is not None or self._importer is not None
+
+    # -- reading --------------------------------------------------------------------
+
+    def _args(self) -> tuple[str, str, str | None]:
+        return (self.file_page.path.text().strip(), self.file_page.format.currentData(),
+                self.file_page.system.text().strip() or None)
+
+    def schedule_read(self) -> None:
+        self._debounce.start()
+
+    def read(self, column_map: dict | None) -> None:
+        if self._reader is not None:  # read again with the newest choices when this one ends
+            self._read_again = True
+            return
+        path, fmt, system = self._args()
+        self._column_map = column_map
+        self.preview_page.show_reading()
+        self._reader = TaskThread(_read, path, fmt, column_map, system, parent=self)
+        self._reader.succeeded.connect(self._read_done)
+        self._reader.failed.connect(self._read_failed)
+        self._reader.start()
+
+    def _reader_finished(self) -> None:
+        self._reader.wait()
+        self._reader.deleteLater()
+        self._reader = None
+        if self._read_again:
+            self._read_again = False
+            self.read(self.preview_page.column_map() or None)
+
+    @Slot(object)
+    def _read_done(self, preview: DatasetPreview) -> None:
+        self.preview = preview
+        self._reader_finished()
+        self.preview_page.show_preview(preview)
+
+    @Slot(str, str)
+    def _read_failed(self, message: str, trace: str) -> None:
+        self.preview = None
+        self._reader_finished()
+        self.preview_page.description.setText(f"The file could not be read: {message}")
+        self.preview_page.completeChanged.emit()
+
+    # -- importing ------------------------------------------------------------------
+
+    def accept(self) -> None:
+        if self.busy or self.preview is None or not self.preview.ok:
+            return
+        path, fmt, system = self._args()
+        actor = self._context.actor or default_actor()
+        fraction = self.file_page.eval_fraction.value() / 100
+        self.preview_page.count.setText("Importing\u2026")
+        self._importer = TaskThread(_import, str(self._context.project.path), path, fmt, self._column_map,
+                                    system, fraction, actor, parent=self)
+        self._importer.succeeded.connect(self._import_done)
+        self._importer.failed.connect(self._import_failed)
+        self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
+        self._importer.start()
+
+    def _importer_finished(self) -> None:
+        self._importer.wait()
+        self._importer.deleteLater()
+        self._importer = None
+
+    @Slot(object)
+    def _import_done(self, preview: DatasetPreview) -> None:
+        self._importer_finished()
+        n = len(preview.examples)
+        self._context.examples_changed.emit([])
+        self._context.status_message.emit(f"Imported {n:,} example{'s' if n != 1 else ''} from "
+                                          f"{Path(preview.path).name}")
+        self.imported.emit(n)
+        super().accept()
+
+    @Slot(str, str)
+    def _import_failed(self, message: str, trace: str) -> None:
+        self._importer_finished()
+        self.preview_page.count.setText("Nothing was imported.")
+        self.preview_page.problems.clear()
+        self.preview_page.problems.addItems(message.splitlines())
+        self.preview_page.problems.show()
+        self.preview_page.completeChanged.emit()
+
+    def reject(self) -> None:
+        if self._importer is not None:  # an import is all or nothing: let it land
+            return
+        self.shutdown()
+        super().reject()
+
+    def shutdown(self) -> None:
+        for t in (self._reader, self._importer):
+            if t is not None:
+                t.requestInterruption()
+                t.wait()

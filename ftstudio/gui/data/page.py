@@ -1,0 +1,438 @@
+"""The Data page: the examples table beside the editor for one example, with
+import, filters, bulk moves, checks and the chat-template preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
+    QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget,
+)
+
+from ftstudio.core.examples import SPLITS, STATUSES
+from ftstudio.core.project import ExampleFilter, default_actor
+from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.data.checks_panel import ChecksPanel
+from ftstudio.gui.data.conversation_editor import ConversationEditor
+from ftstudio.gui.data.import_wizard import ImportWizard
+from ftstudio.gui.data.table_model import COLUMNS, ExamplesTableModel
+from ftstudio.gui.data.template_preview import TemplatePreview
+
+ROW_HEIGHT = 26
+COLUMN_WIDTHS = (64, 58, 86, 110, 150, 320, 220, 52, 128)
+ALL = "__all__"
+NO_LABEL = "__none__"
+
+
+class DataPage(QWidget):
+    """``DataPage(context, parent=None)``. Other parts of the app call ``undo``/``redo``,
+    ``add_example``, ``duplicate_selected``, ``delete_selected``, ``open_import_wizard``,
+    ``select_ids``, ``can_close`` and ``shutdown``."""
+
+    wizard_opened = Signal(object)  # the ImportWizard, for tests and the window
+
+    def __init__(self, context: ProjectContext, parent=None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.project = context.project
+        self._problem_ids: frozenset[int] = frozenset()
+        self._wizard: ImportWizard | None = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 8)
+        layout.setSpacing(8)
+
+        # Row 1: title, counts, actions.
+        head = QHBoxLayout()
+        head.setSpacing(6)
+        title = QLabel("Data")
+        title.setObjectName("PageTitle")
+        head.addWidget(title)
+        head.addSpacing(10)
+        self.counts = QLabel()
+        self.counts.setObjectName("Hint")
+        head.addWidget(self.counts)
+        head.addStretch(1)
+        self.import_button = self._button("Import\u2026", "Import a data file (Ctrl+I)", self.open_import_wizard)
+        self.import_button.setProperty("primary", True)
+        self.add_button = self._button("Add", "Write a new example", self.add_example)
+        self.duplicate_button = self._button("Duplicate", "Copy the selected examples", self.duplicate_selected)
+        self.delete_button = self._button("Delete", "Delete the selected examples (Ctrl+Z brings them back)",
+                                          self.delete_selected)
+        self.to_train_button = self._button("Move to train", "Train on the selected examples",
+                                            lambda: self.move_selected("train"))
+        self.to_eval_button = self._button("Move to eval", "Hold the selected examples out for evaluation",
+                                           lambda: self.move_selected("eval"))
+        for b in (self.import_button, self.add_button, self.duplicate_button, self.delete_button):
+            head.addWidget(b)
+        head.addSpacing(10)
+        head.addWidget(self.to_train_button)
+        head.addWidget(self.to_eval_button)
+        layout.addLayout(head)
+
+        # Row 2: filters.
+        filters = QHBoxLayout()
+        filters.setSpacing(6)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search text, system prompts and labels")
+        self.search.setClearButtonEnabled(True)
+        self.search.setMinimumWidth(260)
+        filters.addWidget(self.search, 2)
+        self.split_filter = self._combo([("All splits", ALL), *((s, s) for s in SPLITS)])
+        self.status_filter = self._combo([("Any status", ALL), *((s, s) for s in STATUSES)])
+        self.label_filter = self._combo([("Any label", ALL), ("(no label)", NO_LABEL)])
+        for combo in (self.split_filter, self.status_filter, self.label_filter):
+            combo.setMinimumWidth(120)
+            filters.addWidget(combo)
+        self.problem_filter = QCheckBox("Has a problem")
+        self.problem_filter.setToolTip("Only examples the last check found a problem with (run the checks first)")
+        self.problem_filter.setEnabled(False)
+        filters.addWidget(self.problem_filter)
+        filters.addStretch(1)
+        layout.addLayout(filters)
+
+        # The table (or a hint while there is nothing) beside the tabs.
+        self.model = ExamplesTableModel(self.project, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setShowGrid(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        vh = self.table.verticalHeader()
+        vh.setVisible(False)
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vh.setDefaultSectionSize(ROW_HEIGHT)
+        hh = self.table.horizontalHeader()
+        hh.setHighlightSections(False)
+        for column, width in enumerate(COLUMN_WIDTHS):
+            hh.resizeSection(column, width)
+        hh.setStretchLastSection(True)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+
+        self.empty = QLabel("<p style='font-size:13pt'>No examples yet</p>"
+                            "<p>Import a file with <b>Import\u2026</b> (Ctrl+I) or by dropping it on the window,<br>"
+                            "or write one with <b>Add</b>.</p>")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setObjectName("Hint")
+        self.no_match = QLabel("No example matches these filters.")
+        self.no_match.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.no_match.setObjectName("Hint")
+        self._table_stack = QStackedWidget()
+        for w in (self.table, self.empty, self.no_match):
+            self._table_stack.addWidget(w)
+
+        self.editor = ConversationEditor(context)
+        self.preview = TemplatePreview(context)
+        self.checks = ChecksPanel(context)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.editor, "Example")
+        self.tabs.addTab(self.preview, "Template")
+        self.tabs.addTab(self.checks, "Checks")
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self._table_stack)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([640, 420])
+        self.splitter.setChildrenCollapsible(False)
+        layout.addWidget(self.splitter, 1)
+
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(250)
+        self._search_timer.timeout.connect(self.apply_filter)
+        self.search.textChanged.connect(self._search_timer.start)
+        for combo in (self.split_filter, self.status_filter, self.label_filter):
+            combo.currentIndexChanged.connect(self.apply_filter)
+        self.problem_filter.toggled.connect(self.apply_filter)
+        self.checks.select_examples.connect(self.select_ids)
+        self.checks.report_ready.connect(self._report_ready)
+        context.examples_changed.connect(self._examples_changed)
+
+        self._refresh_labels()
+        self._refresh_counts()
+        self._update_actions()
+
+    def _button(self, text: str, tip: str, slot) -> QPushButton:
+        b = QPushButton(text)
+        b.setToolTip(tip)
+        b.clicked.connect(lambda _checked=False: slot())
+        return b
+
+    @staticmethod
+    def _combo(items: list[tuple[str, str]]) -> QComboBox:
+        combo = QComboBox()
+        for text, data in items:
+            combo.addItem(text, data)
+        return combo
+
+    # -- selection ------------------------------------------------------------------
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.model.example_id(r) for r in rows]
+
+    def current_id(self) -> int | None:
+        index = self.table.currentIndex()
+        if index.isValid() and self.table.selectionModel().isRowSelected(index.row()):
+            return self.model.example_id(index.row())
+        ids = self.selected_ids()
+        return ids[0] if ids else None
+
+    @Slot(list)
+    def select_ids(self, ids: list[int]) -> None:
+        """Select these examples (those that pass the filter) and show the first."""
+        rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
+        if not rows and ids and (self.model.filter != ExampleFilter()):
+            self.clear_filters()
+            rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
+        selection = QItemSelection()
+        last = self.model.columnCount() - 1
+        for r in rows:
+            selection.select(self.model.index(r, 0), self.model.index(r, last))
+        sm = self.table.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        if rows:
+            sm.setCurrentIndex(self.model.index(rows[0], 0), QItemSelectionModel.SelectionFlag.NoUpdate)
+            sm.select(selection, flags)
+            self.table.scrollTo(self.model.index(rows[0], 0), QAbstractItemView.ScrollHint.PositionAtCenter)
+        else:
+            sm.clearSelection()
+
+    @Slot()
+    def _selection_changed(self, *_args) -> None:
+        example_id = self.current_id()
+        self.editor.set_example(example_id)
+        self.preview.set_example(example_id)
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        has = bool(self.table.selectionModel().hasSelection())
+        for b in (self.duplicate_button, self.delete_button, self.to_train_button, self.to_eval_button):
+            b.setEnabled(has)
+
+    # -- filters --------------------------------------------------------------------
+
+    def current_filter(self) -> ExampleFilter:
+        label = self.label_filter.currentData()
+        return ExampleFilter(
+            text=self.search.text().strip(),
+            split=None if self.split_filter.currentData() == ALL else self.split_filter.currentData(),
+            status=None if self.status_filter.currentData() == ALL else self.status_filter.currentData(),
+            label=None if label == ALL else ("" if label == NO_LABEL else label),
+            ids=self._problem_ids if self.problem_filter.isChecked() else None,
+        )
+
+    @Slot()
+    def apply_filter(self) -> None:
+        self._search_timer.stop()
+        keep = self.selected_ids()
+        self.model.set_filter(self.current_filter())
+        if keep:
+            self.select_ids([i for i in keep if self.model.row_of(i) is not None])
+        self._show_table_or_hint()
+        self._selection_changed()
+
+    def clear_filters(self) -> None:
+        for w in (self.search, self.split_filter, self.status_filter, self.label_filter, self.problem_filter):
+            w.blockSignals(True)
+        self.search.clear()
+        for combo in (self.split_filter, self.status_filter, self.label_filter):
+            combo.setCurrentIndex(0)
+        self.problem_filter.setChecked(False)
+        for w in (self.search, self.split_filter, self.status_filter, self.label_filter, self.problem_filter):
+            w.blockSignals(False)
+        self.model.set_filter(ExampleFilter())
+        self._show_table_or_hint()
+
+    def _show_table_or_hint(self) -> None:
+        if self.model.rowCount():
+            self._table_stack.setCurrentWidget(self.table)
+        elif self.model.filter == ExampleFilter() and self.project.count_examples() == 0:
+            self._table_stack.setCurrentWidget(self.empty)
+        else:
+            self._table_stack.setCurrentWidget(self.no_match)
+
+    def _refresh_labels(self) -> None:
+        labels = self.project.labels()
+        current = self.label_filter.currentData()
+        self.label_filter.blockSignals(True)
+        while self.label_filter.count() > 2:
+            self.label_filter.removeItem(2)
+        for label in labels:
+            self.label_filter.addItem(label, label)
+        i = self.label_filter.findData(current)
+        self.label_filter.setCurrentIndex(max(0, i))
+        self.label_filter.blockSignals(False)
+        self.editor.set_label_choices(labels)
+
+    def _refresh_counts(self) -> None:
+        counts = {r[0]: r[1] for r in self.project.execute(
+            "SELECT split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY split")}
+        total = sum(counts.values())
+        text = f"{total:,} example{'s' if total != 1 else ''}"
+        if total:
+            text += f"  \u00b7  {counts.get('train', 0):,} train  \u00b7  {counts.get('eval', 0):,} held out"
+        shown = self.model.rowCount()
+        if shown != total:
+            text += f"  \u00b7  {shown:,} shown"
+        self.counts.setText(text)
+
+    @Slot(list)
+    def _examples_changed(self, ids: list) -> None:
+        self.model.refresh(ids or None)
+        if not ids:
+            self._refresh_labels()
+        else:
+            label_filter_data = self.label_filter.currentData()
+            known = {self.label_filter.itemData(i) for i in range(2, self.label_filter.count())}
+            if set(self.project.labels()) != known:
+                self._refresh_labels()
+            del label_filter_data
+        self._refresh_counts()
+        self._show_table_or_hint()
+        if self.current_id() != self.editor.example_id:
+            self._selection_changed()
+        self._update_actions()
+
+    @Slot(object)
+    def _report_ready(self, report) -> None:
+        self._problem_ids = frozenset(report.problem_ids())
+        self.model.set_problem_ids(self._problem_ids)
+        self.problem_filter.setEnabled(True)
+        if self.problem_filter.isChecked():
+            self.apply_filter()
+
+    # -- changes --------------------------------------------------------------------
+
+    @property
+    def actor(self) -> str:
+        return self.context.actor or default_actor()
+
+    def flush_edits(self) -> None:
+        self.editor.save_now()
+
+    def add_example(self) -> int:
+        self.flush_edits()
+        new_id = self.project.add_example([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+                                          actor=self.actor)
+        if self.model.filter != ExampleFilter():
+            self.clear_filters()
+        self.context.examples_changed.emit([new_id])
+        self.select_ids([new_id])
+        self.tabs.setCurrentWidget(self.editor)
+        turns = self.editor.turn_editors()
+        if turns:
+            turns[0].text.setFocus()
+        self.context.status_message.emit(f"Added example {new_id}")
+        return new_id
+
+    def duplicate_selected(self) -> list[int]:
+        self.flush_edits()
+        ids = self.selected_ids()
+        if not ids:
+            return []
+        with self.project.transaction():
+            new = [self.project.duplicate_example(i, actor=self.actor) for i in ids]
+        self.context.examples_changed.emit(new)
+        self.select_ids(new)
+        self.context.status_message.emit(f"Duplicated {len(new):,} example{'s' if len(new) != 1 else ''}")
+        return new
+
+    def delete_selected(self) -> int:
+        self.flush_edits()
+        ids = self.selected_ids()
+        if not ids:
+            return 0
+        next_row = self.model.row_of(ids[-1])
+        self.project.delete_examples(ids, actor=self.actor)
+        self.context.examples_changed.emit(ids)
+        if self.model.rowCount() and next_row is not None:
+            row = min(next_row - len(ids) + 1, self.model.rowCount() - 1)
+            self.select_ids([self.model.example_id(max(0, row))])
+        self.context.status_message.emit(
+            f"Deleted {len(ids):,} example{'s' if len(ids) != 1 else ''} (Ctrl+Z brings them back)")
+        return len(ids)
+
+    def move_selected(self, split: str) -> int:
+        self.flush_edits()
+        ids = self.selected_ids()
+        if not ids:
+            return 0
+        self.project.move_to_split(ids, split, actor=self.actor)
+        self.context.examples_changed.emit(ids)
+        still = [i for i in ids if self.model.row_of(i) is not None]
+        if still:
+            self.select_ids(still)
+        where = "training" if split == "train" else "the held-out evaluation split"
+        self.context.status_message.emit(f"Moved {len(ids):,} example{'s' if len(ids) != 1 else ''} to {where}")
+        return len(ids)
+
+    def undo(self) -> list[int]:
+        """Undo the latest change in the project's journal (typing included)."""
+        self.flush_edits()
+        ids = self.project.undo()
+        self._after_history(ids, "Undid" if ids else "Nothing to undo")
+        return ids
+
+    def redo(self) -> list[int]:
+        self.flush_edits()
+        ids = self.project.redo()
+        self._after_history(ids, "Redid" if ids else "Nothing to redo")
+        return ids
+
+    def _after_history(self, ids: list[int], verb: str) -> None:
+        if not ids:
+            self.context.status_message.emit(verb)
+            return
+        current = self.current_id()
+        self.context.examples_changed.emit(ids)
+        if current is None or self.model.row_of(current) is None or current not in ids:
+            visible = [i for i in ids if self.model.row_of(i) is not None]
+            if visible:
+                self.select_ids(visible)
+        n = len(ids)
+        self.context.status_message.emit(f"{verb} a change to {n:,} example{'s' if n != 1 else ''}")
+
+    # -- import ---------------------------------------------------------------------
+
+    def open_import_wizard(self, path: str | Path | None = None) -> ImportWizard:
+        """Open the import wizard (on ``path`` when given, already past the file step)."""
+        if self._wizard is not None:
+            self._wizard.raise_()
+            return self._wizard
+        self.flush_edits()
+        wizard = ImportWizard(self.context, path, self.window())
+        wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
+        wizard.destroyed.connect(self._wizard_closed)
+        self._wizard = wizard
+        wizard.show()
+        if path:
+            wizard.next()
+        self.wizard_opened.emit(wizard)
+        return wizard
+
+    @Slot()
+    def _wizard_closed(self) -> None:
+        self._wizard = None
+
+    # -- closing --------------------------------------------------------------------
+
+    def can_close(self) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        self.flush_edits()
+        if self._wizard is not None:
+            self._wizard.shutdown()
+            self._wizard.close()
+        self.checks.shutdown()
+        self.preview.shutdown()

@@ -1,0 +1,167 @@
+"""A chat-template tokenizer for the GUI, loaded once on a worker thread.
+
+transformers is imported only inside the functions that run on worker
+threads; the GUI thread holds the tokenizer object and hands it back to
+workers for encoding, but never calls into it itself.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from ftstudio.gui.workers import TaskThread
+
+IGNORE_INDEX = -100  # ftstudio.engine.tokenize.IGNORE_INDEX, without importing the engine here
+# A fast tokenizer may not be used from two threads at once (it borrows its
+# Rust state mutably while encoding): every worker call takes this lock.
+TOKENIZER_LOCK = threading.Lock()
+
+
+def bundled_tokenizer_dir(report=None, interrupted=None) -> Path:
+    from ftstudio.engine.models import bundled_model_dir
+
+    return bundled_model_dir()
+
+
+def _load(model_dir: str | None, report, interrupted):
+    from ftstudio.engine.models import bundled_model_dir, load_tokenizer
+
+    if model_dir is None:
+        report("Preparing the bundled model's tokenizer\u2026")
+        model_dir = str(bundled_model_dir())
+    return model_dir, load_tokenizer(Path(model_dir))
+
+
+@dataclass(frozen=True)
+class RenderedExample:
+    """One conversation as the model sees it: (text, carries_loss, is_special) per token."""
+
+    pieces: list[tuple[str, bool, bool]]
+    token_count: int
+    loss_count: int
+
+    def to_html(self, loss_bg: str, special_fg: str) -> str:
+        out = []
+        for text, loss, special in self.pieces:
+            safe = html.escape(text)
+            if loss:
+                out.append(f'<span style="background:{loss_bg}">{safe}</span>')
+            elif special:
+                out.append(f'<span style="color:{special_fg}">{safe}</span>')
+            else:
+                out.append(safe)
+        return "".join(out)
+
+
+def render_conversation(tokenizer, messages: list[dict], report=None, interrupted=None) -> RenderedExample:
+    """Worker thread: the conversation through the chat template, token by token."""
+    from ftstudio.engine.tokenize import encode_conversation
+
+    with TOKENIZER_LOCK:
+        encoded = encode_conversation(tokenizer, messages)
+        special = set(getattr(tokenizer, "all_special_ids", []) or [])
+        pieces = [(tokenizer.decode([tid]), label != IGNORE_INDEX, tid in special)
+                  for tid, label in zip(encoded.input_ids, encoded.labels)]
+    return RenderedExample(pieces, len(encoded.input_ids), encoded.loss_tokens)
+
+
+def token_counter(tokenizer):
+    """Worker thread: a ``count_tokens(messages)`` for validate_project."""
+    from ftstudio.engine.tokenize import encode_conversation
+
+    def count(messages: list[dict]) -> int:
+        with TOKENIZER_LOCK:
+            return len(encode_conversation(tokenizer, messages).input_ids)
+
+    return count
+
+
+class TokenizerService(QObject):
+    """Loads the tokenizer of one model folder (the bundled model by default) once,
+    and tells every page that waits for it."""
+
+    ready = Signal()
+    failed = Signal(str)
+    progress = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._tokenizer = None
+        self._model_dir: str | None = None
+        self._error = ""
+        self._thread: TaskThread | None = None
+
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    @property
+    def model_dir(self) -> str | None:
+        return self._model_dir
+
+    @property
+    def error(self) -> str:
+        return self._error
+
+    @property
+    def loading(self) -> bool:
+        return self._thread is not None
+
+    def ensure_loaded(self, model_dir: str | None = None) -> None:
+        """Start loading (no-op when this model is loaded or loading)."""
+        wanted = str(model_dir) if model_dir else None
+        if self._thread is not None:
+            return
+        if self._tokenizer is not None and (wanted is None or wanted == self._model_dir):
+            return
+        self._error = ""
+        self._thread = TaskThread(_load, wanted, parent=self)
+        self._thread.succeeded.connect(self._loaded)
+        self._thread.failed.connect(self._failed)
+        self._thread.progressed.connect(self._progressed)
+        self._thread.start()
+
+    @Slot(object)
+    def _loaded(self, result) -> None:
+        self._model_dir, self._tokenizer = result
+        self._finish()
+        self.ready.emit()
+
+    @Slot(str, str)
+    def _failed(self, message: str, _trace: str) -> None:
+        self._error = message
+        self._finish()
+        self.failed.emit(message)
+
+    @Slot(object)
+    def _progressed(self, text) -> None:
+        self.progress.emit(str(text))
+
+    def _finish(self) -> None:
+        if self._thread is not None:
+            self._thread.wait()
+            self._thread.deleteLater()
+            self._thread = None
+
+    def wait(self) -> None:
+        """Block until a load in progress ends (at shutdown)."""
+        if self._thread is not None:
+            self._thread.wait()
+
+
+_shared: TokenizerService | None = None
+
+
+def shared_tokenizer() -> TokenizerService:
+    """The one tokenizer service of the application (created on first use)."""
+    global _shared
+    if _shared is None:
+        from PySide6.QtWidgets import QApplication
+
+        _shared = TokenizerService(QApplication.instance())
+    return _shared

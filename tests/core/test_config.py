@@ -1,0 +1,52 @@
+"""TrainConfig: presets, validation of every field at once, YAML round trip, overrides."""
+
+import pytest
+
+from ftstudio.core.config import PRESETS, ConfigError, TrainConfig, field_help, preset, validate
+
+
+def test_defaults_and_presets_are_valid():
+    assert validate(TrainConfig()) == []
+    for name in PRESETS:
+        assert validate(preset(name)) == [], name
+
+
+def test_validate_collects_every_problem_with_its_field():
+    cfg = TrainConfig(lora_rank=0, learning_rate=-1.0, method="full", max_length=8, batch_tokens=4)
+    fields = {p.field for p in validate(cfg)}
+    assert {"lora_rank", "learning_rate", "method", "max_length"} <= fields
+
+
+def test_wrong_types_are_named():
+    problems = validate(TrainConfig(epochs="two", gradient_checkpointing="yes"))
+    assert {p.field for p in problems} == {"epochs", "gradient_checkpointing"}
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = preset("balanced", method="qlora", target_modules=["q_proj", "v_proj"])
+    cfg.save(tmp_path / "config.yaml")
+    assert TrainConfig.load(tmp_path / "config.yaml") == cfg
+
+
+def test_unknown_keys_and_bad_yaml_are_reported(tmp_path):
+    with pytest.raises(ConfigError, match="unknown setting 'lr'"):
+        TrainConfig.from_yaml("lr: 0.1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        TrainConfig.from_yaml("a: [1,\n", source="run.yaml")
+
+
+def test_overrides_parse_values():
+    cfg = TrainConfig().with_overrides(["learning_rate=1e-3", "epochs=2", "method=qlora",
+                                        "target_modules=q_proj,v_proj", "gradient_checkpointing=true"])
+    assert cfg.learning_rate == 1e-3 and cfg.epochs == 2.0 and isinstance(cfg.epochs, float)
+    assert cfg.method == "qlora" and cfg.target_modules == ["q_proj", "v_proj"] and cfg.gradient_checkpointing
+    with pytest.raises(ConfigError, match="not key=value"):
+        TrainConfig().with_overrides(["epochs"])
+
+
+def test_every_field_explains_itself():
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        short, detail, advanced = field_help(f.name)
+        assert short and detail and isinstance(advanced, bool)

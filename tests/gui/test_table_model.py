@@ -1,0 +1,55 @@
+from PySide6.QtCore import Qt
+
+from ftstudio.core.project import ExampleFilter
+from ftstudio.gui.data.table_model import COL_ANSWER, COL_ID, COL_LABEL, COL_PROMPT, COL_SPLIT, PAGE_ROWS, \
+    ExamplesTableModel
+
+
+def test_model_passes_qt_model_tester(qtmodeltester, project, fill):
+    fill(project, 300, eval_every=7)
+    model = ExamplesTableModel(project)
+    qtmodeltester.check(model)
+    assert model.rowCount() == 300
+
+
+def test_rows_are_read_a_page_at_a_time(project, fill):
+    ids = fill(project, 3 * PAGE_ROWS)
+    model = ExamplesTableModel(project)
+    assert model.fetches == 0
+    assert model.data(model.index(0, COL_ID)) == str(ids[0])
+    assert model.data(model.index(PAGE_ROWS - 1, COL_PROMPT)) == f"question number {PAGE_ROWS - 1}"
+    assert model.fetches == 1
+    assert model.data(model.index(2 * PAGE_ROWS + 5, COL_ANSWER)) in ("billing", "technical", "account")
+    assert model.fetches == 2
+
+
+def test_refresh_inserts_and_removes_rows_in_place(qtmodeltester, project, qtbot, fill):
+    ids = fill(project, 50)
+    model = ExamplesTableModel(project)
+    qtmodeltester.check(model)
+    with qtbot.waitSignal(model.rowsRemoved):
+        project.delete_examples([ids[10], ids[11]])
+        model.refresh([ids[10], ids[11]])
+    assert model.rowCount() == 48
+    assert model.row_of(ids[10]) is None
+    assert model.data(model.index(10, COL_ID)) == str(ids[12])
+    with qtbot.waitSignal(model.rowsInserted):
+        project.undo()
+        model.refresh([ids[10], ids[11]])
+    assert model.rowCount() == 50
+    assert model.row_of(ids[11]) == 11
+
+
+def test_edits_show_after_refresh_and_filter_narrows(project, qtbot, fill):
+    ids = fill(project, 30, eval_every=5)
+    model = ExamplesTableModel(project)
+    assert model.data(model.index(0, COL_LABEL)) == "billing"
+    project.update_example(ids[0], label="refund")
+    with qtbot.waitSignal(model.dataChanged):
+        model.refresh([ids[0]])
+    assert model.data(model.index(0, COL_LABEL)) == "refund"
+    model.set_filter(ExampleFilter(split="eval"))
+    assert model.rowCount() == 6
+    assert {model.data(model.index(r, COL_SPLIT)) for r in range(6)} == {"eval"}
+    model.set_problem_ids({ids[5]})
+    assert model.data(model.index(1, COL_ID), Qt.ItemDataRole.ForegroundRole) is not None

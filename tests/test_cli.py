@@ -1,0 +1,132 @@
+"""The headless command line: project creation, import with its failures,
+export, and the train/evaluate/export round trip on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftstudio.cli import main
+from ftstudio.core.project import Project
+
+
+def _write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _conv(q: str, a: str) -> dict:
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+
+
+def test_new_creates_project_and_refuses_twice(tmp_path, capsys):
+    target = tmp_path / "p.ftstudio"
+    assert main(["new", str(target)]) == 0
+    assert (target / "project.db").exists() and (target / "runs").is_dir()
+    assert main(["new", str(target)]) == 1
+    assert "already holds a project" in capsys.readouterr().err
+
+
+def test_import_reports_count_and_split(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    data = _write_jsonl(tmp_path / "d.jsonl", [_conv(f"question {i}", f"answer {i}") for i in range(40)])
+    assert main(["import", str(target), str(data), "--eval-fraction", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "Imported 40 examples" in out and "10 held out" in out
+    with Project.open(target) as p:
+        assert p.count_examples() == 40
+
+
+@pytest.mark.parametrize("content, needle", [
+    ('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": [\n',
+     "line 2"),
+    ("", "empty"),
+    ('{"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "q"}]}\n', "line 1"),
+])
+def test_import_bad_input_names_file_and_line_and_imports_nothing(tmp_path, capsys, content, needle):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    good = "".join(json.dumps(_conv(f"q{i}", "a")) + "\n" for i in range(3))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good + content if needle != "empty" else "", encoding="utf-8")
+    if needle == "line 2":
+        needle = "line 5"  # three good lines come first
+    elif needle == "line 1":
+        needle = "line 4"
+    assert main(["import", str(target), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.jsonl" in err and needle in err and "Traceback" not in err
+    with Project.open(target) as p:
+        assert p.count_examples() == 0
+
+
+def test_import_wrong_encoding(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("text,category\ncaf\xe9 ferm\xe9,feedback\n".encode("latin-1"))
+    assert main(["import", str(target), str(bad), "--map", "prompt=text", "--map", "response=category"]) == 1
+    err = capsys.readouterr().err
+    assert "latin.csv" in err and "UTF-8" in err
+
+
+def test_import_missing_column(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,category\nhello,greeting\n", encoding="utf-8")
+    assert main(["import", str(target), str(csv), "--map", "prompt=text", "--map", "response=nope"]) == 1
+    err = capsys.readouterr().err
+    assert "t.csv" in err and "nope" in err
+
+
+def test_export_dataset_roundtrip(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    rows = [_conv(f"q{i}", f"a{i}") for i in range(5)]
+    main(["import", str(target), str(_write_jsonl(tmp_path / "d.jsonl", rows))])
+    out = tmp_path / "out.jsonl"
+    assert main(["export", str(target), "--dataset", str(out)]) == 0
+    import datasets
+
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    assert sorted(r["messages"][0]["content"] for r in ds) == [f"q{i}" for i in range(5)]
+
+
+def test_unknown_setting_is_a_clear_error(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    main(["import", str(target), str(_write_jsonl(tmp_path / "d.jsonl", [_conv("q", "a")] * 2))])
+    assert main(["train", str(target), "--set", "lerning_rate=1e-3"]) == 1
+    assert "lerning_rate" in capsys.readouterr().err
+
+
+def test_train_evaluate_export_on_tiny_model(tmp_path, capsys, tiny_model_dir):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    rows = [_conv(f"What is {i} plus {i}?", str(2 * i)) for i in range(24)]
+    main(["import", str(target), str(_write_jsonl(tmp_path / "d.jsonl", rows)), "--eval-fraction", "0.25"])
+    capsys.readouterr()
+    assert main(["train", str(target), "--set", f"model={tiny_model_dir}", "--set", "max_steps=4",
+                 "--set", "batch_tokens=256", "--set", "max_length=64", "--set", "eval_every=2",
+                 "--set", "samples=1", "--set", "sample_max_new_tokens=4"]) == 0
+    out = capsys.readouterr().out
+    run_id = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Run id: "))
+    run_dir = target / "runs" / run_id
+    for name in ("config.yaml", "metrics.jsonl", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"):
+        assert (run_dir / name).exists(), name
+    with Project.open(target) as p:
+        run = p.get_run(run_id)
+        assert run.status == "finished" and run.steps == 4 and run.train_loss is not None
+
+    assert main(["evaluate", str(target), "--run", run_id]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["run"] == run_id and result["examples"] == 6 and result["loss"] > 0
+
+    assert main(["export", str(target), "--run", run_id, "--merged", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "config.json").exists()
+    assert main(["export", str(target), "--run", run_id, "--adapter", str(tmp_path / "adapter")]) == 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()

@@ -1,0 +1,46 @@
+"""The layer rule of DESIGN.md: core and engine never import Qt; the GUI
+never imports torch at module level (start-up time), and core never imports
+torch at all."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import ftstudio
+
+PKG = Path(ftstudio.__file__).parent
+
+
+def _modules(sub: str) -> list[str]:
+    return [
+        "ftstudio." + ".".join(p.relative_to(PKG).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted((PKG / sub).rglob("*.py"))
+    ]
+
+
+def _imported_after(modules: list[str]) -> set[str]:
+    code = (
+        "import sys, importlib\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return {line.split(".")[0] for line in out.stdout.split()}
+
+
+def test_core_imports_neither_qt_nor_torch():
+    loaded = _imported_after(_modules("core"))
+    assert not loaded & {"PySide6", "pyqtgraph", "shiboken6", "torch", "transformers", "peft"}
+
+
+def test_engine_imports_no_qt():
+    loaded = _imported_after(_modules("engine"))
+    assert not loaded & {"PySide6", "pyqtgraph", "shiboken6"}
+
+
+def test_gui_does_not_import_torch_at_module_level():
+    mods = _modules("gui")
+    if not mods:
+        return
+    loaded = _imported_after(mods)
+    assert not loaded & {"torch", "transformers", "peft", "bitsandbytes", "accelerate"}
