@@ -423,6 +423,20 @@ def export_preferences(project: Project, path: Path | str) -> int:
 # -- evaluations ------------------------------------------------------------------------
 
 
+def evaluation_key(run_id: str | None, model: str) -> str:
+    """The model key of a stored evaluation.
+
+    The Compare page stores model keys; ``ftstudio evaluate`` stores the
+    base model's spec with the run id beside it. Both read as one key: the
+    run's key when there is a run, else the base key of a plain spec.
+    """
+    if run_id:
+        return run_key(run_id)
+    if model.startswith((BASE_PREFIX, RUN_PREFIX, ADAPTER_PREFIX)):
+        return model
+    return base_key(model)
+
+
 @dataclass(frozen=True)
 class StoredEvaluation:
     id: int
@@ -430,6 +444,11 @@ class StoredEvaluation:
     model: str
     results: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+
+    @property
+    def key(self) -> str:
+        """The model key, however the evaluation was stored (see ``evaluation_key``)."""
+        return evaluation_key(self.run_id, self.model)
 
 
 def store_evaluation(project: Project, run_id: str | None, model: str, results_dict: dict[str, Any]) -> int:
@@ -457,5 +476,5 @@ def latest_evaluations(project: Project) -> dict[str, StoredEvaluation]:
     """The newest evaluation of each model key."""
     out: dict[str, StoredEvaluation] = {}
     for e in evaluations(project):
-        out.setdefault(e.model, e)
+        out.setdefault(e.key, e)
     return out

@@ -161,3 +161,15 @@ def test_model_keys_read_as_words(tmp_path):
     assert ratings.model_label(ratings.run_key("r1")) == "Run r1"
     assert ratings.run_id_of(ratings.run_key("r1")) == "r1"
     assert ratings.model_label(ratings.adapter_key(tmp_path / "mine" / "adapter")) == "Adapter mine"
+
+
+def test_evaluations_stored_by_the_command_line_read_as_model_keys(project):
+    # `ftstudio evaluate` stores the base spec with the run id beside it.
+    run = project.create_run({"model": "bundled:m", "method": "lora"})
+    ratings.store_evaluation(project, None, "bundled:m", {"loss": 2.0})
+    ratings.store_evaluation(project, run, "bundled:m", {"loss": 1.5})
+    ratings.store_evaluation(project, None, ratings.base_key("bundled:m"), {"loss": 1.9})
+    latest = ratings.latest_evaluations(project)
+    assert set(latest) == {ratings.base_key("bundled:m"), ratings.run_key(run)}
+    assert latest[ratings.base_key("bundled:m")].results["loss"] == 1.9
+    assert latest[ratings.run_key(run)].results["loss"] == 1.5
