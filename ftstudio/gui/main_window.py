@@ -42,6 +42,7 @@ PAGE_HINTS = {
     "Compare": "Compare the base model and adapters",
 }
 FIRST_SHOWN_ENV = "FTSTUDIO_REPORT_FIRST_SHOW"  # print a time stamp when the window first shows
+STOP_TIMEOUT_MS = 60_000  # how long closing waits for a run to save its checkpoint and stop
 DROPPABLE = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".tab", ".parquet")
 
 
@@ -175,7 +176,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("FT Studio")
         self.setAcceptDrops(True)
         self.resize(1280, 800)
-        self.setMinimumSize(900, 600)
+        self.setMinimumSize(800, 560)
 
         self.welcome = WelcomeScreen()
         self.welcome.new_requested.connect(self.ask_new_project)
@@ -365,15 +366,71 @@ class MainWindow(QMainWindow):
         self.project_opened.emit(self.context)
         self.show_status(f"Opened {project.path}")
 
+    def busy_pages(self) -> dict[str, QWidget]:
+        """Built pages with work going on (a training run): those with ``is_busy()`` true."""
+        out = {}
+        for name, page in self._pages.items():
+            is_busy = getattr(page, "is_busy", None)
+            try:
+                if callable(is_busy) and is_busy():
+                    out[name] = page
+            except Exception:
+                log.exception("page %s could not say whether it is busy", name)
+        return out
+
+    def _confirm_stop(self, busy: dict[str, QWidget]) -> bool:
+        """Ask before stopping running work; True to stop it."""
+        names = ", ".join(busy)
+        box = QMessageBox(QMessageBox.Icon.Question, "Stop the running work?",
+                          f"Training is still running ({names} page). Stop it now?", parent=self)
+        box.setInformativeText("The run is stopped cleanly: its last checkpoint is saved and kept, "
+                               "and you can resume it later.")
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.button(QMessageBox.StandardButton.Yes).setText("Stop and close")
+        box.button(QMessageBox.StandardButton.No).setText("Keep running")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def _stop_busy_pages(self) -> bool:
+        """Ask, then stop every busy page (each saves its checkpoint); False to keep the project open."""
+        busy = self.busy_pages()
+        if not busy:
+            return True
+        if not self._confirm_stop(busy):
+            return False
+        for name, page in busy.items():
+            stop = getattr(page, "stop_and_wait", None)
+            if not callable(stop):
+                continue
+            self.show_status(f"Stopping the {name} page's run and saving its checkpoint\u2026")
+            try:
+                stopped = stop(STOP_TIMEOUT_MS)
+            except Exception as exc:
+                log.exception("page %s failed to stop", name)
+                self.show_error(f"The {name} page could not stop its run: {exc}")
+                return False
+            if stopped is False:
+                self.show_error(f"The {name} page's run has not stopped yet; try closing again in a moment")
+                return False
+        return True
+
     def _release_project(self) -> bool:
         """Close the open project's pages (asking each); False if one says no."""
         if self.context is None:
             return True
+        if not self._stop_busy_pages():
+            return False
         for page in self._pages.values():
             can_close = getattr(page, "can_close", None)
             if can_close is not None and not can_close():
                 return False
         for name, page in list(self._pages.items()):
+            save_state = getattr(page, "save_state", None)
+            if callable(save_state):
+                try:
+                    self.settings.set_value(f"pages/{name}", save_state())
+                except Exception:
+                    log.exception("page %s could not save its layout", name)
             shutdown = getattr(page, "shutdown", None)
             if shutdown is not None:
                 try:
@@ -422,11 +479,19 @@ class MainWindow(QMainWindow):
             cls = load_page_class(PAGES[name])
             if cls is None:
                 return Placeholder(name, "This page is not available in this build.")
-            return cls(self.context)
+            page = cls(self.context)
         except Exception as exc:
             log.exception("the %s page could not be built", name)
             self.show_error(f"The {name} page could not be opened: {exc}")
             return Placeholder(name, f"This page could not be opened:\n{exc}\n\nDetails are in the log.")
+        restore = getattr(page, "restore_state", None)
+        state = self.settings.value(f"pages/{name}")
+        if callable(restore) and state is not None:
+            try:
+                restore(state)
+            except Exception:  # a layout saved by another version: keep the default
+                log.warning("the %s page's saved layout was not used", name)
+        return page
 
     def show_page(self, name: str) -> None:
         if self.context is None or name not in PAGES:

@@ -159,6 +159,7 @@ class DataPage(QWidget):
 
         self._refresh_labels()
         self._refresh_counts()
+        self._show_table_or_hint()
         self._update_actions()
 
     def _button(self, text: str, tip: str, slot) -> QPushButton:
