@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ftstudio.core.ratings import ADAPTER_PREFIX, BASE_PREFIX, RUN_PREFIX
+from ftstudio.engine.models import ModelError
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,18 @@ class ComparisonEngine:
             name = f"adapter{len(self._names)}"
             try:
                 gen.add_adapter(name, str(ref.adapter_dir))
+            except ModelError as exc:  # already in words
+                raise ComparisonError(f"{ref.label}: {exc}") from None
             except Exception as exc:  # noqa: BLE001 - a wrong base or a broken file, told in words
                 raise ComparisonError(
                     f"{ref.label} could not be put on {self.base_spec}: {exc}. It may have been trained "
                     "on a different base model; choose that base model to compare it."
                 ) from exc
             self._names[ref.key] = name
+
+    def adapter_name(self, key: str) -> str | None:
+        """The adapter's name inside the generator (None for the base model or one not added)."""
+        return self._names.get(key)
 
     def model_name(self, ref: ModelRef) -> str:
         return "base" if ref.is_base else self._names[ref.key]
@@ -106,12 +113,22 @@ class ComparisonEngine:
                                        on_token=on_token, should_stop=should_stop)
 
     def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]], example_ids=None,
-                 max_length: int = 512, exact_match: bool | None = None):
+                 max_length: int = 512, exact_match: bool | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None):
+        """Held-out loss, perplexity and (for short answers) exact match of one model.
+
+        The result's ``model`` names the column (its model key), not the
+        adapter's name inside the generator.
+        """
         from ftstudio.engine.evaluation import evaluate
 
         self.ensure([ref])
-        return evaluate(self.generator, conversations, example_ids=example_ids, model=self.model_name(ref),
-                        max_length=max_length, exact_match=exact_match)
+        result = evaluate(self.generator, conversations, example_ids=example_ids, model=self.model_name(ref),
+                          max_length=max_length, exact_match=exact_match, progress=progress,
+                          should_stop=should_stop)
+        result.model = ref.key
+        return result
 
     def close(self) -> None:
         self._generator = None

@@ -156,7 +156,7 @@ class EvaluationsView(QWidget):
 
     def refresh(self) -> None:
         if self.latest_only:
-            self.shown = sorted(ratings.latest_evaluations(self.project).values(), key=lambda e: e.model)
+            self.shown = sorted(ratings.latest_evaluations(self.project).values(), key=lambda e: e.key)
         else:
             self.shown = ratings.evaluations(self.project, self.run_id)
         self.summary.setRowCount(len(self.shown))
@@ -164,14 +164,14 @@ class EvaluationsView(QWidget):
             r = ev.results
             loss, ppl, em = _num(r.get("loss")), _num(r.get("perplexity")), _num(r.get("exact_match"))
             cells = [
-                _item(ratings.model_label(ev.model)),
+                _item(ratings.model_label(ev.key)),
                 _item(str(r.get("examples", "—")), True),
                 _item("—" if loss is None else f"{loss:.4f}", True),
                 _item("—" if ppl is None else f"{ppl:.2f}", True),
                 _item("—" if em is None else f"{em:.1%}", True),
                 _item(ev.created_at[:19].replace("T", " ")),
             ]
-            cells[0].setToolTip(ev.model)
+            cells[0].setToolTip(ev.key)
             for col, item in enumerate(cells):
                 self.summary.setItem(row, col, item)
         self.empty.setText("" if self.shown else "No evaluations yet.")
@@ -190,7 +190,7 @@ class EvaluationsView(QWidget):
         ev = self.selected()
         results = ev.results if ev else {}
         rows = per_label_rows(results.get("per_label"))
-        name = ratings.model_label(ev.model) if ev else ""
+        name = ratings.model_label(ev.key) if ev else ""
         self.per_label_title.setText(f"Per label · {name}" if ev else "Per label")
         self.per_label.setRowCount(len(rows))
         for i, (label, n, correct, acc) in enumerate(rows):

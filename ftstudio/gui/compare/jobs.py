@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ftstudio.core.ratings import run_id_of
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef, PromptItem
 
 
@@ -38,7 +39,9 @@ def compare_job(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Seq
 def answers_job(engine: ComparisonEngine, wanted: Sequence[tuple[int, ModelRef]], prompts: Sequence[PromptItem],
                 settings: dict[str, Any], *, report, interrupted) -> int:
     """The missing answers of a blind round, not streamed: ("output", prompt index, model key, text)."""
+    report(("loading", None, None, ""))
     engine.ensure(list({ref.key: ref for _i, ref in wanted}.values()))
+    report(("loaded", None, None, ""))
     sampling = _sampling(settings)
     n = 0
     for i, ref in wanted:
@@ -55,16 +58,22 @@ def answers_job(engine: ComparisonEngine, wanted: Sequence[tuple[int, ModelRef]]
 def evaluate_job(engine: ComparisonEngine, refs: Sequence[ModelRef], conversations: list[list[dict]],
                  example_ids: list[int], max_length: int, exact_match: bool | None, *, report, interrupted) -> int:
     """Held-out loss, perplexity and exact match per model: ("result", model key, results dict)."""
+    report(("loading", None, None))
+    engine.ensure(refs)
     n = 0
     for ref in refs:
         if interrupted():
             break
         report(("started", ref.key, None))
         result = engine.evaluate(ref, conversations, example_ids=example_ids, max_length=max_length,
-                                 exact_match=exact_match)
+                                 exact_match=exact_match, should_stop=interrupted,
+                                 progress=lambda done, total, key=ref.key: report(("progress", key, (done, total))))
         if interrupted():
             break
-        report(("result", ref.key, result.to_dict()))
+        results = result.to_dict()
+        results["run"] = run_id_of(ref.key) or ("base" if ref.is_base else None)
+        results["model"] = engine.base_spec
+        report(("result", ref.key, results))
         n += 1
     return n
 

@@ -286,9 +286,10 @@ class SelectionPanel(QWidget):
         self.prompt_count.setText(text)
         self.prompts_changed.emit()
 
-    def examples(self) -> list[Example]:
-        """The chosen examples (none for typed prompts), limited to the chosen number."""
+    def examples(self, limited: bool = True) -> list[Example]:
+        """The chosen examples (none for typed prompts), at most the chosen number when ``limited``."""
         source = self.source()
+        limit = self.limit.value() if limited else None
         if source == SOURCE_TYPED:
             return []
         if source == SOURCE_HELDOUT:
@@ -300,13 +301,17 @@ class SelectionPanel(QWidget):
             if ex.status in ("skipped",) or not ex.prompt_text().strip():
                 continue
             out.append(ex)
-            if len(out) >= self.limit.value():
+            if limit is not None and len(out) >= limit:
                 break
         return out
 
     def evaluation_examples(self) -> list[Example]:
-        """The chosen examples that have a well-formed answer to measure against."""
-        return [ex for ex in self.examples()
+        """The chosen examples that have a well-formed answer to measure against.
+
+        No limit: with the held-out source these are exactly the examples
+        ``ftstudio evaluate`` measures, so both give the same numbers.
+        """
+        return [ex for ex in self.examples(limited=False)
                 if ex.status == "labelled" and check_conversation(ex.conversation()) is None]
 
     def prompts(self) -> list[PromptItem]:
