@@ -129,6 +129,18 @@ MIGRATIONS: list[str] = [
         created_at TEXT NOT NULL
     );
     """,
+    # 3 -> 4: a reviewer's decision on an example the annotators disagreed on;
+    # the annotator's own queue ("labelled by me") reads annotations by annotator.
+    """
+    CREATE TABLE label_reviews (
+        example_id INTEGER PRIMARY KEY REFERENCES examples (id),
+        reviewer TEXT NOT NULL,
+        label TEXT,
+        answer TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX annotations_annotator ON annotations (annotator, status);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,6 +148,28 @@ DEFAULT_SETTINGS = {"eval_fraction": 0.1, "split_seed": 1234, "name": ""}
 
 # Columns of ``examples`` that an edit may change, and what undo restores.
 EDITABLE = ("messages", "system", "split", "status", "label", "annotator", "deleted")
+
+# Rows of other tables that the journal restores beside example edits (the
+# labelling mode writes them): action "row:<table>", before/after the whole row
+# (None where it did not exist); these columns say which row it is.
+JOURNALED_ROWS: dict[str, tuple[str, ...]] = {
+    "annotations": ("example_id", "annotator"),
+    "label_set": ("name",),
+    "label_reviews": ("example_id",),
+}
+
+
+def _restore_row(c: sqlite3.Connection, table: str, target: dict | None, other: dict | None) -> None:
+    """Put ``table`` back to ``target`` (None: no row), replacing the row ``other`` describes."""
+    keys = JOURNALED_ROWS[table]
+    for state in (other, target):
+        if state is not None:
+            c.execute(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = ?" for k in keys),
+                      [state[k] for k in keys])
+    if target is not None:
+        cols = list(target)
+        c.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                  [target[k] for k in cols])
 
 
 class ProjectError(Exception):
@@ -540,10 +574,13 @@ class Project:
             for e in entries:
                 if e["action"] == "insert":
                     self._apply(c, e["example_id"], {"deleted": 1})
+                elif e["action"].startswith("row:"):
+                    _restore_row(c, e["action"][4:], *(None if x is None else json.loads(x)
+                                                       for x in (e["before"], e["after"])))
                 else:
                     self._apply(c, e["example_id"], json.loads(e["before"]))
             c.execute("UPDATE journal SET undone = 1 WHERE group_id = ?", (group,))
-            return sorted({e["example_id"] for e in entries})
+            return sorted({e["example_id"] for e in entries if e["example_id"] is not None})
 
     def redo(self) -> list[int]:
         """Redo the change undone last; returns the example ids it touched."""
@@ -556,10 +593,13 @@ class Project:
             for e in entries:
                 if e["action"] == "insert":
                     self._apply(c, e["example_id"], {"deleted": 0})
+                elif e["action"].startswith("row:"):
+                    _restore_row(c, e["action"][4:], *(None if x is None else json.loads(x)
+                                                       for x in (e["after"], e["before"])))
                 else:
                     self._apply(c, e["example_id"], json.loads(e["after"]))
             c.execute("UPDATE journal SET undone = 0 WHERE group_id = ?", (group,))
-            return sorted({e["example_id"] for e in entries})
+            return sorted({e["example_id"] for e in entries if e["example_id"] is not None})
 
     def journal(self, example_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The audit trail, newest first."""
