@@ -64,6 +64,7 @@ class ChecksPanel(QWidget):
         self._thread: TaskThread | None = None
         self._again = False
         self._plot = None
+        self._checked_with: str | None | bool = False  # the model whose tokens the report counts; False: none
         self._tokens = shared_tokenizer()
         self._tokens.ready.connect(self._tokenizer_ready)
 
@@ -129,6 +130,7 @@ class ChecksPanel(QWidget):
         self._tokens.ensure_loaded()
         self.run_button.setEnabled(False)
         self.summary.setText("Checking\u2026")
+        self._checked_with = self._tokens.chosen if self._tokens.tokenizer is not None else False
         self._thread = TaskThread(_run_checks, str(self._context.project.path), self._tokens.tokenizer,
                                   self.context_size.value(), parent=self)
         self._thread.progressed.connect(self._show)
@@ -157,7 +159,8 @@ class ChecksPanel(QWidget):
 
     @Slot()
     def _tokenizer_ready(self) -> None:
-        if self.report is not None and not self.report.token_lengths and self._thread is None:
+        # Count tokens (again) once the chosen model's tokenizer is there.
+        if self.report is not None and self._checked_with != self._tokens.chosen:
             self.run_checks()
 
     @Slot()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
     QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core.examples import SPLITS, STATUSES
+from ftstudio.core.examples import SPLITS, STATUSES, NewExample
 from ftstudio.core.project import ExampleFilter, default_actor
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
@@ -240,6 +240,7 @@ class DataPage(QWidget):
         if keep:
             self.select_ids([i for i in keep if self.model.row_of(i) is not None])
         self._show_table_or_hint()
+        self._refresh_counts()
         self._selection_changed()
 
     def clear_filters(self) -> None:
@@ -253,6 +254,7 @@ class DataPage(QWidget):
             w.blockSignals(False)
         self.model.set_filter(ExampleFilter())
         self._show_table_or_hint()
+        self._refresh_counts()
 
     def _show_table_or_hint(self) -> None:
         if self.model.rowCount():
@@ -341,8 +343,10 @@ class DataPage(QWidget):
         ids = self.selected_ids()
         if not ids:
             return []
-        with self.project.transaction():
-            new = [self.project.duplicate_example(i, actor=self.actor) for i in ids]
+        # One add_examples call: one journal group, so one Ctrl+Z takes back all the copies.
+        copies = [NewExample(messages=ex.messages, system=ex.system, label=ex.label, status=ex.status,
+                             split=ex.split) for ex in self.project.get_examples(ids)]
+        new = self.project.add_examples(copies, actor=self.actor)
         self.context.examples_changed.emit(new)
         self.select_ids(new)
         self.context.status_message.emit(f"Duplicated {len(new):,} example{'s' if len(new) != 1 else ''}")
@@ -424,6 +428,20 @@ class DataPage(QWidget):
     @Slot()
     def _wizard_closed(self) -> None:
         self._wizard = None
+
+    # -- layout ---------------------------------------------------------------------
+
+    def save_state(self) -> dict:
+        """What the window keeps between sessions: the splitter and the column widths."""
+        return {"splitter": self.splitter.saveState(), "columns": self.table.horizontalHeader().saveState()}
+
+    def restore_state(self, state) -> None:
+        if not isinstance(state, dict):
+            return
+        if isinstance(state.get("splitter"), QByteArray):
+            self.splitter.restoreState(state["splitter"])
+        if isinstance(state.get("columns"), QByteArray):
+            self.table.horizontalHeader().restoreState(state["columns"])
 
     # -- closing --------------------------------------------------------------------
 

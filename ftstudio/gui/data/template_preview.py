@@ -67,7 +67,7 @@ class TemplatePreview(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        self._tokens.ensure_loaded(self._chosen_dir())
+        self._tokens.choose(self._chosen_dir())
         self._refresh()
 
     def _chosen_dir(self) -> str | None:
@@ -82,7 +82,7 @@ class TemplatePreview(QWidget):
                 return
             self.set_model_dir(folder)
             return
-        self._tokens.ensure_loaded(self._chosen_dir())
+        self._tokens.choose(self._chosen_dir())
         self._refresh()
 
     def set_model_dir(self, folder: str | Path | None) -> None:
@@ -96,7 +96,7 @@ class TemplatePreview(QWidget):
                 self.model.insertItem(self.model.count() - 1, Path(folder).name, folder)
                 i = self.model.findData(folder)
             self.model.setCurrentIndex(i)
-        self._tokens.ensure_loaded(self._chosen_dir())
+        self._tokens.choose(self._chosen_dir())
         self._refresh()
 
     def set_example(self, example_id: int | None) -> None:
@@ -125,9 +125,10 @@ class TemplatePreview(QWidget):
             self.count.setText("Select an example to see it as the model sees it.")
             return
         tokenizer = self._tokens.tokenizer
-        wanted = self._chosen_dir()
-        if tokenizer is None or (wanted is not None and wanted != self._tokens.model_dir):
-            if not self._tokens.error:
+        if tokenizer is None:
+            if self._tokens.error:
+                self.count.setText(f"The tokenizer could not be loaded: {self._tokens.error}")
+            else:
                 self.count.setText("Loading the tokenizer\u2026")
             return
         try:

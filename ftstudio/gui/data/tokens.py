@@ -82,8 +82,13 @@ def token_counter(tokenizer):
 
 
 class TokenizerService(QObject):
-    """Loads the tokenizer of one model folder (the bundled model by default) once,
-    and tells every page that waits for it."""
+    """The tokenizer of the chosen model (the bundled model unless another
+    folder is chosen), loaded once on a worker thread; ``ready`` tells every
+    page that waits for it.
+
+    ``tokenizer`` is None until the chosen model's tokenizer is loaded, so a
+    page never renders with the tokenizer of a model no longer chosen.
+    """
 
     ready = Signal()
     failed = Signal(str)
@@ -92,17 +97,30 @@ class TokenizerService(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._tokenizer = None
-        self._model_dir: str | None = None
+        self._loaded_key: str | None = None  # "" for the bundled model, else the folder
+        self._model_dir: str | None = None  # the folder the loaded tokenizer came from
+        self._wanted_key = ""
         self._error = ""
         self._thread: TaskThread | None = None
+        self._thread_key: str | None = None
+
+    @staticmethod
+    def _key(model_dir: str | Path | None) -> str:
+        return str(model_dir) if model_dir else ""
 
     @property
     def tokenizer(self):
-        return self._tokenizer
+        return self._tokenizer if self._loaded_key == self._wanted_key else None
+
+    @property
+    def chosen(self) -> str | None:
+        """The chosen model folder (None: the bundled model)."""
+        return self._wanted_key or None
 
     @property
     def model_dir(self) -> str | None:
-        return self._model_dir
+        """The folder the current tokenizer was loaded from."""
+        return self._model_dir if self.tokenizer is not None else None
 
     @property
     def error(self) -> str:
@@ -112,15 +130,20 @@ class TokenizerService(QObject):
     def loading(self) -> bool:
         return self._thread is not None
 
-    def ensure_loaded(self, model_dir: str | None = None) -> None:
-        """Start loading (no-op when this model is loaded or loading)."""
-        wanted = str(model_dir) if model_dir else None
-        if self._thread is not None:
+    def choose(self, model_dir: str | Path | None) -> None:
+        """Use this model's tokenizer from now on (None: the bundled model); loads it if needed."""
+        key = self._key(model_dir)
+        if key != self._wanted_key:
+            self._wanted_key = key
+            self._error = ""
+        self.ensure_loaded()
+
+    def ensure_loaded(self) -> None:
+        """Start loading the chosen model's tokenizer (no-op when loaded or loading)."""
+        if self._thread is not None or self.tokenizer is not None or self._error:
             return
-        if self._tokenizer is not None and (wanted is None or wanted == self._model_dir):
-            return
-        self._error = ""
-        self._thread = TaskThread(_load, wanted, parent=self)
+        self._thread_key = self._wanted_key
+        self._thread = TaskThread(_load, self._wanted_key or None, parent=self)
         self._thread.succeeded.connect(self._loaded)
         self._thread.failed.connect(self._failed)
         self._thread.progressed.connect(self._progressed)
@@ -128,14 +151,23 @@ class TokenizerService(QObject):
 
     @Slot(object)
     def _loaded(self, result) -> None:
-        self._model_dir, self._tokenizer = result
+        key = self._thread_key
         self._finish()
+        self._model_dir, self._tokenizer = result
+        self._loaded_key = key
+        if key != self._wanted_key:  # the choice changed while loading
+            self.ensure_loaded()
+            return
         self.ready.emit()
 
     @Slot(str, str)
     def _failed(self, message: str, _trace: str) -> None:
-        self._error = message
+        key = self._thread_key
         self._finish()
+        if key != self._wanted_key:
+            self.ensure_loaded()
+            return
+        self._error = message
         self.failed.emit(message)
 
     @Slot(object)
@@ -147,6 +179,7 @@ class TokenizerService(QObject):
             self._thread.wait()
             self._thread.deleteLater()
             self._thread = None
+            self._thread_key = None
 
     def wait(self) -> None:
         """Block until a load in progress ends (at shutdown)."""

@@ -1,0 +1,345 @@
+"""The Data page driven through its real widgets: editing with undo and redo,
+add / duplicate / delete, filters, bulk moves, checks and the template preview.
+Every change is checked in the project's database."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtWidgets import QApplication
+
+from ftstudio.core.project import Project
+from ftstudio.gui import style
+from ftstudio.gui.data.conversation_editor import SAVE_DELAY_MS
+from ftstudio.gui.data.page import NO_LABEL, DataPage
+from ftstudio.gui.data.table_model import COL_ID, COL_LABEL
+from ftstudio.gui.main_window import MainWindow
+
+pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+
+CTRL = Qt.KeyboardModifier.ControlModifier
+SHIFT = Qt.KeyboardModifier.ShiftModifier
+
+
+@pytest.fixture
+def window(qtbot, settings, tmp_path, fill):
+    """A main window on a project of 30 examples (every 5th held out), showing the Data page."""
+    w = MainWindow(settings, detect_device=False)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.new_project(tmp_path / "data")
+    fill(w.context.project, 30, eval_every=5)
+    w.context.examples_changed.emit([])
+    w.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is w)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def page(window) -> DataPage:
+    return window.data_page()
+
+
+@pytest.fixture
+def db(window):
+    """A second connection to the project's database: what is really on disk."""
+    other = Project.open(window.context.project.path)
+    yield other
+    other.close()
+
+
+def click_row(qtbot, page: DataPage, row: int, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    page.table.scrollTo(page.model.index(row, 0))
+    rect = page.table.visualRect(page.model.index(row, COL_ID))
+    qtbot.mouseClick(page.table.viewport(), Qt.MouseButton.LeftButton, modifier, rect.center())
+
+
+def test_table_shows_the_project(page):
+    assert page.model.rowCount() == 30
+    assert page.counts.text() == "30 examples  \u00b7  24 train  \u00b7  6 held out"
+    assert page.table.isVisible()
+
+
+def test_typing_in_a_turn_is_saved_and_undone_and_redone(qtbot, window, page, db):
+    first = page.model.example_id(0)
+    click_row(qtbot, page, 0)
+    assert page.editor.example_id == first
+    answer = page.editor.turn_editors()[1].text
+    assert answer.toPlainText() == "billing"
+    answer.setFocus()
+    answer.moveCursor(answer.textCursor().MoveOperation.End)
+    qtbot.keyClicks(answer, " and refunds")
+    qtbot.waitUntil(lambda: db.get_example(first).messages[1]["content"] == "billing and refunds",
+                    timeout=SAVE_DELAY_MS * 5)
+    assert page.editor.state.text() == "Saved"
+    entry = db.journal(first)[0]
+    assert entry["action"] == "update" and entry["actor"]
+
+    qtbot.keyClick(answer, Qt.Key.Key_Z, CTRL)  # reaches the window's journal undo
+    assert db.get_example(first).messages[1]["content"] == "billing"
+    assert answer.toPlainText() == "billing"
+    qtbot.keyClick(answer, Qt.Key.Key_Z, CTRL | SHIFT)
+    assert db.get_example(first).messages[1]["content"] == "billing and refunds"
+    assert answer.toPlainText() == "billing and refunds"
+    # The table shows the saved text too.
+    assert page.model.data(page.model.index(0, 6)) == "billing and refunds"
+
+
+def test_undo_right_after_typing_takes_back_what_was_typed(qtbot, window, page, db):
+    first = page.model.example_id(0)
+    click_row(qtbot, page, 0)
+    question = page.editor.turn_editors()[0].text
+    question.setFocus()
+    qtbot.keyClicks(question, "Urgent: ")
+    assert page.editor.has_pending_edit()
+    qtbot.keyClick(question, Qt.Key.Key_Z, CTRL)
+    assert not page.editor.has_pending_edit()
+    assert db.get_example(first).messages[0]["content"] == "question number 0"
+    assert question.toPlainText() == "question number 0"
+    window.redo()
+    assert db.get_example(first).messages[0]["content"] == "Urgent: question number 0"
+
+
+def test_turns_are_added_removed_and_reordered(qtbot, page, db):
+    first = page.model.example_id(0)
+    click_row(qtbot, page, 0)
+    editor = page.editor
+    qtbot.mouseClick(editor.add_turn_button, Qt.MouseButton.LeftButton)
+    qtbot.keyClicks(editor.turn_editors()[2].text, "And when?")
+    editor.save_now()
+    messages = db.get_example(first).messages
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[2]["content"] == "And when?"
+    assert editor.problem.isHidden()
+
+    qtbot.mouseClick(editor.turn_editors()[2].up, Qt.MouseButton.LeftButton)
+    editor.save_now()
+    assert [m["content"] for m in db.get_example(first).messages] == ["question number 0", "And when?", "billing"]
+    assert "left out of training" in editor.problem.text() and "roles out of order" in editor.problem.text()
+
+    qtbot.mouseClick(editor.turn_editors()[1].remove, Qt.MouseButton.LeftButton)
+    editor.save_now()
+    assert [m["content"] for m in db.get_example(first).messages] == ["question number 0", "billing"]
+    assert editor.problem.isHidden()
+
+    editor.turn_editors()[1].role.setCurrentText("user")
+    editor.save_now()
+    assert db.get_example(first).messages[1]["role"] == "user"
+    page.undo()
+    assert db.get_example(first).messages[1]["role"] == "assistant"
+    assert editor.turn_editors()[1].role.currentText() == "assistant"
+
+
+def test_system_prompt_label_status_and_split_edits_are_saved(qtbot, page, db):
+    first = page.model.example_id(0)
+    click_row(qtbot, page, 0)
+    editor = page.editor
+    qtbot.keyClicks(editor.system, "You sort support tickets.")
+    editor.label.selectAll()
+    qtbot.keyClicks(editor.label, "refund")
+    editor.status.setCurrentText("flagged")
+    editor.split.setCurrentText("train")
+    qtbot.waitUntil(lambda: db.get_example(first).label == "refund", timeout=SAVE_DELAY_MS * 5)
+    ex = db.get_example(first)
+    assert (ex.system, ex.status, ex.split) == ("You sort support tickets.", "flagged", "train")
+    assert page.model.data(page.model.index(0, COL_LABEL)) == "refund"
+    assert page.label_filter.findData("refund") >= 0
+
+
+def test_add_duplicate_delete_and_undo(qtbot, page, db):
+    qtbot.mouseClick(page.add_button, Qt.MouseButton.LeftButton)
+    assert db.count_examples() == 31
+    new_id = page.current_id()
+    assert page.editor.example_id == new_id
+    assert page.model.row_of(new_id) == 30
+    qtbot.keyClicks(page.editor.turn_editors()[0].text, "A brand new question")
+    page.flush_edits()
+    assert db.get_example(new_id).messages[0]["content"] == "A brand new question"
+
+    click_row(qtbot, page, 2)
+    click_row(qtbot, page, 3, CTRL)
+    chosen = page.selected_ids()
+    assert len(chosen) == 2
+    qtbot.mouseClick(page.duplicate_button, Qt.MouseButton.LeftButton)
+    assert db.count_examples() == 33
+    copies = page.selected_ids()
+    assert len(copies) == 2 and not set(copies) & set(chosen)
+    assert [db.get_example(c).messages for c in copies] == [db.get_example(c).messages for c in chosen]
+
+    click_row(qtbot, page, 0)
+    doomed = page.current_id()
+    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    assert db.count_examples() == 32
+    assert page.model.row_of(doomed) is None
+    assert page.current_id() == page.model.example_id(0)  # the next row is selected
+    page.undo()
+    assert db.count_examples() == 33
+    assert page.model.row_of(doomed) == 0
+    page.undo()  # the duplicates go
+    assert db.count_examples() == 31
+    page.redo()
+    assert db.count_examples() == 33
+
+
+def test_filters_by_text_split_status_label_and_problem(qtbot, page, db):
+    qtbot.keyClicks(page.search, "number 2")  # 2, 20..29
+    qtbot.waitUntil(lambda: page.model.rowCount() == 11, timeout=2000)
+    assert page.counts.text().endswith("11 shown")
+    page.search.clear()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 30, timeout=2000)
+
+    page.split_filter.setCurrentIndex(page.split_filter.findData("eval"))
+    assert page.model.rowCount() == 6
+    assert {db.get_example(i).split for i in page.model.example_ids()} == {"eval"}
+    page.split_filter.setCurrentIndex(0)
+
+    page.label_filter.setCurrentIndex(page.label_filter.findData("technical"))
+    assert page.model.rowCount() == 10
+    first = page.model.example_id(0)
+    db.update_example(first, label=None, status="unlabelled")
+    page.context.examples_changed.emit([first])
+    assert page.model.rowCount() == 9
+    page.label_filter.setCurrentIndex(page.label_filter.findData(NO_LABEL))
+    assert page.model.example_ids() == [first]
+    page.label_filter.setCurrentIndex(0)
+    page.status_filter.setCurrentIndex(page.status_filter.findData("unlabelled"))
+    assert page.model.example_ids() == [first]
+    page.status_filter.setCurrentIndex(0)
+
+    # Nothing matches: the table gives way to a line that says so.
+    qtbot.keyClicks(page.search, "no such words anywhere")
+    qtbot.waitUntil(lambda: page._table_stack.currentWidget() is page.no_match, timeout=2000)
+    page.clear_filters()
+    assert page.model.rowCount() == 30
+
+    # "Has a problem" is offered once checks have run.
+    assert not page.problem_filter.isEnabled()
+    original = page.model.example_id(3)
+    twin = db.duplicate_example(original)
+    page.context.examples_changed.emit([twin])
+    page.tabs.setCurrentWidget(page.checks)
+    with qtbot.waitSignal(page.checks.report_ready, timeout=20000):
+        qtbot.mouseClick(page.checks.run_button, Qt.MouseButton.LeftButton)
+    assert page.problem_filter.isEnabled()
+    page.problem_filter.setChecked(True)
+    assert page.model.example_ids() == [original, twin]
+    page.problem_filter.setChecked(False)
+    assert page.model.rowCount() == 31
+
+
+def test_bulk_move_to_eval_and_back(qtbot, page, db):
+    click_row(qtbot, page, 1)
+    click_row(qtbot, page, 4, SHIFT)  # rows 1..4
+    ids = page.selected_ids()
+    assert len(ids) == 4
+    qtbot.mouseClick(page.to_eval_button, Qt.MouseButton.LeftButton)
+    assert {db.get_example(i).split for i in ids} == {"eval"}
+    assert page.counts.text().startswith("30 examples  \u00b7  20 train  \u00b7  10 held out")
+    assert page.selected_ids() == ids
+    qtbot.mouseClick(page.to_train_button, Qt.MouseButton.LeftButton)
+    assert {db.get_example(i).split for i in ids} == {"train"}
+    page.undo()
+    assert {db.get_example(i).split for i in ids} == {"eval"}
+    page.redo()
+    # With the table filtered to train, moved rows leave it, and come back on undo.
+    page.split_filter.setCurrentIndex(page.split_filter.findData("train"))
+    page.select_ids(ids)
+    assert page.selected_ids() == ids
+    page.move_selected("eval")
+    assert all(page.model.row_of(i) is None for i in ids)
+    assert page.model.rowCount() == 20
+    page.undo()
+    assert all(page.model.row_of(i) is not None for i in ids)
+    assert page.split_filter.currentData() == "train"
+
+
+def test_checks_list_a_duplicate_and_a_click_selects_its_rows(qtbot, page, db):
+    original = page.model.example_id(7)
+    twin = db.duplicate_example(original)
+    page.context.examples_changed.emit([twin])
+    page.tabs.setCurrentWidget(page.checks)
+    with qtbot.waitSignal(page.checks.report_ready, timeout=20000):
+        qtbot.mouseClick(page.checks.run_button, Qt.MouseButton.LeftButton)
+    tree = page.checks.findings
+    titles = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert "Exact duplicates (2)" in titles
+    group = tree.topLevelItem(titles.index("Exact duplicates (2)"))
+    group.setExpanded(True)
+    finding = group.child(0)
+    assert str(original) in finding.text(0) and str(twin) in finding.text(0)
+    tree.scrollToItem(finding)
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=tree.visualItemRect(finding).center())
+    assert sorted(page.selected_ids()) == sorted([original, twin])
+    # The problem ids are marked in the table.
+    row = page.model.row_of(twin)
+    assert page.model.data(page.model.index(row, COL_ID), Qt.ItemDataRole.ForegroundRole).name() == \
+        style.BAD.lower()
+
+
+def test_histogram_counts_tokens_against_the_context_size(qtbot, page, bundled_dir):
+    page.preview.set_model_dir(bundled_dir)
+    page.tabs.setCurrentWidget(page.checks)
+    page.checks.run_checks()
+    qtbot.waitUntil(lambda: page.checks.report is not None and bool(page.checks.report.token_lengths)
+                    and not page.checks.running, timeout=60000)
+    assert len(page.checks.report.token_lengths) == 30
+    assert "longer than the context size of 512" in page.checks.hist_note.text()
+    assert page.checks._plot is not None and page.checks._plot.isVisible()
+    page.checks.context_size.setValue(16)
+    page.checks.context_size.editingFinished.emit()
+    qtbot.waitUntil(lambda: not page.checks.running and page.checks.report.max_length == 16, timeout=60000)
+    assert "30 longer than the context size of 16" in page.checks.hist_note.text()
+
+
+def test_template_preview_highlights_the_tokens_that_carry_loss(qtbot, page, bundled_dir):
+    page.preview.set_model_dir(bundled_dir)
+    page.select_ids([page.model.example_id(1)])
+    page.tabs.setCurrentWidget(page.preview)
+    qtbot.waitUntil(lambda: page.preview.rendered is not None, timeout=60000)
+    rendered = page.preview.rendered
+    loss_text = "".join(t for t, loss, _special in rendered.pieces if loss)
+    other_text = "".join(t for t, loss, _special in rendered.pieces if not loss)
+    assert "technical" in loss_text
+    assert "question number 1" in other_text and "question number 1" not in loss_text
+    assert 0 < rendered.loss_count < rendered.token_count
+    assert page.preview.count.text().startswith(f"{rendered.token_count:,} tokens; {rendered.loss_count:,} carry loss")
+    html = page.preview.text.toHtml()
+    assert style.LOSS_BG in html
+    # An edit shows in the preview.
+    page.editor.turn_editors()[1].text.setPlainText("technical, urgent")
+    page.flush_edits()
+    qtbot.waitUntil(lambda: "urgent" in "".join(t for t, loss, _s in page.preview.rendered.pieces if loss),
+                    timeout=20000)
+
+
+def test_import_through_the_window(qtbot, window, page, db, tickets_jsonl):
+    wizard = window.import_data(tickets_jsonl)
+    qtbot.waitUntil(lambda: wizard.preview is not None and not wizard.busy)
+    with qtbot.waitSignal(wizard.imported, timeout=20000):
+        wizard.accept()
+    assert db.count_examples() == 36
+    assert page.model.rowCount() == 36
+    assert page.label_filter.findData("shipping") >= 0
+
+
+def test_splitter_layout_is_kept(qtbot, window, settings, tmp_path):
+    page = window.data_page()
+    page.splitter.setSizes([500, 600])
+    sizes = page.splitter.sizes()
+    path = window.context.project.path
+    window.close_project()
+    window.open_project(path)
+    assert window.data_page().splitter.sizes() == sizes
+
+
+def test_selection_keeps_rows_through_model_changes(qtbot, page, db):
+    sm = page.table.selectionModel()
+    sm.select(page.model.index(5, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+              | QItemSelectionModel.SelectionFlag.Rows)
+    keep = page.selected_ids()
+    other = page.model.example_id(2)
+    db.delete_examples([other])
+    page.context.examples_changed.emit([other])
+    assert page.selected_ids() == keep
