@@ -156,6 +156,7 @@ JOURNALED_ROWS: dict[str, tuple[str, ...]] = {
     "annotations": ("example_id", "annotator"),
     "label_set": ("name",),
     "label_reviews": ("example_id",),
+    "settings": ("key",),
 }
 
 
