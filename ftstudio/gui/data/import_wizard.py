@@ -8,6 +8,7 @@ connection), so a large file never freezes the window.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -36,6 +37,22 @@ FIELD_HELP = {
     "label": "A category, for labelled tasks",
 }
 CELL_CHARS = 120
+
+
+# The reader's advice names the command line's options; here the same choices are controls.
+_CLI_ADVICE = (
+    (re.compile(r"choose the format with --format \([^)]*\)"), "choose the format on the first page (Back)"),
+    (re.compile(r"choose columns with --map prompt=COLUMN --map response=COLUMN"),
+     "choose the prompt and response columns below"),
+    (re.compile(r"add --map prompt=COLUMN"), "choose the prompt column below"),
+)
+
+
+def for_the_wizard(message: str) -> str:
+    """A reader's problem text with command-line advice turned into advice about the wizard."""
+    for pattern, words in _CLI_ADVICE:
+        message = pattern.sub(words, message)
+    return message
 
 
 def is_importable(path: str | Path) -> bool:
@@ -211,7 +228,7 @@ class PreviewPage(QWizardPage):
             self.count.setText("The file holds no examples.")
         self.problems.clear()
         for prob in p.problems:
-            self.problems.addItem(f"{prob.location()}: {prob.message}")
+            self.problems.addItem(for_the_wizard(f"{prob.location()}: {prob.message}"))
         if p.problem_count > len(p.problems):
             self.problems.addItem(f"\u2026 and {p.problem_count - len(p.problems):,} more")
         self.problems.setVisible(bool(p.problems))
@@ -331,7 +348,7 @@ class ImportWizard(QWizard):
         self._importer_finished()
         self.preview_page.count.setText("Nothing was imported.")
         self.preview_page.problems.clear()
-        self.preview_page.problems.addItems(message.splitlines())
+        self.preview_page.problems.addItems([for_the_wizard(line) for line in message.splitlines()])
         self.preview_page.problems.show()
         self.preview_page.completeChanged.emit()
 
