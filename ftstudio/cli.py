@@ -113,12 +113,15 @@ def cmd_export(args) -> int:
         raise CommandError(f"Run {run.id} has no adapter yet ({adapter}); finish or resume it first")
     from ftstudio.engine import export
 
-    if args.adapter:
-        out = export.export_adapter(adapter, args.adapter)
-        print(f"Wrote the adapter of run {run.id} to {out}")
-    if args.merged:
-        out = export.export_merged(run.config.get("model", ""), adapter, args.merged)
-        print(f"Wrote the merged model of run {run.id} to {out}")
+    try:
+        if args.adapter:
+            out = export.export_adapter(adapter, args.adapter)
+            print(f"Wrote the adapter of run {run.id} to {out}")
+        if args.merged:
+            out = export.export_merged(run.config.get("model", ""), adapter, args.merged)
+            print(f"Wrote the merged model of run {run.id} to {out}")
+    except export.ExportError as exc:
+        raise CommandError(str(exc)) from None
     return 0
 
 

@@ -50,6 +50,31 @@ def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
     return out
 
 
+def make_lora_adapter(model_dir, out, seed: int, rank: int = 4) -> Path:
+    """A LoRA adapter with random, non-zero weights (so it changes the answers), saved as PEFT writes it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=4 * rank, target_modules="all-linear", init_lora_weights=False,
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.mul_(8.0)  # strong enough that greedy answers change on a random tiny model
+    model.save_pretrained(str(out), safe_serialization=True)
+    return Path(out)
+
+
+@pytest.fixture(scope="session")
+def lora_adapter():
+    """lora_adapter(model_dir, out, seed, rank=4) writes a random non-zero LoRA adapter folder."""
+    return make_lora_adapter
+
+
 @pytest.fixture
 def project(tmp_path):
     from ftstudio.core.project import Project

@@ -169,7 +169,7 @@ def field_help(name: str) -> tuple[str, str, bool]:
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(
         lora_rank=16, lora_alpha=32, lora_dropout=0.0, learning_rate=1e-3, epochs=1.0,
-        batch_tokens=1024, max_length=256, eval_every=25, samples=3, checkpoint_every=50,
+        batch_tokens=512, max_length=256, eval_every=25, samples=3, checkpoint_every=50,
         warmup_ratio=0.05,
     ),
     "balanced": dict(

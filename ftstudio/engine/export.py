@@ -1,0 +1,92 @@
+"""Taking a run's result out of FT Studio: the adapter as it is (PEFT
+format), or a full model with the adapter merged into its weights
+(Hugging Face format, safetensors), for tools that know nothing of adapters.
+
+Both are written to a temporary folder beside the target and renamed into
+place, so a failed export never leaves half a model behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ftstudio.engine.inference import check_adapter_dir
+from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
+
+
+class ExportError(Exception):
+    """An export that cannot be done, with what to do instead."""
+
+
+def _target(out: Path | str) -> Path:
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} already exists and is not empty: choose a new folder to export to")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _fresh_tmp(out: Path) -> Path:
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def _move_into_place(tmp: Path, out: Path) -> Path:
+    if out.exists():
+        out.rmdir()  # checked empty by _target
+    tmp.rename(out)
+    return out
+
+
+def export_adapter(adapter_dir: Path | str, out: Path | str) -> Path:
+    """Copy the PEFT adapter in ``adapter_dir`` (with its tokenizer files) to the new folder ``out``."""
+    problem = check_adapter_dir(adapter_dir)
+    if problem:
+        raise ExportError(problem)
+    out = _target(out)
+    tmp = _fresh_tmp(out)
+    try:
+        shutil.copytree(adapter_dir, tmp)
+        return _move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> Path:
+    """Write base model ``model_spec`` with the adapter merged in, as a plain Hugging Face model folder.
+
+    The base is loaded unquantised in fp32 (an adapter trained with QLoRA
+    merges into the full-precision weights), then saved in the base's own dtype.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    problem = check_adapter_dir(adapter_dir)
+    if problem:
+        raise ExportError(problem)
+    if not model_spec:
+        raise ExportError("The run does not name its base model; export the adapter instead")
+    out = _target(out)
+    try:
+        model_dir = resolve_model(model_spec)
+        tokenizer = load_tokenizer(model_dir)
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True)
+    saved_dtype = getattr(base.config, "dtype", None) or torch.float32
+    try:
+        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ExportError(f"The adapter in {adapter_dir} does not fit {model_spec}: {exc}") from None
+    if isinstance(saved_dtype, torch.dtype) and saved_dtype != torch.float32:
+        merged = merged.to(saved_dtype)
+    tmp = _fresh_tmp(out)
+    try:
+        merged.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        return _move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

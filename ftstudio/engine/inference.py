@@ -1,0 +1,237 @@
+"""Generation with the base model and any number of adapters on top of it.
+
+``Generator`` loads the base model once. Adapters are added to it by name
+(PEFT keeps them side by side) and switched per call, so comparing five
+adapters costs one model load. Each call renders the conversation through
+the tokenizer's own chat template, exactly as training saw it, and can
+stream its answer piece by piece and be stopped between tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
+from ftstudio.engine.tokenize import encode_conversation, encode_prompt, fit_length
+
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """One set of sampling settings, shared by every model in a comparison."""
+
+    temperature: float = 0.0  # 0 means greedy: always the most likely token
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be 0 (greedy) or more")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be above 0 and at most 1")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def check_adapter_dir(path: Path | str) -> str | None:
+    """None when ``path`` holds a PEFT LoRA adapter that can be loaded, else what is wrong, in words."""
+    path = Path(path)
+    if not path.is_dir():
+        return f"{path} is not a folder"
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        return f"{path} has no adapter_config.json: choose the adapter folder of a run (runs/<id>/adapter)"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{config} cannot be read: {exc}"
+    if not isinstance(data, dict) or data.get("peft_type") not in ("LORA", None):
+        return f"{config} describes a {data.get('peft_type') if isinstance(data, dict) else 'unknown'} adapter; " \
+               "only LoRA adapters are supported"
+    if not (path / "adapter_model.safetensors").is_file():
+        if (path / "adapter_model.bin").is_file():
+            return f"{path} holds its weights as adapter_model.bin; FT Studio loads weights only from safetensors"
+        return f"{path} has no adapter_model.safetensors"
+    return None
+
+
+def _load_model(model_dir: Path, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, trust_remote_code=False,
+                                                 use_safetensors=True)
+    model.to(device)
+    model.eval()
+    return model
+
+
+class _Streamer:
+    """Receives token ids from ``generate`` and hands out text as soon as it is whole."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None] | None) -> None:
+        self.tokenizer = tokenizer
+        self.on_text = on_text
+        self.ids: list[int] = []
+        self.sent = ""
+        self._prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # generate() hands the prompt over first
+            self._prompt_seen = True
+            return
+        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self._flush(final=False)
+
+    def end(self) -> None:
+        self._flush(final=True)
+
+    def _flush(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        # A multi-byte character split over two tokens decodes as U+FFFD until its second half comes.
+        if not final and text.endswith("\ufffd"):
+            return
+        if text.startswith(self.sent) and len(text) > len(self.sent):
+            piece, self.sent = text[len(self.sent):], text
+            if self.on_text is not None:
+                self.on_text(piece)
+
+
+class Generator:
+    """The base model ``model_spec`` plus named adapters, for generation and held-out loss."""
+
+    def __init__(self, model_spec: str, device: str = "auto") -> None:
+        from ftstudio.engine.device import choose_device
+
+        self.model_spec = model_spec
+        self.device = choose_device(device)
+        self.model_dir = resolve_model(model_spec)
+        self.tokenizer = load_tokenizer(self.model_dir)
+        try:
+            self.base = _load_model(self.model_dir, self.device)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"Could not load the model from {self.model_dir}: {exc}") from None
+        self._peft = None
+        self._adapters: dict[str, Path] = {}
+        self._lock = threading.RLock()  # one generation at a time: adapters are switched on one model
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._adapters)
+
+    def adapter_dir(self, name: str) -> Path:
+        return self._adapters[name]
+
+    def add_adapter(self, name: str, adapter_dir: Path | str) -> None:
+        """Put the adapter in ``adapter_dir`` on the base model under ``name`` (loaded once)."""
+        if name in (None, "", BASE):
+            raise ValueError(f"'{name}' cannot name an adapter")
+        if name in self._adapters:
+            return
+        problem = check_adapter_dir(adapter_dir)
+        if problem:
+            raise ModelError(problem)
+        from peft import PeftModel
+
+        with self._lock:
+            try:
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(self.base, str(adapter_dir), adapter_name=name,
+                                                           is_trainable=False)
+                    self._peft.eval()
+                else:
+                    self._peft.load_adapter(str(adapter_dir), adapter_name=name, is_trainable=False)
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ModelError(f"The adapter in {adapter_dir} does not fit {self.model_spec}: {exc}. "
+                                 "Choose the base model it was trained on.") from None
+        self._adapters[name] = Path(adapter_dir)
+
+    @contextlib.contextmanager
+    def use(self, model: str | None = None) -> Iterator[Any]:
+        """The model to call with adapter ``model`` active (None or "base": no adapter)."""
+        with self._lock:
+            if model in (None, BASE):
+                if self._peft is None:
+                    yield self.base
+                else:
+                    with self._peft.disable_adapter():
+                        yield self._peft
+                return
+            if model not in self._adapters:
+                raise KeyError(f"No adapter named {model!r}; added: {', '.join(self._adapters) or 'none'}")
+            self._peft.set_adapter(model)
+            yield self._peft
+
+    def prompt_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
+        """The tokens that ask for the next assistant turn (a final assistant turn is left out)."""
+        return encode_prompt(self.tokenizer, list(messages))
+
+    def generate(self, messages: Sequence[dict[str, Any]], model: str | None = None,
+                 settings: SamplingSettings | None = None, on_token: Callable[[str], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> str:
+        """The assistant's answer to ``messages`` from ``model``; pieces go to ``on_token`` as they come."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        settings = settings or SamplingSettings()
+        tok = self.tokenizer
+        ids = torch.tensor([self.prompt_ids(messages)], device=self.device)
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                stop = bool(should_stop()) if should_stop is not None else False
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+        streamer = _Streamer(tok, on_token)
+        sampling: dict[str, Any]
+        if settings.greedy:
+            sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        else:
+            sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p,
+                        "top_k": None}
+        with self.use(model) as net, torch.no_grad():
+            # The same seed gives the same sample for every model, so columns differ only by the model.
+            torch.manual_seed(settings.seed)
+            net.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                         max_new_tokens=settings.max_new_tokens, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, streamer=streamer, use_cache=True,
+                         stopping_criteria=StoppingCriteriaList([_Stop()]), **sampling)
+        return tok.decode(streamer.ids, skip_special_tokens=True).strip()
+
+    def loss_sums(self, conversations: Sequence[list[dict[str, Any]]], model: str | None = None,
+                  max_length: int = 512) -> list[tuple[float, int]]:
+        """(sum of token losses, loss tokens) per conversation, on the tokens training takes loss on.
+
+        Conversations longer than ``max_length`` tokens are cut to it; one with
+        no answer left gives (0.0, 0). Each runs on its own, so its sum is exact.
+        """
+        import torch
+
+        from ftstudio.engine.packing import collate
+        from ftstudio.engine.training import packed_loss_module
+
+        out: list[tuple[float, int]] = []
+        with self.use(model) as net, torch.no_grad():
+            module = packed_loss_module(net)
+            for conv in conversations:
+                enc = fit_length(encode_conversation(self.tokenizer, list(conv)), max_length, "truncate")
+                if enc is None or enc.loss_tokens == 0:
+                    out.append((0.0, 0))
+                    continue
+                b = collate([enc], [0])
+                s, n = module(b.input_ids.to(self.device), b.position_ids.to(self.device),
+                              loss_positions=b.loss_positions.to(self.device), targets=b.targets.to(self.device))
+                out.append((float(s.item()), int(n)))
+        return out
