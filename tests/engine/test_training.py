@@ -333,3 +333,35 @@ def test_training_is_repeatable_with_the_same_seed(tiny_model_dir, tmp_path):
     assert losses(a) == losses(b)
     assert losses(a) != losses(c)
     random.seed(0)  # the engine seeds the global RNGs; leave them predictable for other tests
+
+
+def test_out_of_memory_is_reported_with_what_to_change_and_the_process_goes_on(tiny_model_dir, tmp_path,
+                                                                              monkeypatch):
+    # No GPU here to fill: the device's own out-of-memory error is raised where
+    # a batch goes to the device, at the fourth step, as a full card would.
+    from ftstudio.engine import training as training_module
+
+    real_inputs = training_module._inputs
+    calls = {"n": 0}
+
+    def inputs_that_run_out(batch, device):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_inputs(batch, device)
+
+    monkeypatch.setattr(training_module, "_inputs", inputs_that_run_out)
+    cfg = tiny_cfg(tiny_model_dir, max_steps=6, checkpoint_every=2, eval_every=0, samples=0)
+    result, events = run(cfg, memorise_data(), tmp_path / "run")
+    assert result.status == "failed"
+    failure = result.failure
+    assert failure.kind == "oom" and "out of memory" in failure.message
+    assert "batch_tokens" in failure.suggestion and "QLoRA" in failure.suggestion
+    assert result.last_checkpoint is not None and Path(result.last_checkpoint).is_dir()
+    assert failure.last_checkpoint == str(result.last_checkpoint)
+    assert any(isinstance(e, Checkpoint) for e in events) and events[-1] == failure
+
+    # the process is alive and the run resumes from the kept checkpoint
+    monkeypatch.setattr(training_module, "_inputs", real_inputs)
+    resumed, _ = run(cfg, memorise_data(), tmp_path / "run", resume=True)
+    assert resumed.status == "finished" and resumed.steps == 6
