@@ -336,6 +336,11 @@ class SessionStats:
         self.count = max(0, self.count + n)
 
     @property
+    def active_s(self) -> float:
+        """Seconds spent labelling so far (long pauses cut short)."""
+        return self._active
+
+    @property
     def per_minute(self) -> float | None:
         if self.count == 0 or self._active <= 0:
             return None
