@@ -58,6 +58,7 @@ class AnswerColumn(QFrame):
 class CompareTab(QWidget):
     run_requested = Signal()
     stop_requested = Signal()
+    piece_received = Signal(int, str, str)  # prompt index, model key, streamed text
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -231,6 +232,7 @@ class CompareTab(QWidget):
     @Slot(int, str, str)
     def add_piece(self, index: int, key: str, text: str) -> None:
         self._pending.setdefault((index, key), []).append(text)
+        self.piece_received.emit(index, key, text)
         if self._follow and index != self.current:
             self._flush()
             self.show_prompt(index, user=False)
