@@ -1,0 +1,605 @@
+"""How much memory a run will need, and about how long it will take, before it starts.
+
+Everything here is arithmetic on the model's ``config.json`` (hidden size,
+layers, vocabulary, MLP width, attention heads) and the TrainConfig: no torch,
+no weights loaded, so the Train page can recompute it on every keystroke.
+
+Memory is the sum of
+- the frozen weights: bf16 or fp32 (LoRA), or 4-bit NF4 with double
+  quantisation for the linear layers (QLoRA; embeddings stay in the compute
+  dtype);
+- the add-on weights with their gradients and two AdamW moments, all fp32
+  (16 bytes per trainable weight);
+- the activations kept for the backward pass, for one micro-batch of
+  ``batch_tokens`` packed tokens (only each layer's input with gradient
+  checkpointing, plus one layer being recomputed);
+- the logits, which the engine computes only at positions that carry loss,
+  in chunks above 2**26 elements;
+- a fixed overhead (CUDA context and allocator slack, or the Python runtime
+  on the CPU).
+
+Time follows the usual rule of thumb: a LoRA step costs about three forward
+passes of matmul work (forward, input gradients, the small add-on gradients),
+``2 x weights`` FLOPs per token each, plus attention over the packed segment
+length; divided by an effective speed for the device. The CPU speed is
+calibrated on the bundled 135M model with the engine on 2 cores
+(about 75 tokens/s in fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ftstudio.core.config import BUNDLED_MODEL, TrainConfig
+
+GIB = 1024**3
+
+# Effective fp32 training speed of one CPU core, in FLOP/s (see the module doc).
+CPU_FLOPS_PER_CORE = 25e9
+# bf16 on the CPU is emulated on most machines, and bitsandbytes' 4-bit CPU
+# kernels de-quantise every matmul: both are much slower than fp32.
+CPU_BF16_SLOWDOWN = 2.0
+CPU_QLORA_SLOWDOWN = 3.5
+# QLoRA on a GPU de-quantises each weight block before its matmul.
+GPU_QLORA_SLOWDOWN = 1.35
+# Gradient checkpointing recomputes the forward pass: about 30% slower.
+CHECKPOINTING_SLOWDOWN = 1.33
+# Share of a GPU's dense bf16 peak a fine-tuning run reaches.
+GPU_UTILISATION = 0.3
+# Fixed cost per layer and pass (kernel launches, Python), in seconds.
+GPU_LAYER_OVERHEAD_S = 0.2e-3
+CPU_LAYER_OVERHEAD_S = 0.5e-3
+# How full packed batches are on average.
+PACK_FILL = 0.95
+# Share of tokens that carry loss when training on the assistant's answers only
+# (for the logits; the true share depends on the data).
+ASSISTANT_LOSS_SHARE = 0.5
+# What the runtime itself takes.
+CUDA_OVERHEAD = int(0.6 * GIB)
+CPU_OVERHEAD = int(0.9 * GIB)
+# The allocator never packs perfectly.
+CUDA_FRAGMENTATION = 0.08
+# NF4: 4 bits per weight, plus an 8-bit absmax per block of 64 quantised again
+# in blocks of 256 (double quantisation): about 4.127 bits per weight.
+NF4_BITS = 4.127
+CHUNKED_LOSS_ELEMENTS = 1 << 26  # ftstudio.engine.training.CHUNKED_LOSS_ELEMENTS
+LOSS_CHUNK_ROWS = 2048
+
+# Dense bf16 (fp16 where the card has no bf16) tensor-core peaks, in FLOP/s.
+GPU_PEAK_FLOPS = {
+    "h200": 989e12, "h100": 989e12, "gh200": 989e12, "a100": 312e12, "a800": 312e12, "l40s": 362e12,
+    "l40": 181e12, "l4": 121e12, "a10": 125e12, "a6000": 155e12, "6000 ada": 364e12, "5090": 209e12,
+    "4090": 165e12, "4080": 97e12, "4070": 58e12, "4060": 30e12, "3090": 71e12, "3080": 59e12, "3070": 40e12,
+    "3060": 25e12, "a4000": 77e12, "t4": 65e12, "v100": 125e12, "mi300": 1300e12, "mi250": 362e12,
+}
+DEFAULT_GPU_PEAK_FLOPS = 60e12
+
+# SmolLM2-135M-Instruct, so the bundled model has an estimate before it has been unpacked.
+BUNDLED_CONFIG = {
+    "model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
+    "tie_word_embeddings": True,
+}
+
+# Model types whose MLP has two matrices (up, down) instead of three (gate, up, down).
+PLAIN_MLP_TYPES = {"gpt2", "gpt_neox", "gptj", "opt", "phi", "falcon", "bloom", "gpt_bigcode", "starcoder2",
+                   "codegen", "biogpt", "xglm"}
+
+
+class ModelShapeError(Exception):
+    """The model's shape cannot be read (no config.json, not in the cache), in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs from a model's config.json."""
+
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    tie_word_embeddings: bool = True
+    gated_mlp: bool = True
+    name: str = ""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], name: str = "") -> "ModelShape":
+        """Read a Hugging Face ``config.json`` (also multimodal ones with a ``text_config``)."""
+        cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+
+        def pick(*keys, default=None):
+            for k in keys:
+                v = cfg.get(k, config.get(k))
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                    return int(v)
+            if default is None:
+                raise ModelShapeError(f"config.json has none of {', '.join(keys)}")
+            return default
+
+        hidden = pick("hidden_size", "n_embd", "d_model", "dim")
+        layers = pick("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+        vocab = pick("vocab_size", "padded_vocab_size")
+        heads = pick("num_attention_heads", "n_head", "num_heads", "n_heads", default=max(1, hidden // 64))
+        kv = pick("num_key_value_heads", "num_kv_heads", "n_kv_heads", default=heads)
+        head_dim = pick("head_dim", default=max(1, hidden // heads))
+        inter = pick("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", default=4 * hidden)
+        model_type = str(config.get("model_type", cfg.get("model_type", ""))).lower()
+        tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", model_type in PLAIN_MLP_TYPES))
+        return cls(hidden, layers, vocab, inter, heads, kv, head_dim, bool(tie),
+                   model_type not in PLAIN_MLP_TYPES, name)
+
+    @classmethod
+    def from_param_count(cls, params: float, vocab_size: int = 32000, name: str = "") -> "ModelShape":
+        """A plausible Llama-like shape for a model known only by its number of weights."""
+        body = max(1.0, params - vocab_size * 512)
+        # body ~ 12 * layers * hidden^2 with layers ~ hidden / 64
+        hidden = max(64, int(round((body * 64 / 12) ** (1 / 3) / 64)) * 64)
+        layers = max(1, int(round(body / (12 * hidden * hidden))))
+        heads = max(1, hidden // 64)
+        return cls(hidden, layers, vocab_size, int(hidden * 8 / 3), heads, heads, 64, True, True, name)
+
+    # -- sizes ----------------------------------------------------------------------
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(inputs, outputs) of each linear layer inside one transformer block, by Llama name."""
+        h, i = self.hidden_size, self.intermediate_size
+        shapes = {"q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
+                  "o_proj": (self.q_dim, h), "up_proj": (h, i), "down_proj": (i, h)}
+        if self.gated_mlp:
+            shapes["gate_proj"] = (h, i)
+        return shapes
+
+    @property
+    def linear_params(self) -> int:
+        """Weights in the blocks' linear layers (what QLoRA stores in 4 bits)."""
+        return self.num_layers * sum(a * b for a, b in self.linear_shapes().values())
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+
+    @property
+    def other_params(self) -> int:
+        return (2 * self.num_layers + 1) * self.hidden_size  # norms
+
+    @property
+    def total_params(self) -> int:
+        return self.linear_params + self.embedding_params + self.other_params
+
+
+# Other names for the same layers, so target_modules from other model families count too.
+_ALIASES = {
+    "q": "q_proj", "query": "q_proj", "wq": "q_proj", "k": "k_proj", "key": "k_proj", "wk": "k_proj",
+    "v": "v_proj", "value": "v_proj", "wv": "v_proj", "o": "o_proj", "out_proj": "o_proj", "wo": "o_proj",
+    "dense": "o_proj", "c_proj": "o_proj", "gate": "gate_proj", "w1": "gate_proj", "up": "up_proj",
+    "w3": "up_proj", "fc1": "up_proj", "c_fc": "up_proj", "dense_h_to_4h": "up_proj", "down": "down_proj",
+    "w2": "down_proj", "fc2": "down_proj", "dense_4h_to_h": "down_proj",
+}
+_FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "c_attn": ("q_proj", "k_proj", "v_proj"),
+          "query_key_value": ("q_proj", "k_proj", "v_proj"), "Wqkv": ("q_proj", "k_proj", "v_proj"),
+          "gate_up_proj": ("gate_proj", "up_proj")}
+
+
+def targeted_layers(shape: ModelShape, target_modules: list[str] | str) -> list[tuple[int, int]]:
+    """(inputs, outputs) of every linear layer in one block that gets add-on weights."""
+    shapes = shape.linear_shapes()
+    modules = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    if "all-linear" in modules:
+        return list(shapes.values())
+    chosen: list[tuple[int, int]] = []
+    for name in modules:
+        if name in _FUSED:
+            parts = [shapes[p] for p in _FUSED[name] if p in shapes]
+            if parts:
+                chosen.append((parts[0][0], sum(p[1] for p in parts)))
+            continue
+        key = name if name in shapes else _ALIASES.get(name, _ALIASES.get(name.lower()))
+        if key in shapes:
+            chosen.append(shapes[key])
+        elif key == "gate_proj":  # named gate on a model without one
+            continue
+        else:  # an unknown name: assume one hidden x hidden layer
+            chosen.append((shape.hidden_size, shape.hidden_size))
+    return chosen
+
+
+def lora_parameters(shape: ModelShape, cfg: TrainConfig) -> int:
+    """Number of add-on weights: rank x (inputs + outputs) for each targeted layer of each block."""
+    return shape.num_layers * sum(cfg.lora_rank * (a + b) for a, b in targeted_layers(shape, cfg.target_modules))
+
+
+# -- the device -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """The memory and speed the estimate is measured against."""
+
+    kind: str  # "cuda" | "cpu"
+    name: str
+    total_bytes: int
+    free_bytes: int
+    cores: int = 1
+    bf16: bool = True  # the GPU computes in bf16 (precision "auto")
+
+    @property
+    def available(self) -> int:
+        return self.free_bytes if self.free_bytes > 0 else self.total_bytes
+
+    @property
+    def memory_name(self) -> str:
+        return "GPU memory" if self.kind == "cuda" else "RAM"
+
+    @classmethod
+    def from_info(cls, info) -> "DeviceBudget":
+        """From ftstudio.engine.device.DeviceInfo."""
+        cores = _cores()
+        if info.kind == "cuda":
+            name = info.name.lower()
+            bf16 = not any(old in name for old in ("v100", "t4", "p100", "p40", "1080", "2080", "titan"))
+            return cls("cuda", info.name, int(info.total_bytes), int(info.free_bytes), cores, bf16)
+        return cls("cpu", info.name, int(info.total_bytes), int(info.free_bytes), cores, False)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_budget() -> DeviceBudget:
+    """This machine's CPU and RAM, read without importing torch."""
+    from ftstudio.engine.device import _cpu_name, _system_memory
+
+    total, free = _system_memory()
+    cores = _cores()
+    return DeviceBudget("cpu", f"{_cpu_name()} ({cores} cores)", total, free, cores, False)
+
+
+def _compute_bytes(cfg: TrainConfig, device: DeviceBudget) -> int:
+    if cfg.precision == "fp32":
+        return 4
+    if cfg.precision == "bf16":
+        return 2
+    return 2 if device.kind == "cuda" and device.bf16 else 4
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int  # frozen model weights
+    adapter: int  # add-on weights + gradients + AdamW moments
+    activations: int  # kept for the backward pass, one micro-batch
+    logits: int  # output layer at the loss positions
+    overhead: int  # runtime, allocator slack
+    available: int | None
+    device_kind: str
+    trainable_params: int
+    total_params: int
+    advice: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.adapter + self.activations + self.logits + self.overhead
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.available is None else self.total <= self.available
+
+    @property
+    def spare(self) -> int | None:
+        return None if self.available is None else self.available - self.total
+
+    def parts(self) -> list[tuple[str, int]]:
+        return [("Model weights", self.weights), ("Add-on weights and optimiser", self.adapter),
+                ("Activations", self.activations + self.logits), ("Runtime", self.overhead)]
+
+    @property
+    def text(self) -> str:
+        """One line: "fits with 3.1 GB to spare" / "needs 9 GB, you have 8: switch to QLoRA or halve the batch"."""
+        if self.available is None:
+            return f"needs about {gb(self.total)} GB"
+        if self.fits:
+            return f"fits with {gb(self.spare)} GB to spare"
+        line = f"needs {gb(self.total)} GB, you have {gb(self.available)}"
+        if self.advice:
+            line += ": " + " or ".join(self.advice)
+        return line
+
+
+def gb(n: float) -> str:
+    """Bytes as GB for people: one decimal below 10, none above; never "0" for something non-zero."""
+    value = n / GIB
+    if value >= 9.95:
+        return f"{value:.0f}"
+    if 0 < abs(value) < 0.1:
+        return f"{value:.2f}"
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _as_shape(model: ModelShape | dict | int | float) -> ModelShape:
+    if isinstance(model, ModelShape):
+        return model
+    if isinstance(model, dict):
+        return ModelShape.from_config(model)
+    return ModelShape.from_param_count(float(model))
+
+
+def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> dict[str, int]:
+    b = _compute_bytes(cfg, device)
+    h, L = shape.hidden_size, shape.num_layers
+    if cfg.method == "qlora":
+        weights = shape.linear_params * NF4_BITS / 8 + (shape.embedding_params + shape.other_params) * b
+    else:
+        weights = shape.total_params * b
+    trainable = lora_parameters(shape, cfg)
+    adapter = trainable * 16
+
+    tokens = cfg.batch_tokens  # one packed micro-batch; accumulation runs them one after another
+    q, kv, inter = shape.q_dim, shape.kv_dim, shape.intermediate_size
+    mlp = 4 * inter if shape.gated_mlp else 3 * inter
+    # Per token and block: normed inputs, q/k/v before and after rotary embedding,
+    # the attention output, the MLP's intermediate tensors, and fp32 copies in the norms.
+    per_layer = b * (4 * h + 3 * q + 3 * kv + mlp) + 4 * 4 * h
+    layers = targeted_layers(shape, cfg.target_modules)
+    if cfg.lora_dropout > 0:  # the dropped-out copy of each targeted layer's input
+        per_layer += b * sum(a for a, _ in layers)
+    per_layer += 4 * sum(cfg.lora_rank for _ in layers)  # add-on intermediate, fp32
+    if cfg.gradient_checkpointing:
+        activations = tokens * (L * h * b + per_layer)
+    else:
+        activations = tokens * L * per_layer
+    activations += tokens * h * 4 * 2  # embeddings out, final norm
+
+    share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE
+    loss_rows = int(tokens * share)
+    rows = min(loss_rows, LOSS_CHUNK_ROWS) if loss_rows * shape.vocab_size > CHUNKED_LOSS_ELEMENTS else loss_rows
+    logits = rows * shape.vocab_size * 4 * 3 + loss_rows * h * b  # logits, log-softmax, their gradient
+
+    if device.kind == "cuda":
+        overhead = CUDA_OVERHEAD + CUDA_FRAGMENTATION * (weights + adapter + activations + logits)
+    else:
+        overhead = CPU_OVERHEAD
+    return {"weights": int(weights), "adapter": int(adapter), "activations": int(activations),
+            "logits": int(logits), "overhead": int(overhead), "trainable": int(trainable)}
+
+
+def _total(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> int:
+    p = _memory_parts(cfg, shape, device)
+    return p["weights"] + p["adapter"] + p["activations"] + p["logits"] + p["overhead"]
+
+
+def _advice(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> tuple[str, ...]:
+    """What to change so the run fits, cheapest changes first."""
+    room = device.available
+
+    def fits(c: TrainConfig) -> bool:
+        return _total(c, shape, device) <= room
+
+    half = max(16, cfg.batch_tokens // 2)
+    halved = replace(cfg, batch_tokens=half, max_length=min(cfg.max_length, half))
+    halve_words = "halve the batch" if half >= cfg.max_length else "halve the batch and the context size"
+    moves: list[tuple[str, TrainConfig]] = []
+    if cfg.method == "lora":
+        moves.append(("switch to QLoRA", replace(cfg, method="qlora", precision="auto"
+                                                 if cfg.precision == "fp32" else cfg.precision)))
+    moves.append((halve_words, halved))
+    if not cfg.gradient_checkpointing:
+        moves.append(("turn on gradient checkpointing", replace(cfg, gradient_checkpointing=True)))
+    if device.kind == "cpu" and cfg.method == "lora":
+        # QLoRA saves memory on the CPU too, but is several times slower there: offer it last.
+        moves.append(moves.pop(0))
+    single = [words for words, c in moves if fits(c)]
+    if single:
+        return tuple(single[:2])
+    combined = replace(halved, gradient_checkpointing=True)
+    if cfg.method == "lora":
+        combined = replace(combined, method="qlora", precision="auto" if cfg.precision == "fp32" else cfg.precision)
+    for _ in range(4):  # keep halving the batch
+        if fits(combined):
+            words = [w for w, _ in moves if not w.startswith("halve")]
+            if combined.batch_tokens >= half:
+                words.append(halve_words)
+            elif combined.max_length < cfg.max_length:
+                words.append(f"cut the batch and the context size to {combined.batch_tokens:,} tokens")
+            else:
+                words.append(f"cut the batch to {combined.batch_tokens:,} tokens")
+            return (", ".join(words[:-1]) + " and " + words[-1],) if len(words) > 1 else tuple(words)
+        smaller = max(16, combined.batch_tokens // 2)
+        combined = replace(combined, batch_tokens=smaller, max_length=min(combined.max_length, smaller))
+    return ("choose a smaller model",)
+
+
+def estimate_memory(cfg: TrainConfig, model: ModelShape | dict | int | float,
+                    device: DeviceBudget | None = None) -> MemoryEstimate:
+    """Memory the run needs on ``device`` (the CPU's RAM when None), with advice when it does not fit.
+
+    ``model`` is a ModelShape, a config.json dict, or a number of weights.
+    """
+    shape = _as_shape(model)
+    device = device or cpu_budget()
+    p = _memory_parts(cfg, shape, device)
+    est = MemoryEstimate(p["weights"], p["adapter"], p["activations"], p["logits"], p["overhead"],
+                         device.available, device.kind, p["trainable"], shape.total_params)
+    if est.fits is False:
+        est = replace(est, advice=_advice(cfg, shape, device))
+    return est
+
+
+# -- time -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    steps: int
+    tokens: int  # trained tokens over the whole run
+    tokens_per_s: float
+    seconds: float
+    device_kind: str
+
+    @property
+    def text(self) -> str:
+        where = "on this GPU" if self.device_kind == "cuda" else "on this CPU"
+        return (f"about {duration(self.seconds)} {where} ({self.steps:,} steps, "
+                f"~{self.tokens_per_s:,.0f} tokens/s)")
+
+
+def duration(seconds: float) -> str:
+    """A rough duration in words: "40 seconds", "12 minutes", "3 hours 10 minutes"."""
+    s = max(0.0, seconds)
+    if s < 90:
+        return f"{max(10, int(round(s / 10.0)) * 10)} seconds" if s >= 10 else "a few seconds"
+    minutes = s / 60
+    if minutes < 90:
+        m = int(round(minutes))
+        return f"{m} minute{'s' * (m != 1)}"
+    hours = int(minutes // 60)
+    rest = int(round((minutes - hours * 60) / 10.0)) * 10
+    if rest == 60:
+        hours, rest = hours + 1, 0
+    if hours >= 48:
+        return f"{s / 86400:.0f} days"
+    return f"{hours} hour{'s' * (hours != 1)}" + (f" {rest} minutes" if rest else "")
+
+
+def _gpu_peak(name: str) -> float:
+    lowered = name.lower()
+    for key in sorted(GPU_PEAK_FLOPS, key=len, reverse=True):
+        if key in lowered:
+            return GPU_PEAK_FLOPS[key]
+    return DEFAULT_GPU_PEAK_FLOPS
+
+
+def _flops_speed(cfg: TrainConfig, device: DeviceBudget) -> float:
+    """Effective FLOP/s of ``device`` for this run's number format and method."""
+    if device.kind == "cuda":
+        speed = _gpu_peak(device.name) * GPU_UTILISATION
+        if _compute_bytes(cfg, device) == 4:
+            speed /= 8  # fp32 runs without tensor cores (tf32 at best)
+        if cfg.method == "qlora":
+            speed /= GPU_QLORA_SLOWDOWN
+        return speed
+    speed = CPU_FLOPS_PER_CORE * max(1, device.cores)
+    if _compute_bytes(cfg, device) == 2:
+        speed /= CPU_BF16_SLOWDOWN
+    if cfg.method == "qlora":
+        speed /= CPU_QLORA_SLOWDOWN
+    return speed
+
+
+def _layer_overhead(device: DeviceBudget) -> float:
+    return GPU_LAYER_OVERHEAD_S if device.kind == "cuda" else CPU_LAYER_OVERHEAD_S
+
+
+def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
+                      device: DeviceBudget | None = None, mean_length: float | None = None) -> float:
+    """Training tokens per second the run should reach on ``device`` (a rule of thumb)."""
+    shape = _as_shape(model)
+    device = device or cpu_budget()
+    # Share of tokens that go through the output layer (the engine skips the rest).
+    share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE * 0.4
+    segment = min(cfg.max_length, mean_length or cfg.max_length / 2)
+    forward = 2 * (shape.linear_params + share * shape.vocab_size * shape.hidden_size)
+    forward += 4 * shape.num_layers * shape.q_dim * segment / 2  # causal attention over the segment
+    per_token = 3 * forward
+    if cfg.gradient_checkpointing:
+        per_token *= CHECKPOINTING_SLOWDOWN
+    step_tokens = max(1, cfg.batch_tokens)
+    step_s = step_tokens * per_token / _flops_speed(cfg, device) + 3 * shape.num_layers * _layer_overhead(device)
+    return step_tokens / step_s
+
+
+def generation_seconds(cfg: TrainConfig, model: ModelShape | dict | int | float,
+                       device: DeviceBudget | None = None) -> float:
+    """Seconds to write the sample answers of one evaluation (one token per forward pass)."""
+    shape = _as_shape(model)
+    device = device or cpu_budget()
+    per_token = 2 * (shape.linear_params + shape.vocab_size * shape.hidden_size) / _flops_speed(cfg, device)
+    per_token += shape.num_layers * _layer_overhead(device)
+    return cfg.samples * cfg.sample_max_new_tokens * per_token
+
+
+def estimate_time(cfg: TrainConfig, model: ModelShape | dict | int | float, train_tokens: int,
+                  device: DeviceBudget | None = None, examples: int | None = None) -> TimeEstimate:
+    """How long the run takes, given ``train_tokens`` tokens of training data (one epoch's worth)."""
+    shape = _as_shape(model)
+    device = device or cpu_budget()
+    train_tokens = max(1, int(train_tokens))
+    mean_length = train_tokens / examples if examples else None
+    per_step = max(1, int(cfg.batch_tokens * PACK_FILL)) * max(1, cfg.grad_accum)
+    per_epoch = max(1, math.ceil(train_tokens / per_step))
+    if cfg.max_steps > 0:
+        steps = cfg.max_steps
+    else:
+        steps = max(1, round(per_epoch * cfg.epochs)) if cfg.epochs > 0 else per_epoch
+    tokens = int(steps * min(per_step, train_tokens))
+    speed = tokens_per_second(cfg, shape, device, mean_length)
+    seconds = tokens / speed
+    evaluations = (steps // cfg.eval_every if cfg.eval_every > 0 else 0) + 1
+    seconds += evaluations * generation_seconds(cfg, shape, device)
+    return TimeEstimate(steps, tokens, speed, seconds, device.kind)
+
+
+# -- reading a model's config.json ------------------------------------------------------
+
+
+def model_shape(spec: str) -> ModelShape:
+    """The shape of the model ``spec`` names (bundled, a folder, or a hub id in the local cache),
+    from its config.json only; ModelShapeError when it cannot be found."""
+    from ftstudio.engine.models import ModelError, bundled_model_dir
+
+    spec = (spec or "").strip()
+    if not spec:
+        raise ModelShapeError("Choose a model first")
+    if spec in (BUNDLED_MODEL, "bundled"):
+        try:
+            path = bundled_model_dir(convert=False) / "config.json"
+            return _read_shape(path, "SmolLM2-135M-Instruct")
+        except (ModelError, ModelShapeError):
+            return ModelShape.from_config(BUNDLED_CONFIG, "SmolLM2-135M-Instruct")
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _read_shape(path / "config.json", path.name)
+    if spec.startswith(("/", ".", "~")) or path.suffix == ".json":
+        raise ModelShapeError(f"The folder {spec} does not exist")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # not a valid repo id, or no cache
+        found = None
+    if not isinstance(found, str):
+        raise ModelShapeError(f"'{spec}' is not in the local Hugging Face cache yet")
+    return _read_shape(Path(found), spec)
+
+
+def _read_shape(path: Path, name: str) -> ModelShape:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelShapeError(f"{path.parent} has no config.json: choose a folder holding a Hugging Face model") \
+            from None
+    except (OSError, ValueError) as exc:
+        raise ModelShapeError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelShapeError(f"{path} does not describe a model")
+    return ModelShape.from_config(config, name)
