@@ -20,7 +20,7 @@ import time
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QTextOption
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
+    QApplication, QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
     QPushButton, QSizePolicy, QStackedWidget, QTextBrowser, QVBoxLayout, QWidget,
 )
 
@@ -111,6 +111,20 @@ class _AnswerKeys(QObject):
         return False
 
 
+class _ReturnKey(QObject):
+    """Return in a line edit does ``action`` and goes no further (QLineEdit passes it on to its parent)."""
+
+    def __init__(self, parent: QObject, action) -> None:
+        super().__init__(parent)
+        self.action = action
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.KeyPress and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.action()
+            return True
+        return False
+
+
 def _button(text: str, tip: str) -> QPushButton:
     b = QPushButton(text)
     b.setToolTip(tip)
@@ -142,6 +156,7 @@ class LabelMode(QWidget):
         self._suggest_models: list[SuggestionModel] = []
         self._emitting = False
         self._stale = False
+        self._closed = False
         self._buttons: dict[str, LabelButton] = {}
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setObjectName("LabelMode")
@@ -181,7 +196,7 @@ class LabelMode(QWidget):
         name_layout.addWidget(self.name_button)
         name_layout.addStretch(1)
         outer.addWidget(self.name_row)
-        self.name_edit.returnPressed.connect(self._name_entered)
+        self.name_edit.installEventFilter(_ReturnKey(self.name_edit, self._name_entered))
         self.name_button.clicked.connect(self._name_entered)
 
         # Queue, progress, pace, annotator.
@@ -399,6 +414,8 @@ class LabelMode(QWidget):
 
     @Slot(str)
     def _actor_changed(self, name: str) -> None:
+        if self._closed:
+            return
         self.name_row.setVisible(not name)
         self.annotator_label.setText(f"Labelling as <b>{html.escape(name)}</b>" if name else "")
         self.change_name_button.setVisible(bool(name))
@@ -412,6 +429,8 @@ class LabelMode(QWidget):
 
     @Slot()
     def reload_schema(self) -> None:
+        if self._closed:
+            return
         self.schema = self.lab.schema()
         self.instructions.setText(self.schema.instructions)
         self.instructions.setVisible(bool(self.schema.instructions.strip()))
@@ -481,7 +500,7 @@ class LabelMode(QWidget):
 
     @Slot()
     def refresh_queue_counts(self) -> None:
-        if not self.annotator:
+        if not self.annotator or self._closed:
             return
         sizes = self.lab.queue_sizes(self.annotator)
         for i, q in enumerate(QUEUES):
@@ -762,7 +781,7 @@ class LabelMode(QWidget):
 
     @Slot(list)
     def _examples_changed(self, ids: list) -> None:
-        if self._emitting:
+        if self._emitting or self._closed:
             return
         if self.isVisible():
             self.load_queue(self.queue_name, keep_current=True)
@@ -791,6 +810,9 @@ class LabelMode(QWidget):
             return True
         if not self.annotator:
             return False
+        typing = QApplication.focusWidget()
+        if isinstance(typing, (QLineEdit, QPlainTextEdit, QComboBox)) and self.isAncestorOf(typing):
+            return False  # a key the text box let through (Return in a line edit): not an action
         ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
         if event.matches(QKeySequence.StandardKey.Undo):
             self.undo()
@@ -946,6 +968,10 @@ class LabelMode(QWidget):
         return HOLDER
 
     def shutdown(self) -> None:
+        """Before the project closes: no timer may read it afterwards, no suggestion may still run."""
+        self._closed = True
+        self._counts_timer.stop()
+        self._message_timer.stop()
         self.suggester.shutdown()
 
 

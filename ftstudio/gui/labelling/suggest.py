@@ -56,8 +56,8 @@ def suggestion_models(context: ProjectContext, extra_bases: list[str] = ()) -> l
     return out
 
 
-def suggest_job(engine: ComparisonEngine, ref: ModelRef, messages: list[dict[str, Any]], max_new_tokens: int, *,
-                report, interrupted) -> str:
+def suggest_job(engine: ComparisonEngine, ref: ModelRef, messages: list[dict[str, Any]], max_new_tokens: int,
+                temperature: float = 0.0, *, report, interrupted) -> str:
     """Worker thread: load the model if it is not yet, then answer ``messages``, streaming pieces."""
     from ftstudio.engine.inference import SamplingSettings
 
@@ -65,7 +65,7 @@ def suggest_job(engine: ComparisonEngine, ref: ModelRef, messages: list[dict[str
         report(("loading", ""))
     engine.ensure([ref])
     report(("started", ""))
-    return engine.generate(ref, messages, SamplingSettings(temperature=0.0, max_new_tokens=max_new_tokens),
+    return engine.generate(ref, messages, SamplingSettings(temperature=temperature, max_new_tokens=max_new_tokens),
                            on_token=lambda text: report(("piece", text)), should_stop=interrupted)
 
 
@@ -86,6 +86,7 @@ class Suggester(QObject):
         super().__init__(parent)
         self.context = context
         self.max_new_tokens = DEFAULT_MAX_TOKENS
+        self.temperature = 0.0  # greedy: the model's most likely answer, the same each time
         self._engine: ComparisonEngine | None = None
         self._thread: TaskThread | None = None
         self._running_id: int | None = None
@@ -108,7 +109,8 @@ class Suggester(QObject):
         if self._engine is None or self._engine.base_spec != model.base_spec:
             self._engine = ComparisonEngine(model.base_spec)  # the old one's model is freed with it
         self._running_id, self._outcome = example_id, None
-        thread = TaskThread(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, parent=self)
+        thread = TaskThread(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, self.temperature,
+                            parent=self)
         thread.progressed.connect(self._on_progress)
         thread.succeeded.connect(self._on_succeeded)
         thread.failed.connect(self._on_failed)
