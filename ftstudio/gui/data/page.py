@@ -115,6 +115,12 @@ class DataPage(QWidget):
             hh.resizeSection(column, width)
         hh.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        # After a scroll, read the rows around the screen while the GUI is idle.
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(0)
+        self._prefetch_timer.timeout.connect(self._prefetch)
+        self.table.verticalScrollBar().valueChanged.connect(self._prefetch_timer.start)
 
         self.empty = QLabel("<p style='font-size:13pt'>No examples yet</p>"
                             "<p>Import a file with <b>Import\u2026</b> (Ctrl+I) or by dropping it on the window,<br>"
@@ -174,6 +180,15 @@ class DataPage(QWidget):
         for text, data in items:
             combo.addItem(text, data)
         return combo
+
+    @Slot()
+    def _prefetch(self) -> None:
+        top = self.table.rowAt(0)
+        if top < 0:
+            return
+        bottom = self.table.rowAt(self.table.viewport().height() - 1)
+        if self.model.prefetch(top, bottom if bottom >= 0 else self.model.rowCount() - 1):
+            self._prefetch_timer.start()  # more to read: another idle moment
 
     # -- selection ------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ change to one example drops only that example's entry.
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from PySide6.QtGui import QColor
 from ftstudio.core.project import ExampleFilter, Project
 from ftstudio.gui import style
 
-PAGE_ROWS = 256
+PAGE_ROWS = 64  # small pages: a read that does happen while painting stays a few milliseconds
 CACHE_ROWS = 8192
 SHORT_CHARS = 90
 # Past this many inserted or removed rows one reset is cheaper than many row signals.
@@ -43,10 +43,10 @@ class RowData:
     answer: str
     turns: int
     updated: str
+    cells: tuple[str, ...] = ()  # the display text of each column, made once
 
     def cell(self, column: int) -> str:
-        return (str(self.id), self.split, self.status, self.label or "", self.system, self.prompt,
-                self.answer, str(self.turns), self.updated)[column]
+        return self.cells[column]
 
 
 def _short(text: object) -> str:
@@ -69,8 +69,23 @@ def _row(r) -> RowData:
     prompt = next((m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "user"), "")
     answer = next((m.get("content") for m in reversed(messages)
                    if isinstance(m, dict) and m.get("role") == "assistant"), "")
-    return RowData(id=r["id"], split=r["split"], status=r["status"], label=r["label"], system=_short(r["system"]),
-                   prompt=_short(prompt), answer=_short(answer), turns=len(messages), updated=_when(r["updated_at"]))
+    system, prompt, answer, updated = _short(r["system"]), _short(prompt), _short(answer), _when(r["updated_at"])
+    cells = (str(r["id"]), r["split"], r["status"], r["label"] or "", system, prompt, answer, str(len(messages)),
+             updated)
+    return RowData(id=r["id"], split=r["split"], status=r["status"], label=r["label"], system=system,
+                   prompt=prompt, answer=answer, turns=len(messages), updated=updated, cells=cells)
+
+
+# Roles as plain ints: data() runs for every painted cell, and int compares are the cheap ones.
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_USER = int(Qt.ItemDataRole.UserRole.value)
+_ANSWERED = frozenset({_DISPLAY, _TOOLTIP, _FOREGROUND, _ALIGN, _USER})
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+_LEFT = int((Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter).value)
+_NCOLS = len(COLUMNS)
 
 
 class ExamplesTableModel(QAbstractTableModel):
@@ -79,8 +94,11 @@ class ExamplesTableModel(QAbstractTableModel):
         self._project = project
         self._filter = ExampleFilter()
         self._ids: list[int] = project.example_ids(self._filter)
-        self._cache: OrderedDict[int, RowData] = OrderedDict()
+        # id -> row; plain dict in fetch order, the oldest pages dropped first.
+        self._cache: dict[int, RowData] = {}
         self._problem_ids: frozenset[int] = frozenset()
+        self._colours = {key: QColor(c) for key, c in
+                         {"bad": style.BAD, "eval": style.ACCENT, **STATUS_COLOURS}.items()}
         self.fetches = 0  # pages read from the database (the benchmark reports it)
 
     # -- what the view asks ---------------------------------------------------------
@@ -89,48 +107,48 @@ class ExamplesTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self._ids)
 
     def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+        return 0 if parent.isValid() else _NCOLS
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
         if orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
             if role == Qt.ItemDataRole.DisplayRole:
                 return COLUMNS[section]
             if role == Qt.ItemDataRole.TextAlignmentRole:
-                return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+                return _LEFT
         if orientation == Qt.Orientation.Vertical and role == Qt.ItemDataRole.DisplayRole \
                 and 0 <= section < len(self._ids):
             return str(section + 1)
         return None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or index.row() >= len(self._ids) or index.column() >= len(COLUMNS):
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = _DISPLAY):
+        if role not in _ANSWERED:
             return None
-        if role == Qt.ItemDataRole.UserRole:
-            return self._ids[index.row()]
-        if role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole,
-                        Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.TextAlignmentRole):
+        r, column = index.row(), index.column()
+        if not (0 <= r < len(self._ids) and 0 <= column < _NCOLS):
             return None
-        row = self.row_data(index.row())
+        example_id = self._ids[r]
+        if role == _USER:
+            return example_id
+        row = self._cache.get(example_id)
         if row is None:
-            return None
-        column = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return row.cell(column)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            if column in (COL_ID, COL_TURNS):
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return None
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if column == COL_ID and row.id in self._problem_ids:
-                return QColor(style.BAD)
-            if column == COL_STATUS and row.status in STATUS_COLOURS:
-                return QColor(STATUS_COLOURS[row.status])
+            row = self.row_data(r)
+            if row is None:
+                return None
+        if role == _DISPLAY:
+            return row.cells[column]
+        if role == _ALIGN:
+            return _RIGHT if column == COL_ID or column == COL_TURNS else None
+        if role == _FOREGROUND:
+            if column == COL_ID:
+                return self._colours["bad"] if example_id in self._problem_ids else None
+            if column == COL_STATUS:
+                return self._colours.get(row.status) if row.status in STATUS_COLOURS else None
             if column == COL_SPLIT and row.split == "eval":
-                return QColor(style.ACCENT)
+                return self._colours["eval"]
             return None
-        if column == COL_ID and row.id in self._problem_ids:
+        if column == COL_ID and example_id in self._problem_ids:
             return "The last check found a problem with this example (see Checks)"
-        text = row.cell(column)
+        text = row.cells[column]
         return text if len(text) >= SHORT_CHARS - 1 else None
 
     # -- reading rows ---------------------------------------------------------------
@@ -139,24 +157,54 @@ class ExamplesTableModel(QAbstractTableModel):
         example_id = self._ids[row]
         cached = self._cache.get(example_id)
         if cached is not None:
-            self._cache.move_to_end(example_id)
             return cached
         self._fetch_page(row // PAGE_ROWS)
         return self._cache.get(example_id)
 
     def _fetch_page(self, page: int) -> None:
-        wanted = [i for i in self._ids[page * PAGE_ROWS:(page + 1) * PAGE_ROWS] if i not in self._cache]
+        chunk = self._ids[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]
+        wanted = {i for i in chunk if i not in self._cache}
         if not wanted:
             return
         self.fetches += 1
-        marks = ",".join("?" * len(wanted))
+        low, high = min(wanted), max(wanted)
+        if high - low < 4 * len(wanted):  # dense ids: one range scan of the primary key
+            sql, params = "id BETWEEN ? AND ?", [low, high]
+        else:  # a sparse page (a narrow filter): look the ids up one by one
+            sql, params = f"id IN ({','.join('?' * len(wanted))})", sorted(wanted)
         for r in self._project.execute(
-            f"SELECT id, messages, system, split, status, label, updated_at FROM examples WHERE id IN ({marks})",
-            wanted,
+            "SELECT id, messages, system, split, status, label, updated_at FROM examples "
+            f"WHERE {sql} AND deleted = 0", params,
         ):
-            self._cache[r["id"]] = _row(r)
-        while len(self._cache) > CACHE_ROWS:
-            self._cache.popitem(last=False)
+            if r["id"] in wanted:
+                self._cache[r["id"]] = _row(r)
+        excess = len(self._cache) - CACHE_ROWS
+        if excess > 0:
+            for key in list(itertools.islice(iter(self._cache), excess)):
+                del self._cache[key]
+
+    def prefetch(self, first_row: int, last_row: int, max_pages: int = 2) -> bool:
+        """Read the pages around rows ``first_row..last_row`` that are not cached yet
+        (at most ``max_pages`` of them); True when more are left to read.
+
+        The page calls this when the GUI is idle after a scroll, so the next
+        screen in either direction is already there when it is painted.
+        """
+        n = len(self._ids)
+        if not n:
+            return False
+        lo = max(0, first_row - PAGE_ROWS) // PAGE_ROWS
+        hi = min(n - 1, last_row + PAGE_ROWS) // PAGE_ROWS
+        read = 0
+        for page in range(lo, hi + 1):
+            start, end = page * PAGE_ROWS, min(n, (page + 1) * PAGE_ROWS) - 1
+            if self._ids[start] in self._cache and self._ids[end] in self._cache:
+                continue
+            if read == max_pages:
+                return True
+            self._fetch_page(page)
+            read += 1
+        return False
 
     # -- ids and rows ---------------------------------------------------------------
 
