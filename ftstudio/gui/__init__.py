@@ -9,10 +9,13 @@ if _sys.version_info < (3, 12):  # pragma: no cover - depends on the interpreter
     # no harm; on 3.11 the count reaches zero after some thousands of calls and
     # the interpreter aborts ("none_dealloc: deallocating None"). Give None a
     # reference count no program can use up, which is what 3.12 does.
+    # The same holds for True and False: ``Signal.emit`` gives back True
+    # without a reference, so each emit lowers True's count by one.
     import ctypes as _ctypes
 
-    _refcount = _ctypes.c_ssize_t.from_address(id(None))
-    if _refcount.value < 1 << 40:
-        _refcount.value += 1 << 50
-    del _ctypes, _refcount
+    for _constant in (None, True, False):
+        _refcount = _ctypes.c_ssize_t.from_address(id(_constant))
+        if _refcount.value < 1 << 40:
+            _refcount.value += 1 << 50
+    del _ctypes, _refcount, _constant
 del _sys
