@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -690,7 +691,8 @@ class MainWindow(QMainWindow):
         if not self._first_shown:
             self._first_shown = True
             if os.environ.get(FIRST_SHOWN_ENV):
-                print(f"FTSTUDIO_FIRST_SHOWN {time.time():.6f}", flush=True)
+                heavy = sorted(m for m in ("torch", "transformers", "peft", "pyqtgraph") if m in sys.modules)
+                print(f"FTSTUDIO_FIRST_SHOWN {time.time():.6f} loaded={','.join(heavy) or '-'}", flush=True)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._release_project():
