@@ -57,6 +57,8 @@ KIND_TITLES = {
 SETTING_KIND = "labelling.kind"
 SETTING_INSTRUCTIONS = "labelling.instructions"
 SETTING_TEMPLATE = "labelling.template"
+SETTING_OVERLAP = "labelling.overlap"
+DEFAULT_OVERLAP = 10  # percent of the examples others labelled that come early in one's queue
 INPUT = "{input}"
 DEFAULT_TEMPLATE = INPUT
 MAX_LABEL_LENGTH = 60
@@ -68,7 +70,8 @@ QUEUES = ("todo", "flagged", "mine", "disagreements")
 QUEUE_TITLES = {"todo": "To label", "flagged": "Flagged", "mine": "Labelled by me",
                 "disagreements": "Disagreements"}
 QUEUE_HINTS = {
-    "todo": "Examples you have not labelled yet: those without any label first, skipped ones last",
+    "todo": "Examples you have not labelled yet: those without a label first (with a share of those others "
+            "labelled, to measure agreement), skipped ones last",
     "flagged": "Examples someone flagged for review",
     "mine": "Examples you labelled, to look over again",
     "disagreements": "Examples two annotators labelled differently, for a reviewer to decide",
@@ -428,6 +431,19 @@ class Labelling:
         value = self.project.setting(SETTING_TEMPLATE)
         return value if isinstance(value, str) and check_template(value) is None else DEFAULT_TEMPLATE
 
+    def overlap(self) -> int:
+        """Percent of the examples someone else labelled that come early in an annotator's queue, so
+        that some examples get two labels and agreement can be measured."""
+        try:
+            return max(0, min(100, int(self.project.setting(SETTING_OVERLAP, DEFAULT_OVERLAP))))
+        except (TypeError, ValueError):
+            return DEFAULT_OVERLAP
+
+    def set_overlap(self, percent: int) -> None:
+        if not 0 <= int(percent) <= 100:
+            raise LabellingError("The share of examples labelled twice must be between 0 and 100 percent")
+        self.project.set_setting(SETTING_OVERLAP, int(percent))
+
     def labels(self) -> list[LabelDef]:
         return [LabelDef(r["name"], r["position"], r["colour"], r["shortcut"]) for r in self.project.execute(
             "SELECT * FROM label_set ORDER BY position, name")]
@@ -780,9 +796,13 @@ class Labelling:
     def queue(self, name: str, annotator: str) -> list[int]:
         """The example ids of queue ``name`` for ``annotator``, in the order to work through them."""
         if name == "todo":
+            # Unlabelled examples first, and among them, spread evenly by id, the chosen share of the
+            # examples others labelled ((id * 61) % 100 runs through 0..99 every hundred ids).
             return [r[0] for r in self.project.execute(
-                self._TODO + " ORDER BY a.id IS NOT NULL, e.status != 'unlabelled', a.updated_at, e.id",
-                (annotator,))]
+                self._TODO + " ORDER BY a.id IS NOT NULL, CASE WHEN e.status = 'unlabelled' THEN 0 "
+                "WHEN (e.id * 61) % 100 < ? AND EXISTS (SELECT 1 FROM annotations o WHERE o.example_id = e.id "
+                "AND o.annotator != ? AND o.status = 'labelled') THEN 0 ELSE 1 END, a.updated_at, e.id",
+                (annotator, self.overlap(), annotator))]
         if name == "flagged":
             return [r[0] for r in self.project.execute(
                 "SELECT id FROM examples WHERE deleted = 0 AND status = 'flagged' ORDER BY id")]

@@ -298,6 +298,24 @@ def test_queues_progress_skip_flag_and_review(project, lab):
     assert lab.annotators() == ["ana", "ben"]
 
 
+def test_a_share_of_what_others_labelled_comes_early_for_agreement(project, lab):
+    ids = _unlabelled(project, [f"t{i}" for i in range(1, 201)])
+    for i in ids[:100]:
+        lab.accept(i, "ana", label="yes")
+    lab.set_overlap(10)
+    queue = lab.queue("todo", "ben")
+    early = queue[:110]
+    # The 100 unlabelled ones, and 10 of ana's, interleaved by id.
+    assert set(ids[100:]) <= set(early)
+    twice = [i for i in early if i in set(ids[:100])]
+    assert len(twice) == 10 and all((i * 61) % 100 < 10 for i in twice)
+    assert early == sorted(early)
+    lab.set_overlap(0)
+    assert lab.queue("todo", "ben")[:100] == ids[100:]
+    with pytest.raises(LabellingError):
+        lab.set_overlap(101)
+
+
 def test_session_stats_leave_long_pauses_out():
     t = [0.0]
     stats = SessionStats(clock=lambda: t[0], idle_s=60)

@@ -95,7 +95,12 @@ class AgreementPanel(QWidget):
         labels.addWidget(self.per_label)
         tables.addWidget(pairs_card, 3)
         tables.addWidget(labels_card, 2)
-        layout.addLayout(tables, 1)
+        self.tables = QWidget()
+        self.tables.setLayout(tables)
+        tables.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.tables, 1)
+        self.filler = QWidget()
+        layout.addWidget(self.filler, 1)
         context.examples_changed.connect(self._changed)
         context.labels_changed.connect(self._changed)
 
@@ -154,4 +159,6 @@ class AgreementPanel(QWidget):
             self.per_label.setItem(row, 1, _cell(f"{info['choices']:,}"))
             self.per_label.setItem(row, 2, _cell(_pct(info["agreement"])))
         self.per_label.parentWidget().setVisible(report.field == "label")
+        self.tables.setVisible(compared > 0)
+        self.filler.setVisible(compared == 0)
         return report

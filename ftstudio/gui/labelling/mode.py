@@ -82,6 +82,7 @@ class LabelButton(QPushButton):
             f"QLabel#KeyBadge {{ background: {soft(colour, 0.8)}; color: {colour}; border-radius: 5px;"
             f" font-weight: 700; font-size: {style.FONT_POINT_SIZE + 1}pt; }}"
             f"QLabel#LabelName {{ color: {style.TEXT}; font-size: {style.FONT_POINT_SIZE + 3}pt; }}"
+            f"QLabel#LabelName:disabled {{ color: #98a2b3; }}"
         )
 
 
@@ -320,10 +321,12 @@ class LabelMode(QWidget):
         outer.addWidget(self.stack, 1)
 
         # Labels, then the actions.
-        self.labels_grid = QGridLayout()
+        self.labels_box = QWidget()
+        self.labels_grid = QGridLayout(self.labels_box)
+        self.labels_grid.setContentsMargins(0, 0, 0, 0)
         self.labels_grid.setHorizontalSpacing(10)
         self.labels_grid.setVerticalSpacing(10)
-        outer.addLayout(self.labels_grid)
+        outer.addWidget(self.labels_box)
 
         actions = QHBoxLayout()
         actions.setSpacing(10)
@@ -356,6 +359,7 @@ class LabelMode(QWidget):
 
         self.keys_hint = QLabel()
         self.keys_hint.setObjectName("Hint")
+        self.keys_hint.setWordWrap(True)
         outer.addWidget(self.keys_hint)
 
         self.setStyleSheet(
@@ -456,12 +460,12 @@ class LabelMode(QWidget):
                 keys.append(f"{span} choose a label" + (" and go on" if self.schema.kind == "classification" else ""))
         keys += ["Enter accept", "S skip", "F flag", "\u232b back", "Ctrl+Z undo"]
         if self.schema.uses_answer:
-            keys += ["Ctrl+Enter accept from the answer box", "Esc leave it", "Ctrl+G suggest"]
+            keys += ["in the answer: Ctrl+Enter accept, Esc leave", "Ctrl+G suggest", "Ctrl+U use it"]
         self.keys_hint.setText("Keys:  " + "   \u00b7   ".join(keys))
-        if self.current_id is not None:
+        if self.current_id is not None and not (self.schema.uses_labels and not self.schema.labels):
             self._show(self.current_id, keep_answer=True)
         else:
-            self._show_done()
+            self._show_next()  # labels may have just been set up
 
     # -- queue -------------------------------------------------------------------------------
 
@@ -524,6 +528,9 @@ class LabelMode(QWidget):
     # -- showing ------------------------------------------------------------------------------
 
     def _show_next(self) -> None:
+        if self.schema.uses_labels and not self.schema.labels:
+            self._show_done()  # nothing to label with: say how to set the labels up
+            return
         while self.pos < len(self.queue_ids):
             if self._show(self.queue_ids[self.pos]):
                 return
@@ -540,7 +547,8 @@ class LabelMode(QWidget):
             self.done.setText("<p style='font-size:13pt'>Enter your name above to start labelling.</p>")
         elif self.schema.uses_labels and not self.schema.labels:
             found = self.lab.labels_in_data()
-            extra = (f" or <a href='adopt'>use the {len(found)} labels found in your data</a>"
+            what = "the label" if len(found) == 1 else f"the {len(found)} labels"
+            extra = (f" or <a href='adopt'>use {what} found in your data</a>"
                      f" ({html.escape(', '.join(found[:6]))}{', …' if len(found) > 6 else ''})") if found else ""
             self.done.setText("<p style='font-size:13pt'>No labels to choose from yet.</p>"
                               f"<p><a href='setup'>Set up the label set</a>{extra}.</p>")
@@ -556,6 +564,9 @@ class LabelMode(QWidget):
                               "<p>Look over <a href='mine'>what you labelled</a>, or review "
                               "<a href='disagreements'>disagreements</a>.</p>")
         self.stack.setCurrentWidget(self.done)
+        self.labels_box.hide()
+        for b in (self.skip_button, self.flag_button, self.accept_button):
+            b.hide()
         self.shown.emit(-1)
 
     @Slot(str)
@@ -641,6 +652,9 @@ class LabelMode(QWidget):
         self._set_action_buttons(True)
         if self.stack.currentWidget() is not self.card:
             self.stack.setCurrentWidget(self.card)
+            self.labels_box.show()
+            for b in (self.skip_button, self.flag_button, self.accept_button):
+                b.show()
         self.shown.emit(example_id)
         if self.schema.uses_answer and self.auto_suggest.isChecked() and example_id not in self.suggestions:
             QTimer.singleShot(0, self.request_suggestion)

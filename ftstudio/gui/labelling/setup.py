@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QBrush, QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QColorDialog, QFrame, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QMenu,
-    QPlainTextEdit, QPushButton, QRadioButton, QScrollArea, QTableWidget, QTableWidgetItem, QTextBrowser,
+    QPlainTextEdit, QPushButton, QRadioButton, QScrollArea, QSpinBox, QTableWidget, QTableWidgetItem, QTextBrowser,
     QVBoxLayout, QWidget,
 )
 
@@ -105,6 +105,21 @@ class SetupPanel(QWidget):
             kind.addWidget(b)
             kind.addWidget(hint)
         self.kind_group.idToggled.connect(self._kind_toggled)
+        overlap_row = QHBoxLayout()
+        overlap_row.addWidget(QLabel("Label twice:"))
+        self.overlap = QSpinBox()
+        self.overlap.setRange(0, 100)
+        self.overlap.setSuffix(" %")
+        self.overlap.setToolTip("This share of the examples one annotator labelled also comes early in the "
+                                "others' queues, so agreement can be measured")
+        self.overlap.valueChanged.connect(self._overlap_changed)
+        overlap_row.addWidget(self.overlap)
+        hint = QLabel("of what one annotator labelled goes to the others too, to measure agreement")
+        hint.setObjectName("Hint")
+        hint.setWordWrap(True)
+        overlap_row.addWidget(hint, 1)
+        kind.addSpacing(4)
+        kind.addLayout(overlap_row)
         left.addWidget(kind_card)
 
         # The label set.
@@ -225,6 +240,7 @@ class SetupPanel(QWidget):
         self._filling = True
         try:
             self.kind_buttons[schema.kind].setChecked(True)
+            self.overlap.setValue(self.lab.overlap())
             if self.instructions.toPlainText() != schema.instructions and not self._save_timer.isActive():
                 self.instructions.setPlainText(schema.instructions)
             if not self.apply_template_button.isEnabled() or not self.template.toPlainText():
@@ -312,6 +328,12 @@ class SetupPanel(QWidget):
             return
         self.lab.set_kind(KINDS[index])
         self._changed()
+
+    @Slot(int)
+    def _overlap_changed(self, value: int) -> None:
+        if not self._filling:
+            self.lab.set_overlap(value)
+            self.schema_changed.emit()
 
     # -- labels -------------------------------------------------------------------------------
 
