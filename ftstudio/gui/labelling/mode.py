@@ -155,6 +155,8 @@ class LabelMode(QWidget):
         self.chosen: str | None = None
         self.suggestions: dict[int, str] = {}
         self._suggest_models: list[SuggestionModel] = []
+        self._extra_bases: list[str] = []
+        self._counted: list[int] = []  # examples labelled or flagged this session, for the pace
         self._emitting = False
         self._stale = False
         self._closed = False
@@ -168,6 +170,7 @@ class LabelMode(QWidget):
         self.suggester.finished.connect(self._suggest_finished)
         self.suggester.failed.connect(self._suggest_failed)
         self.suggester.refused.connect(self._suggest_refused)
+        self.suggester.stopped.connect(self._suggest_stopped)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -307,6 +310,7 @@ class LabelMode(QWidget):
         answer.addWidget(self.suggestion_frame)
         card.addWidget(self.answer_box, 1)
         self.suggest_button.clicked.connect(self.request_suggestion)
+        self.model_combo.currentIndexChanged.connect(self._model_chosen)
         self.use_button.clicked.connect(self.use_suggestion)
 
         self.done = QLabel()
@@ -381,6 +385,7 @@ class LabelMode(QWidget):
         context.labels_changed.connect(self.reload_schema)
         context.actor_changed.connect(self._actor_changed)
         context.compute.changed.connect(self._compute_changed)
+        context.runs_changed.connect(self._fill_models)  # a finished run's adapter can suggest too
 
         self.reload_schema()
         self._fill_models()
@@ -424,6 +429,7 @@ class LabelMode(QWidget):
         self.annotator_label.setText(f"Labelling as <b>{html.escape(name)}</b>" if name else "")
         self.change_name_button.setVisible(bool(name))
         self.stats = SessionStats()
+        self._counted.clear()
         self.history.clear()
         self.load_queue(self.queue_name)
         if name:
@@ -718,6 +724,7 @@ class LabelMode(QWidget):
         """After the commit: say so, then move on to the next example of the queue."""
         if action != "skip":
             self.stats.record()
+            self._counted.append(example_id)
         self.saved.emit(example_id)
         self._emit_changed([example_id])
         self.message.setText("")
@@ -767,8 +774,10 @@ class LabelMode(QWidget):
             self.context.labels_changed.emit()  # reloads the schema here too
         self._emit_changed(result.ids)
         if which == "undo" and len(result.ids) == 1:
-            self.stats.record(-1)
             example_id = result.ids[0]
+            if self._counted and self._counted[-1] == example_id:
+                self._counted.pop()
+                self.stats.record(-1)
             # Back to the example whose label was taken back, to label it again.
             if self.history and self.history[-1] == example_id:
                 self.history.pop()
@@ -879,23 +888,36 @@ class LabelMode(QWidget):
 
     # -- suggestions ----------------------------------------------------------------------------
 
-    def _fill_models(self, extra_bases: list[str] = ()) -> None:
+    @Slot()
+    def _fill_models(self) -> None:
+        if self._closed:
+            return
         current = self.model_combo.currentData()
-        self._suggest_models = suggestion_models(self.context, list(extra_bases))
+        self._suggest_models = suggestion_models(self.context, self._extra_bases)
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for i, m in enumerate(self._suggest_models):
-            self.model_combo.addItem(m.title, i)
+            self.model_combo.addItem(m.title, m.ref.key)
             self.model_combo.setItemData(i, m.base_spec if m.ref.is_base else str(m.ref.adapter_dir),
                                          Qt.ItemDataRole.ToolTipRole)
-        titles = [m.title for m in self._suggest_models]
-        if isinstance(current, int) and current < len(titles):
-            self.model_combo.setCurrentIndex(current)
+        keys = [m.ref.key for m in self._suggest_models]
+        if current in keys:
+            self.model_combo.setCurrentIndex(keys.index(current))
         self.model_combo.blockSignals(False)
+
+    @Slot(int)
+    def _model_chosen(self, _index: int) -> None:
+        """Suggestions belong to the model that made them: another model starts afresh."""
+        self.suggestions.clear()
+        self.suggester.cancel()
+        if self.current_id is not None:
+            self._show_suggestion()
 
     def set_suggestion_base(self, spec: str) -> None:
         """Offer ``spec`` (a model folder or hub id) as a base model for suggestions, and choose it."""
-        self._fill_models([spec])
+        if spec not in self._extra_bases:
+            self._extra_bases.append(spec)
+        self._fill_models()
         for i, m in enumerate(self._suggest_models):
             if m.base_spec == spec and m.ref.is_base:
                 self.model_combo.setCurrentIndex(i)
@@ -944,11 +966,13 @@ class LabelMode(QWidget):
     @Slot(int)
     def _suggest_loading(self, example_id: int) -> None:
         if example_id == self.current_id:
+            self.suggestion_frame.show()
             self.suggestion_text.setText("Loading the model (the first time takes a while)\u2026")
 
     @Slot(int, str)
     def _suggest_piece(self, example_id: int, text: str) -> None:
         if example_id == self.current_id:
+            self.suggestion_frame.show()
             shown = self.suggestion_text.text()
             if not shown.startswith("Suggestion: "):
                 shown = "Suggestion: "
@@ -965,6 +989,11 @@ class LabelMode(QWidget):
         if example_id == self.current_id:
             self.suggestion_frame.hide()
             self.show_message(message)
+
+    @Slot(int)
+    def _suggest_stopped(self, example_id: int) -> None:
+        if example_id == self.current_id and not self.suggester.busy:
+            self._show_suggestion()
 
     @Slot(int, str)
     def _suggest_refused(self, example_id: int, holder: str) -> None:

@@ -81,6 +81,7 @@ class Suggester(QObject):
     finished = Signal(int, str)  # example id, the whole suggestion
     failed = Signal(int, str)  # example id, what went wrong, in words
     refused = Signal(int, str)  # example id, who holds the device
+    stopped = Signal(int)  # example id whose suggestion was stopped before it was whole
 
     def __init__(self, context: ProjectContext, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -164,6 +165,8 @@ class Suggester(QObject):
             self.finished.emit(example_id, value)
         elif outcome == "failed":
             self.failed.emit(example_id, f"No suggestion: {value}")
+        else:
+            self.stopped.emit(example_id)
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self.request(*pending)
