@@ -15,7 +15,6 @@ model for a suggestion, Ctrl+U puts it into the answer box. Ctrl+Z undoes.
 from __future__ import annotations
 
 import html
-import time
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QTextOption
@@ -412,12 +411,13 @@ class LabelMode(QWidget):
         if not name:
             self.show_message("Type your name first: it goes on every label you make.")
             return
+        unchanged = name == self.annotator
         window = self.window()
         if callable(getattr(window, "set_annotator", None)):
             window.set_annotator(name)  # remembered for next time, and set on the project's context
         else:
             self.context.set_actor(name)
-        if name == self.annotator:
+        if unchanged:  # no actor_changed comes: put the mode back as it was
             self._actor_changed(name)
         self.setFocus()
 
@@ -462,7 +462,9 @@ class LabelMode(QWidget):
         if self.schema.uses_labels and self.schema.labels:
             shortcuts = [d.shortcut.upper() for d in self.schema.labels if d.shortcut]
             if shortcuts:
-                span = f"{shortcuts[0]}\u2013{shortcuts[-1]}" if len(shortcuts) > 2 else " ".join(shortcuts)
+                digits = "".join(shortcuts)
+                run = len(shortcuts) > 2 and digits.isdigit() and digits in "123456789"
+                span = f"{shortcuts[0]}\u2013{shortcuts[-1]}" if run else " ".join(shortcuts)
                 keys.append(f"{span} choose a label" + (" and go on" if self.schema.kind == "classification" else ""))
         keys += ["Enter accept", "S skip", "F flag", "\u232b back", "Ctrl+Z undo"]
         if self.schema.uses_answer:
