@@ -75,7 +75,8 @@ def main() -> int:
         env = dict(os.environ, QT_QPA_PLATFORM="offscreen", FTSTUDIO_REPORT_FIRST_SHOW="1",
                    FTSTUDIO_SETTINGS=str(tmp_path / "settings.ini"), XDG_DATA_HOME=str(tmp_path / "data"),
                    HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-        cases: list[tuple[str, list[str]]] = [("welcome screen (no project)", []), ("demo project (--demo)", ["--demo"])]
+        cases: list[tuple[str, list[str]]] = [("welcome screen (no project)", []),
+                                              ("demo project (--demo)", ["--demo"])]
         if args.rows:
             from bench_table import make_project
 

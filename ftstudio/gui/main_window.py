@@ -73,6 +73,27 @@ def _detect_device(report, interrupted) -> str:
     return f"CPU ({os.cpu_count() or 1} cores)"
 
 
+def _close_after(context: ProjectContext, pages: list[QWidget]) -> None:
+    """Delete the pages, then close the project once the last is gone: a page may
+    still run a slot queued before it was deleted, and that slot finds its
+    project open."""
+    left = {"n": len(pages)}
+
+    def one_gone(*_args) -> None:
+        left["n"] -= 1
+        if left["n"] == 0:
+            context.project.close()
+            context.deleteLater()
+
+    if not pages:
+        context.project.close()
+        context.deleteLater()
+        return
+    for page in pages:
+        page.destroyed.connect(one_gone)
+        page.deleteLater()
+
+
 class Placeholder(QWidget):
     def __init__(self, title: str, text: str, parent=None) -> None:
         super().__init__(parent)
@@ -271,6 +292,8 @@ class MainWindow(QMainWindow):
                                              "Ctrl+D")
         self.delete_action = self._action(edit, "&Delete example", lambda: self._on_data("delete_selected"),
                                           "Ctrl+Backspace")
+        self.find_action = self._action(edit, "&Find examples\u2026", lambda: self._on_data("focus_search"),
+                                        "Ctrl+F")
         edit.addSeparator()
         self._action(edit, "Your &name\u2026", self.ask_annotator)
 
@@ -283,7 +306,7 @@ class MainWindow(QMainWindow):
         self._action(help_menu, "&About FT Studio", self.show_about)
         self._project_actions = [self.import_action, self.export_action, self.close_project_action,
                                  self.undo_action, self.redo_action, self.add_action, self.duplicate_action,
-                                 self.delete_action, *self.page_actions]
+                                 self.delete_action, self.find_action, *self.page_actions]
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -439,11 +462,10 @@ class MainWindow(QMainWindow):
                 except Exception:
                     log.exception("page %s failed to shut down", name)
             self.page_stack.removeWidget(page)
-            page.deleteLater()
+        pages = list(self._pages.values())
         self._pages.clear()
         context, self.context = self.context, None
-        context.project.close()
-        context.deleteLater()
+        _close_after(context, pages)
         self.project_closed.emit()
         return True
 
@@ -610,6 +632,8 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _compute_changed(self, holder: str) -> None:
         self.activity_label.setText(f"Running: {holder}" if holder else "Idle")
+        if self.device_text:  # free memory changes with each run: look again
+            self.detect_device()
 
     def detect_device(self) -> None:
         if self._device_thread is not None:

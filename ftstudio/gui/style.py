@@ -67,10 +67,12 @@ QHeaderView::section {{
 QTreeWidget, QListWidget, QPlainTextEdit, QTextEdit, QTextBrowser {{
     background: {SURFACE}; border: 1px solid {BORDER}; border-radius: 6px;
 }}
-QLineEdit, QComboBox, QSpinBox, QDoubleSpinBox {{
+QLineEdit {{
     background: {SURFACE}; border: 1px solid {BORDER}; border-radius: 5px; padding: 4px 6px; min-height: 18px;
 }}
-QLineEdit:focus, QPlainTextEdit:focus, QComboBox:focus, QSpinBox:focus {{ border: 1px solid {ACCENT}; }}
+/* Combo and spin boxes keep Fusion's own drawing (a border here would hide their arrows). */
+QComboBox, QSpinBox, QDoubleSpinBox {{ min-height: 22px; }}
+QLineEdit:focus, QPlainTextEdit:focus {{ border: 1px solid {ACCENT}; }}
 
 QPushButton {{
     background: {SURFACE}; border: 1px solid {BORDER}; border-radius: 5px; padding: 5px 14px; color: {TEXT};

@@ -12,7 +12,7 @@ from ftstudio.core.project import Project
 from ftstudio.gui import style
 from ftstudio.gui.data.conversation_editor import SAVE_DELAY_MS
 from ftstudio.gui.data.page import NO_LABEL, DataPage
-from ftstudio.gui.data.table_model import COL_ID, COL_LABEL
+from ftstudio.gui.data.table_model import COL_ANSWER, COL_ID, COL_LABEL
 from ftstudio.gui.main_window import MainWindow
 
 pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
@@ -84,7 +84,7 @@ def test_typing_in_a_turn_is_saved_and_undone_and_redone(qtbot, window, page, db
     assert db.get_example(first).messages[1]["content"] == "billing and refunds"
     assert answer.toPlainText() == "billing and refunds"
     # The table shows the saved text too.
-    assert page.model.data(page.model.index(0, 6)) == "billing and refunds"
+    assert page.model.data(page.model.index(0, COL_ANSWER)) == "billing and refunds"
 
 
 def test_undo_right_after_typing_takes_back_what_was_typed(qtbot, window, page, db):

@@ -9,7 +9,7 @@ pyqtgraph is imported when the histogram is first needed, not at start-up.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
@@ -22,6 +22,7 @@ from ftstudio.gui.data.tokens import shared_tokenizer, token_counter
 from ftstudio.gui.workers import TaskThread
 
 DEFAULT_CONTEXT = 512  # TrainConfig.max_length
+RECHECK_DELAY_MS = 1500
 HISTOGRAM_BINS = 40
 
 
@@ -116,6 +117,15 @@ class ChecksPanel(QWidget):
         self._split.setStretchFactor(1, 2)
         layout.addWidget(self._split, 1)
 
+        # After a change the findings may be out of date: check again a moment after the
+        # last change while the panel is on screen, or when it is shown next.
+        self._stale = False
+        self._again_timer = QTimer(self)
+        self._again_timer.setSingleShot(True)
+        self._again_timer.setInterval(RECHECK_DELAY_MS)
+        self._again_timer.timeout.connect(self._recheck)
+        context.examples_changed.connect(self._examples_changed)
+
     # -- running --------------------------------------------------------------------
 
     @property
@@ -130,6 +140,7 @@ class ChecksPanel(QWidget):
         self._tokens.ensure_loaded()
         self.run_button.setEnabled(False)
         self.summary.setText("Checking\u2026")
+        self._stale = False
         self._checked_with = self._tokens.chosen if self._tokens.tokenizer is not None else False
         self._thread = TaskThread(_run_checks, str(self._context.project.path), self._tokens.tokenizer,
                                   self.context_size.value(), parent=self)
@@ -168,7 +179,26 @@ class ChecksPanel(QWidget):
         if self.report is not None and self.report.max_length != self.context_size.value():
             self.run_checks()
 
+    @Slot(list)
+    def _examples_changed(self, _ids: list) -> None:
+        if self.report is None:
+            return
+        self._stale = True
+        if self.isVisible():
+            self._again_timer.start()
+
+    @Slot()
+    def _recheck(self) -> None:
+        if self._stale and self.isVisible():
+            self.run_checks()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._again_timer.start(0)
+
     def shutdown(self) -> None:
+        self._again_timer.stop()
         if self._thread is not None:
             self._thread.requestInterruption()
             self._thread.wait()
@@ -251,6 +281,7 @@ class ChecksPanel(QWidget):
                 self._plot.getPlotItem().getAxis(axis).setTextPen(style.MUTED)
                 self._plot.getPlotItem().getAxis(axis).setPen(style.BORDER)
             self._hist_box.layout().addWidget(self._plot, 1)
+            self._plot.show()  # now, not on the next turn of the event loop
         top = max(int(lengths.max()), limit) * 1.05
         counts, edges = np.histogram(lengths, bins=HISTOGRAM_BINS, range=(0, top))
         plot = self._plot.getPlotItem()

@@ -50,7 +50,14 @@ class GrowingTextEdit(QPlainTextEdit):
     def _fit(self, *_args) -> None:
         line = self.fontMetrics().lineSpacing()
         lines = max(self._min_lines, min(self._max_lines, int(self.document().size().height())))
-        self.setFixedHeight(lines * line + 14)
+        margins = self.contentsMargins()
+        chrome = int(2 * self.document().documentMargin()) + margins.top() + margins.bottom() + 4
+        self.setFixedHeight(lines * line + chrome)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():  # lines wrap anew at a new width
+            self._fit()
 
     def sizeHint(self) -> QSize:
         return QSize(300, self.height())
@@ -162,7 +169,7 @@ class ConversationEditor(QWidget):
         self.label = QLineEdit()
         self.label.setPlaceholderText("no label")
         self.label.installEventFilter(self._undo_filter)
-        self.system = GrowingTextEdit(min_lines=1, max_lines=8)
+        self.system = GrowingTextEdit(min_lines=2, max_lines=8)
         self.system.setPlaceholderText("No system prompt")
         self.system.installEventFilter(self._undo_filter)
         form.addRow(meta)

@@ -14,10 +14,12 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-    QListWidget, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWizard, QWizardPage,
+    QListWidget, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWizard, QWizardPage,
 )
 
-from ftstudio.core.formats import FORMATS, JSON_TABLE, MAPPABLE_FIELDS, DatasetPreview, import_dataset, read_dataset
+from ftstudio.core.formats import (
+    FORMATS, JSON_TABLE, MAPPABLE_FIELDS, PREVIEW_ROWS, DatasetPreview, import_dataset, read_dataset,
+)
 from ftstudio.core.project import Project, default_actor
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.workers import TaskThread
@@ -53,6 +55,14 @@ def for_the_wizard(message: str) -> str:
     for pattern, words in _CLI_ADVICE:
         message = pattern.sub(words, message)
     return message
+
+
+def _first(messages: list[dict], role: str) -> str:
+    return next((str(m.get("content") or "") for m in messages if m.get("role") == role), "")
+
+
+def _last(messages: list[dict], role: str) -> str:
+    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == role), "")
 
 
 def is_importable(path: str | Path) -> bool:
@@ -134,12 +144,13 @@ class PreviewPage(QWizardPage):
         self.description.setWordWrap(True)
         self.description.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.description)
-        self.rows = QTableWidget()
-        self.rows.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.rows.verticalHeader().setDefaultSectionSize(24)
-        self.rows.horizontalHeader().setStretchLastSection(True)
-        self.rows.setWordWrap(False)
-        layout.addWidget(self.rows, 3)
+        self.rows = self._table()
+        self.examples = self._table()
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(self.examples, "As examples")
+        self.views.addTab(self.rows, "Rows in the file")
+        layout.addWidget(self.views, 3)
 
         self.mapping = QGroupBox("Columns")
         grid = QFormLayout(self.mapping)
@@ -147,9 +158,15 @@ class PreviewPage(QWizardPage):
         for fld in MAPPABLE_FIELDS:
             combo = QComboBox()
             combo.setToolTip(FIELD_HELP[fld])
+            combo.setMinimumWidth(220)
             combo.currentIndexChanged.connect(self._mapping_changed)
             self.combos[fld] = combo
-            grid.addRow(f"{fld.capitalize()}  ({FIELD_HELP[fld].lower()})", combo)
+            hint = QLabel(FIELD_HELP[fld])
+            hint.setObjectName("Hint")
+            row = QHBoxLayout()
+            row.addWidget(combo)
+            row.addWidget(hint, 1)
+            grid.addRow(fld.capitalize(), row)
         layout.addWidget(self.mapping)
         self.mapping.hide()
 
@@ -161,6 +178,39 @@ class PreviewPage(QWizardPage):
         layout.addWidget(self.problems, 1)
         self.problems.hide()
         self._filling = False
+
+    @staticmethod
+    def _table() -> QTableWidget:
+        table = QTableWidget()
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.verticalHeader().setDefaultSectionSize(24)
+        table.horizontalHeader().setStretchLastSection(True)
+        table.setWordWrap(False)
+        return table
+
+    @staticmethod
+    def _fill(table: QTableWidget, header: list[str], rows: list[list[object]], row_names: list[str] | None,
+              widths: list[int]) -> None:
+        table.clear()
+        table.setColumnCount(len(header))
+        table.setRowCount(len(rows))
+        table.setHorizontalHeaderLabels(header)
+        if row_names is not None:
+            table.setVerticalHeaderLabels(row_names)
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                if value is None:
+                    value = ""
+                elif not isinstance(value, str):
+                    value = json.dumps(value, ensure_ascii=False)
+                text = " ".join(value.split())
+                item = QTableWidgetItem(text[:CELL_CHARS] + ("\u2026" if len(text) > CELL_CHARS else ""))
+                item.setToolTip(str(value)[:2000])
+                table.setItem(r, c, item)
+        hh = table.horizontalHeader()
+        for c, width in enumerate(widths):
+            hh.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)
+            hh.resizeSection(c, width)
 
     def initializePage(self) -> None:
         self._wizard.read(None)
@@ -185,28 +235,18 @@ class PreviewPage(QWizardPage):
     def show_preview(self, p: DatasetPreview) -> None:
         self.description.setText(p.description[:1].upper() + p.description[1:])
         columns = list(p.columns) or sorted({k for r in p.first_rows for k in r})
-        self.rows.clear()
-        self.rows.setColumnCount(len(columns))
-        self.rows.setRowCount(len(p.first_rows))
-        self.rows.setHorizontalHeaderLabels(columns)
-        for r, record in enumerate(p.first_rows):
-            for c, name in enumerate(columns):
-                value = record.get(name, "")
-                if value is None:
-                    value = ""
-                elif not isinstance(value, str):
-                    value = json.dumps(value, ensure_ascii=False)
-                text = " ".join(value.split())
-                item = QTableWidgetItem(text[:CELL_CHARS] + ("\u2026" if len(text) > CELL_CHARS else ""))
-                item.setToolTip(str(value)[:2000])
-                self.rows.setItem(r, c, item)
-        header = self.rows.horizontalHeader()
-        for c in range(len(columns)):
-            header.setSectionResizeMode(c, QHeaderView.ResizeMode.Interactive)
-            header.resizeSection(c, 180 if len(columns) > 2 else 320)
-
+        self._fill(self.rows, columns, [[record.get(name) for name in columns] for record in p.first_rows], None,
+                   [180 if len(columns) > 2 else 320] * len(columns))
+        shown = p.examples[:len(p.first_rows) or PREVIEW_ROWS]
+        self._fill(self.examples, ["system", "user", "assistant", "label", "turns"],
+                   [[ex.system, _first(ex.messages, "user"), _last(ex.messages, "assistant"), ex.label,
+                     str(len(ex.messages))] for ex in shown],
+                   [str(ex.source_line) if ex.source_line is not None else "" for ex in shown],
+                   [150, 250, 170, 90, 40])
         table = p.needs_column_map or bool(p.column_map)
         self.mapping.setVisible(table)
+        # A table is mapped by looking at its columns; other files read best as the examples they become.
+        self.views.setCurrentWidget(self.rows if p.needs_column_map or not p.examples else self.examples)
         if table:
             self._filling = True
             try:

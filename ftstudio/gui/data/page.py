@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
     QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget,
@@ -21,7 +22,7 @@ from ftstudio.gui.data.table_model import COLUMNS, ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
 
 ROW_HEIGHT = 26
-COLUMN_WIDTHS = (64, 58, 86, 110, 150, 320, 220, 52, 128)
+COLUMN_WIDTHS = (48, 50, 80, 90, 280, 130, 220, 48, 130)  # in the order of table_model.COLUMNS
 ALL = "__all__"
 NO_LABEL = "__none__"
 
@@ -115,6 +116,10 @@ class DataPage(QWidget):
             hh.resizeSection(column, width)
         hh.setStretchLastSection(True)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
+        # Delete removes the selected examples only while the table has the focus (never while typing).
+        delete_key = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table,
+                               context=Qt.ShortcutContext.WidgetShortcut)
+        delete_key.activated.connect(self.delete_selected)
         # After a scroll, read the rows around the screen while the GUI is idle.
         self._prefetch_timer = QTimer(self)
         self._prefetch_timer.setSingleShot(True)
@@ -147,7 +152,7 @@ class DataPage(QWidget):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([640, 420])
+        self.splitter.setSizes([680, 400])
         self.splitter.setChildrenCollapsible(False)
         layout.addWidget(self.splitter, 1)
 
@@ -166,6 +171,8 @@ class DataPage(QWidget):
         self._refresh_labels()
         self._refresh_counts()
         self._show_table_or_hint()
+        if self.model.rowCount():  # open on an example, not on an empty editor
+            self.select_ids([self.model.example_id(0)])
         self._update_actions()
 
     def _button(self, text: str, tip: str, slot) -> QPushButton:
@@ -236,6 +243,10 @@ class DataPage(QWidget):
             b.setEnabled(has)
 
     # -- filters --------------------------------------------------------------------
+
+    def focus_search(self) -> None:
+        self.search.setFocus()
+        self.search.selectAll()
 
     def current_filter(self) -> ExampleFilter:
         label = self.label_filter.currentData()
@@ -443,6 +454,64 @@ class DataPage(QWidget):
     @Slot()
     def _wizard_closed(self) -> None:
         self._wizard = None
+
+    # -- pictures for the documentation ----------------------------------------------
+
+    def screenshot_states(self) -> dict:
+        """Views for ``python -m ftstudio.gui.screenshots``: {name: callable putting the page in it}."""
+        from ftstudio.gui.screenshots import wait_for
+
+        def first() -> None:
+            self.clear_filters()
+            if self.model.rowCount():
+                self.select_ids([self.model.example_id(0)])
+
+        def template():
+            first()
+            self.tabs.setCurrentWidget(self.preview)
+            wait_for(lambda: self.preview.rendered is not None or bool(self.preview._tokens.error), 180)
+
+        def checks():
+            first()
+            self.tabs.setCurrentWidget(self.checks)
+            self.checks.run_checks()
+            wait_for(lambda: not self.checks.running and self.checks.report is not None
+                     and (bool(self.checks.report.token_lengths) or bool(self.checks._tokens.error)), 180)
+
+        def search():
+            self.tabs.setCurrentWidget(self.editor)
+            self.search.setText("refund")
+            self.apply_filter()
+            if self.model.rowCount():
+                self.select_ids([self.model.example_id(0)])
+
+        def import_file():
+            from ftstudio.paths import resource
+
+            self.clear_filters()
+            wizard = self.open_import_wizard(resource("demo", "support_tickets.jsonl"))
+            wait_for(lambda: wizard.preview is not None and not wizard.busy, 60)
+            return wizard
+
+        def import_columns():
+            import tempfile
+
+            self.clear_filters()
+            path = Path(tempfile.gettempdir()) / "ftstudio-screenshot-tickets.csv"
+            path.write_text("ticket,team,priority\n\"I was charged twice for order 1182\",billing,high\n"
+                            "The app crashes when I open settings,technical,low\n"
+                            "Cannot log in after changing my email,account,high\n"
+                            "Parcel still not here after two weeks,shipping,medium\n", encoding="utf-8")
+            wizard = self.open_import_wizard(path)
+            wait_for(lambda: wizard.preview is not None and not wizard.busy, 60)
+            wizard.preview_page.combos["prompt"].setCurrentText("ticket")
+            wizard.preview_page.combos["response"].setCurrentText("team")
+            wait_for(lambda: not wizard.busy and not wizard._debounce.isActive()
+                     and wizard.preview is not None and wizard.preview.ok, 60)
+            return wizard
+
+        return {"template": template, "checks": checks, "search": search, "import": import_file,
+                "import-columns": import_columns}
 
     # -- layout ---------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ SHORT_CHARS = 90
 # Past this many inserted or removed rows one reset is cheaper than many row signals.
 INCREMENTAL_LIMIT = 2000
 
-COLUMNS = ("#", "split", "status", "label", "system", "first user turn", "answer", "turns", "updated")
-COL_ID, COL_SPLIT, COL_STATUS, COL_LABEL, COL_SYSTEM, COL_PROMPT, COL_ANSWER, COL_TURNS, COL_UPDATED = range(9)
+# What tells examples apart first; the system prompt (often the same for all) further right.
+COLUMNS = ("#", "split", "status", "label", "first user turn", "answer", "system", "turns", "updated")
+COL_ID, COL_SPLIT, COL_STATUS, COL_LABEL, COL_PROMPT, COL_ANSWER, COL_SYSTEM, COL_TURNS, COL_UPDATED = range(9)
 
 STATUS_COLOURS = {"flagged": style.WARN, "skipped": style.MUTED, "unlabelled": style.MUTED}
 
@@ -70,7 +71,7 @@ def _row(r) -> RowData:
     answer = next((m.get("content") for m in reversed(messages)
                    if isinstance(m, dict) and m.get("role") == "assistant"), "")
     system, prompt, answer, updated = _short(r["system"]), _short(prompt), _short(answer), _when(r["updated_at"])
-    cells = (str(r["id"]), r["split"], r["status"], r["label"] or "", system, prompt, answer, str(len(messages)),
+    cells = (str(r["id"]), r["split"], r["status"], r["label"] or "", prompt, answer, system, str(len(messages)),
              updated)
     return RowData(id=r["id"], split=r["split"], status=r["status"], label=r["label"], system=system,
                    prompt=prompt, answer=answer, turns=len(messages), updated=updated, cells=cells)
