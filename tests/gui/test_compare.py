@@ -265,7 +265,7 @@ def test_blind_votes_with_keys_are_recorded_and_counted(qtbot, page, cproject):
             row = table.pair_row(b, a)
             wins, losses = losses, wins
         assert row is not None
-        assert (row["A better"], row["Tie"], row["B better"], row["of which both bad"]) == \
+        assert (row["A better"], row["Tie"], row["B better"], row["Both bad"]) == \
             (str(wins), str(ties), str(losses), str(both_bad))
         assert row["Votes"] == str(wins + ties + losses)
     ranked = [table.ranking_table.item(r, 1).toolTip() for r in range(table.ranking_table.rowCount())]

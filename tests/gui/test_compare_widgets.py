@@ -63,7 +63,7 @@ def test_every_key_votes_what_it_says(qtbot, blind, project, context):
     blind.begin(len(items), [])
     for item in items:
         blind.add_item(item)
-    assert blind.status.text() == "0 votes saved · 6 of 6 prompts left"
+    assert blind.status.text() == "Voting as tester · 0 votes saved · 6 of 6 prompts left"
 
     def shown_models():
         gens = ratings.get_generations(project, blind.displayed_generation_ids())
@@ -156,10 +156,10 @@ def test_results_table_counts_the_votes_cast_with_keys(qtbot, blind, project, co
         row = results.pair_row(a, b) or results.pair_row(b, a)
         if results.pair_row(a, b) is None:
             wa, wb = wb, wa
-        assert (row["A better"], row["Tie"], row["B better"], row["of which both bad"], row["Votes"]) == \
+        assert (row["A better"], row["Tie"], row["B better"], row["Both bad"], row["Votes"]) == \
             (str(wa), str(ties), str(wb), str(bad), str(wa + ties + wb))
         lo, hi = wilson_interval(wa, wa + wb)
-        assert row["A preferred when one was (95% CI)"] == f"{wa / (wa + wb):.0%}  ({lo:.0%} – {hi:.0%})"
+        assert row["A preferred (95% CI)"] == f"{wa / (wa + wb):.0%}  ({lo:.0%} – {hi:.0%})"
 
     out = tmp_path / "prefs.jsonl"
     assert results.export_button.isEnabled()
@@ -243,3 +243,27 @@ def test_word_differences():
     assert "&lt;now&gt;" in html and "line-through" in html
     assert similarity("a b c d", "a b c e") == pytest.approx(0.75)
     assert similarity("", "") == 1.0
+
+
+def test_reopening_shows_the_answers_saved_for_this_choice(qtbot, context, project, fill):
+    from ftstudio.gui.compare.page import ComparePage
+    from ftstudio.gui.compare.selection import prompt_from_example
+
+    fill(project, 6, eval_every=3)  # 2 held-out
+    held_out = [prompt_from_example(ex) for ex in project.examples() if ex.split == "eval"]
+    settings = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 128, "seed": 0}  # the panel's defaults
+    base = ratings.base_key("bundled:SmolLM2-135M-Instruct")
+    ratings.add_generation(project, base, held_out[1].messages, "saved words", settings,
+                           example_id=held_out[1].example_id)
+    ratings.add_generation(project, base, held_out[0].messages, "other settings", {**settings, "seed": 5})
+    page = ComparePage(context)
+    qtbot.addWidget(page)
+    tab = page.compare
+    assert tab.column_keys() == ["reference", base]
+    assert tab.texts == [{}, {base: "saved words"}]
+    tab.show_prompt(1)
+    assert tab.column(base).text.toPlainText() == "saved words"
+    assert tab.column("reference").text.toPlainText() == held_out[1].reference
+    assert tab.status.text() == "Showing 1 saved answer"
+    assert not page.busy and tab.run_button.isEnabled()
+    page.shutdown()

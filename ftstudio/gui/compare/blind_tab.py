@@ -218,6 +218,9 @@ class BlindTab(QWidget):
             title = QLabel(f"Answer {n + 1}")
             title.setObjectName("SectionTitle")
             view = QTextBrowser()
+            font = view.font()
+            font.setPointSize(style.FONT_POINT_SIZE + 1)
+            view.setFont(font)
             view.setPlainText(text if text.strip() else "(empty answer)")
             view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             button = QPushButton(f"{n + 1}   Answer {n + 1} is better")
@@ -246,7 +249,8 @@ class BlindTab(QWidget):
             return
         rated = self.total - len(self.queue) - (1 if self.current else 0)
         waiting = "" if not self.generating else " · preparing more answers"
-        self.status.setText(f"{self.votes_cast} vote{'s' if self.votes_cast != 1 else ''} saved · "
+        voter = f"Voting as {self.voter()} · " if self.voter() else ""
+        self.status.setText(f"{voter}{self.votes_cast} vote{'s' if self.votes_cast != 1 else ''} saved · "
                             f"{max(0, self.total - rated)} of {self.total} prompts left{waiting}")
 
     def displayed_generation_ids(self) -> list[int]:

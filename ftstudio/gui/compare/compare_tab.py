@@ -9,7 +9,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import (
-    QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSplitter, QTextBrowser, QVBoxLayout, QWidget,
+    QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSplitter, QStackedWidget, QTextBrowser,
+    QToolButton, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core import ratings
@@ -21,6 +22,33 @@ FLUSH_MS = 60
 REFERENCE_KEY = "reference"
 
 
+class ElidedLabel(QLabel):
+    """One line of text, cut with "…" to the width it is given; the whole text in the tooltip."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        QLabel.setText(self, self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                                           max(20, self.width())))
+
+
 class AnswerColumn(QFrame):
     """A card with the model's name on top and its answer below."""
 
@@ -30,10 +58,9 @@ class AnswerColumn(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 10)
         layout.setSpacing(4)
-        self.title = QLabel(title)
+        self.title = ElidedLabel(title)
         self.title.setObjectName("SectionTitle")
-        self.title.setWordWrap(True)
-        self.subtitle = QLabel(subtitle)
+        self.subtitle = ElidedLabel(subtitle)
         self.subtitle.setObjectName("Hint")
         self.text = QTextBrowser()
         self.text.setOpenLinks(False)
@@ -82,21 +109,24 @@ class CompareTab(QWidget):
         self.run_button.setToolTip("Answer the chosen prompts with every checked model, one after another.")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.status = QLabel("Choose models and prompts on the left, then generate.")
+        self.status = ElidedLabel("Choose models and prompts on the left, then generate.")
         self.status.setObjectName("Hint")
-        self.status.setWordWrap(True)
         bar.addWidget(self.run_button)
         bar.addWidget(self.stop_button)
         bar.addWidget(self.status, 1)
-        self.prev_button = QPushButton("◀")
-        self.prev_button.setToolTip("Previous prompt")
-        self.next_button = QPushButton("▶")
-        self.next_button.setToolTip("Next prompt")
+        self.prev_button = QToolButton()
+        self.prev_button.setArrowType(Qt.ArrowType.LeftArrow)
+        self.prev_button.setToolTip("Previous prompt (Alt+Left)")
+        self.prev_button.setShortcut("Alt+Left")
+        self.next_button = QToolButton()
+        self.next_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.next_button.setToolTip("Next prompt (Alt+Right)")
+        self.next_button.setShortcut("Alt+Right")
         for b in (self.prev_button, self.next_button):
-            b.setFixedWidth(34)
+            b.setFixedSize(30, 28)
         self.prompt_combo = QComboBox()
-        self.prompt_combo.setMinimumWidth(240)
-        self.prompt_combo.setMaximumWidth(360)
+        self.prompt_combo.setMinimumWidth(220)
+        self.prompt_combo.setMaximumWidth(280)
         bar.addWidget(self.prev_button)
         bar.addWidget(self.prompt_combo)
         bar.addWidget(self.next_button)
@@ -120,11 +150,22 @@ class CompareTab(QWidget):
         self.prompt_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         pc.addWidget(self.prompt_label)
         layout.addWidget(self.prompt_card)
+        self.prompt_card.hide()
 
         self.vsplit = QSplitter(Qt.Orientation.Vertical)
         self.columns_split = QSplitter(Qt.Orientation.Horizontal)
         self.columns_split.setChildrenCollapsible(False)
-        self.vsplit.addWidget(self.columns_split)
+        self.empty = QLabel("<p style='font-size:13pt'>No answers yet</p>"
+                            "<p>Check the models and choose the prompts on the left, then press "
+                            "<b>Generate answers</b>.<br>Each model gets a column; answers appear word by word "
+                            "as they are written,<br>with the reference answer beside them when the example "
+                            "has one.</p>")
+        self.empty.setObjectName("Hint")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.columns_stack = QStackedWidget()
+        self.columns_stack.addWidget(self.empty)
+        self.columns_stack.addWidget(self.columns_split)
+        self.vsplit.addWidget(self.columns_stack)
 
         diff_box = QFrame()
         diff_box.setObjectName("Card")
@@ -135,6 +176,9 @@ class CompareTab(QWidget):
         title.setObjectName("SectionTitle")
         self.diff_a = QComboBox()
         self.diff_b = QComboBox()
+        for combo in (self.diff_a, self.diff_b):
+            combo.setMinimumContentsLength(20)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.diff_legend = QLabel(
             f'<span style="background:{style.BAD_SOFT}; color:{style.BAD}; text-decoration:line-through;">'
             f'&nbsp;only in the first&nbsp;</span>&nbsp;&nbsp;<span style="background:{style.GOOD_SOFT}; '
@@ -146,16 +190,21 @@ class CompareTab(QWidget):
         drow.addWidget(self.diff_a)
         drow.addWidget(QLabel("→"))
         drow.addWidget(self.diff_b)
-        drow.addSpacing(8)
-        drow.addWidget(self.diff_legend)
         drow.addStretch(1)
         drow.addWidget(self.diff_score)
         dl.addLayout(drow)
         self.diff_view = QTextBrowser()
         dl.addWidget(self.diff_view, 1)
+        legend_row = QHBoxLayout()
+        legend_row.addStretch(1)
+        legend_row.addWidget(self.diff_legend)
+        dl.addLayout(legend_row)
+        self.diff_box = diff_box
+        diff_box.hide()
         self.vsplit.addWidget(diff_box)
         self.vsplit.setStretchFactor(0, 3)
         self.vsplit.setStretchFactor(1, 1)
+        self.vsplit.setChildrenCollapsible(False)
         layout.addWidget(self.vsplit, 1)
 
         self._timer = QTimer(self)
@@ -186,7 +235,6 @@ class CompareTab(QWidget):
             self.prompt_combo.addItem(f"{i + 1}. {words[:60]}{'…' if len(words) > 60 else ''}")
         self._build_columns()
         self.show_prompt(0)
-        self._timer.start()
 
     def _build_columns(self) -> None:
         for col in self._columns.values():
@@ -202,6 +250,9 @@ class CompareTab(QWidget):
         for col in self._columns.values():
             self.columns_split.addWidget(col)
         self.columns_split.setSizes([1000] * len(self._columns))
+        self.columns_stack.setCurrentWidget(self.columns_split if self._columns else self.empty)
+        self.diff_box.setVisible(len(self._columns) >= 2)
+        self.prompt_card.setVisible(bool(self.prompts))
         for combo in (self.diff_a, self.diff_b):
             combo.blockSignals(True)
             combo.clear()
@@ -221,7 +272,10 @@ class CompareTab(QWidget):
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        if not running:
+        if running:
+            self._timer.start()
+        else:
+            self._timer.stop()
             self._flush()
 
     def set_status(self, text: str) -> None:

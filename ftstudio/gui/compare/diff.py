@@ -34,12 +34,16 @@ def word_ops(a: str, b: str) -> list[tuple[str, str]]:
 
 def word_diff_html(a: str, b: str) -> str:
     parts = []
+    previous = "same"
     for kind, text in word_ops(a, b):
         escaped = html.escape(text).replace("\n", "<br>")
         if kind == "same":
             parts.append(escaped)
         else:
+            if previous == "removed" and kind == "added":
+                parts.append(" ")  # a replaced word: keep the old and the new apart
             parts.append(f'<span style="{REMOVED_STYLE if kind == "removed" else ADDED_STYLE}">{escaped}</span>')
+        previous = kind
     return "".join(parts)
 
 

@@ -188,6 +188,7 @@ class ComparePage(QWidget):
         context.compute.changed.connect(self._compute_changed)
         self._models_changed()
         self._compute_changed(context.compute.holder)
+        self.show_saved_answers()
 
     # -- state --------------------------------------------------------------------------
 
@@ -388,6 +389,36 @@ class ComparePage(QWidget):
                    self._compare_progress, self._compare_end)
         return self._launch(job)
 
+    def show_saved_answers(self) -> int:
+        """Show the answers already stored for the chosen models, prompts and settings (no model runs).
+
+        Reopening the page shows where the user left off; returns how many answers were found.
+        """
+        if self.busy:
+            return 0
+        refs = self.selection.checked_refs()
+        prompts = self.selection.prompts()
+        settings = self.selection.sampling()
+        found = []
+        for i, prompt in enumerate(prompts):
+            for ref in refs:
+                stored = ratings.find_generation(self.project, ref.key, prompt.messages, settings)
+                if stored is not None:
+                    found.append((i, ref.key, stored))
+        if not found:
+            return 0
+        self.compare.start(refs, prompts)
+        for i, key, stored in found:
+            self.compare.set_output(i, key, stored.output, stored.id)
+        self.compare.set_running(False)
+        self._set_buttons()
+        newest = max(g.created_at for _i, _k, g in found)[:16].replace("T", " ")
+        total = len(refs) * len(prompts)
+        self.compare.set_status(f"Showing {len(found)} saved answer{'s' if len(found) != 1 else ''}")
+        self.compare.status.setToolTip(f"{len(found)} of {total} answers were written earlier with these settings "
+                                       f"(the latest on {newest}). Generate answers writes them anew.")
+        return len(found)
+
     def _no_prompts_text(self) -> str:
         if self.selection.source() == SOURCE_TYPED:
             return "Type a prompt on the left first (leave a blank line between prompts)."
@@ -399,8 +430,7 @@ class ComparePage(QWidget):
         if kind == "waiting":
             self.compare.set_status(f"Waiting for the device ({item[1]} is using it)…")
         elif kind == "loading":
-            self.compare.set_status(f"Loading {self.selection.base_combo.currentText()}… (once; the adapters "
-                                    "are then switched on it)")
+            self.compare.set_status(f"Loading {self.selection.base_combo.currentText()}…")
         elif kind == "loaded":
             self.compare.set_status("Generating…")
         elif kind == "piece":
@@ -414,7 +444,7 @@ class ComparePage(QWidget):
             self.compare.set_output(i, key, text, gid)
             run["done"] += 1
             total = len(run["refs"]) * len(run["prompts"])
-            self.compare.set_status(f"{run['done']} of {total} answers · prompt {i + 1} of {len(run['prompts'])}")
+            self.compare.set_status(f"Writing… {run['done']} of {total} answers done")
 
     def _compare_end(self, outcome: str, value) -> None:
         run = self._compare_run or {"done": 0, "refs": [], "prompts": []}
@@ -423,8 +453,7 @@ class ComparePage(QWidget):
         total = len(run["refs"]) * len(run["prompts"])
         if outcome == "done":
             self.compare.set_status(f"Done: {run['done']} answers from {len(run['refs'])} model"
-                                    f"{'s' if len(run['refs']) != 1 else ''}, saved in the project "
-                                    "(the Blind rating tab reuses them).")
+                                    f"{'s' if len(run['refs']) != 1 else ''}, saved for blind rating.")
         elif outcome in ("stopped", "cancelled"):
             self.compare.set_status(f"Stopped after {run['done']} of {total} answers; the finished ones are kept.")
         else:

@@ -14,8 +14,12 @@ from PySide6.QtWidgets import (
 from ftstudio.core import ratings
 
 RANK_COLUMNS = ["#", "Model", "Score", "Votes", "Held-out exact match", "Held-out loss"]
-PAIR_COLUMNS = ["Model A", "Model B", "A better", "Tie", "B better", "of which both bad",
-                "A preferred when one was (95% CI)", "Votes"]
+PAIR_COLUMNS = ["Model A", "Model B", "A better", "Tie", "B better", "Both bad", "A preferred (95% CI)", "Votes"]
+PAIR_TIPS = {
+    "Tie": "Votes that found the two about the same, including those that found both bad.",
+    "Both bad": "Of the ties, how many said both answers were bad.",
+    "A preferred (95% CI)": "How often A was preferred when one of the two was, with its 95% Wilson interval.",
+}
 PRIOR = 1.0
 
 
@@ -29,15 +33,21 @@ def _item(text: str, align_right: bool = False, tooltip: str = "") -> QTableWidg
     return item
 
 
-def _table(columns: list[str]) -> QTableWidget:
+def _table(columns: list[str], stretch: tuple[int, ...], tips: dict[str, str] | None = None) -> QTableWidget:
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
+    for i, name in enumerate(columns):
+        if tips and name in tips:
+            table.horizontalHeaderItem(i).setToolTip(tips[name])
     table.verticalHeader().hide()
     table.setAlternatingRowColors(True)
+    table.setShowGrid(False)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    for col in stretch:
+        header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
     return table
 
 
@@ -62,7 +72,7 @@ class ResultsTab(QWidget):
         top.addWidget(self.export_button)
         layout.addLayout(top)
 
-        self.ranking_table = _table(RANK_COLUMNS)
+        self.ranking_table = _table(RANK_COLUMNS, stretch=(1,))
         layout.addWidget(self.ranking_table, 2)
         note = QLabel(
             "Score: the chance of being preferred over a model of average strength (Bradley-Terry, "
@@ -74,7 +84,7 @@ class ResultsTab(QWidget):
         pairs_title = QLabel("Head to head")
         pairs_title.setObjectName("SectionTitle")
         layout.addWidget(pairs_title)
-        self.pair_table = _table(PAIR_COLUMNS)
+        self.pair_table = _table(PAIR_COLUMNS, stretch=(0, 1), tips=PAIR_TIPS)
         layout.addWidget(self.pair_table, 3)
         note2 = QLabel(
             "Counts are votes. A vote among three or more answers counts for every pair it decides. "

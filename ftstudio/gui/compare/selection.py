@@ -61,11 +61,14 @@ class SelectionPanel(QWidget):
 
         layout.addWidget(_section("Models to compare"))
         self.model_list = QListWidget()
-        self.model_list.setMinimumHeight(110)
-        layout.addWidget(self.model_list, 2)
+        self.model_list.setMinimumHeight(84)
+        self.model_list.setMaximumHeight(150)
+        self.model_list.setToolTip("The base model and the adapters of finished runs trained on it.")
+        layout.addWidget(self.model_list)
         row = QHBoxLayout()
         self.add_folder_button = QPushButton("Add adapter folder…")
-        self.add_folder_button.setProperty("flat", True)
+        self.add_folder_button.setToolTip("An adapter saved in PEFT format (adapter_config.json and "
+                                          "adapter_model.safetensors); it is checked before use.")
         row.addWidget(self.add_folder_button)
         row.addStretch(1)
         layout.addLayout(row)
@@ -75,6 +78,7 @@ class SelectionPanel(QWidget):
         self.model_message.hide()
         layout.addWidget(self.model_message)
 
+        layout.addSpacing(4)
         layout.addWidget(_section("Prompts"))
         self.source_group = QButtonGroup(self)
         self.source_buttons = {}
@@ -115,7 +119,11 @@ class SelectionPanel(QWidget):
         self.prompt_count.setWordWrap(True)
         layout.addWidget(self.prompt_count)
 
-        layout.addWidget(_section("Sampling (the same for every model)"))
+        layout.addSpacing(4)
+        layout.addWidget(_section("Sampling"))
+        same = QLabel("The same settings for every model.")
+        same.setObjectName("Hint")
+        layout.addWidget(same)
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         self.temperature = QDoubleSpinBox()
