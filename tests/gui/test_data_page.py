@@ -343,3 +343,94 @@ def test_selection_keeps_rows_through_model_changes(qtbot, page, db):
     db.delete_examples([other])
     page.context.examples_changed.emit([other])
     assert page.selected_ids() == keep
+
+
+def test_checks_run_again_after_a_change_while_shown(qtbot, page, db):
+    checks = page.checks
+    page.tabs.setCurrentWidget(checks)
+    checks.run_checks()
+    qtbot.waitUntil(lambda: checks.report is not None and not checks.running, timeout=20000)
+    assert "No problems found" in checks.summary.text()
+    twin = db.duplicate_example(page.model.example_id(0))
+    page.context.examples_changed.emit([twin])  # as any edit does
+    qtbot.waitUntil(lambda: twin in checks.report.problem_ids() and not checks.running, timeout=20000)
+    # Not on screen: nothing runs until the panel is shown again.
+    page.tabs.setCurrentWidget(page.editor)
+    db.delete_examples([twin])
+    page.context.examples_changed.emit([twin])
+    assert not checks.running and not checks._again_timer.isActive()
+    assert twin in checks.report.problem_ids()
+    page.tabs.setCurrentWidget(checks)
+    qtbot.waitUntil(lambda: twin not in checks.report.problem_ids() and not checks.running, timeout=20000)
+
+
+def test_find_and_delete_keys(qtbot, window, page, db):
+    qtbot.keyClick(window, Qt.Key.Key_F, CTRL)
+    assert page.search.hasFocus()
+    qtbot.keyClicks(page.search, "number 7")
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=2000)
+    click_row(qtbot, page, 0)
+    doomed = page.current_id()
+    # Delete while typing in the editor changes text only.
+    page.editor.turn_editors()[0].text.setFocus()
+    qtbot.keyClick(page.editor.turn_editors()[0].text, Qt.Key.Key_Delete)
+    assert db.count_examples() == 30
+    page.table.setFocus()
+    qtbot.keyClick(page.table, Qt.Key.Key_Delete)
+    assert db.count_examples() == 29
+    with pytest.raises(KeyError):
+        db.get_example(doomed)
+
+
+@pytest.fixture
+def tokenizer_only(tmp_path, bundled_dir):
+    """A model folder holding only the bundled model's tokenizer files."""
+    import shutil
+
+    folder = tmp_path / "tokenizer-only"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        if (bundled_dir / name).exists():
+            shutil.copy(bundled_dir / name, folder / name)
+    return folder
+
+
+def test_the_preview_follows_the_chosen_model(qtbot, page, bundled_dir, tokenizer_only, tmp_path):
+    from ftstudio.gui.data.tokens import shared_tokenizer
+
+    tokens = shared_tokenizer()
+    page.select_ids([page.model.example_id(2)])
+    page.tabs.setCurrentWidget(page.preview)
+    # Two choices in quick succession: the last one wins, even while the first still loads.
+    page.preview.set_model_dir(bundled_dir)
+    page.preview.set_model_dir(tokenizer_only)
+    qtbot.waitUntil(lambda: tokens.model_dir == str(tokenizer_only) and page.preview.rendered is not None
+                    and not tokens.loading, timeout=60000)
+    assert page.preview.model.currentText() == "tokenizer-only"
+    assert tokens.chosen == str(tokenizer_only)
+    # A folder without a tokenizer says so, in words.
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    page.preview.set_model_dir(empty)
+    qtbot.waitUntil(lambda: bool(tokens.error), timeout=60000)
+    assert page.preview.count.text().startswith("The tokenizer could not be loaded")
+    assert tokens.tokenizer is None
+    page.preview.set_model_dir(None)  # back to the bundled model
+    qtbot.waitUntil(lambda: tokens.tokenizer is not None, timeout=60000)
+    assert not tokens.error
+
+
+def test_screenshot_views_of_the_data_page(qtbot, page, bundled_dir):
+    from ftstudio.gui.data.import_wizard import ImportWizard
+
+    page.preview.set_model_dir(None)
+    states = page.screenshot_states()
+    assert set(states) == {"template", "checks", "search", "import", "import-columns"}
+    assert states["template"]() is None and page.preview.rendered is not None
+    states["checks"]()
+    assert page.checks.report is not None and page.checks.report.token_lengths
+    states["search"]()
+    assert page.search.text() == "refund"
+    wizard = states["import-columns"]()
+    assert isinstance(wizard, ImportWizard) and wizard.preview.ok and len(wizard.preview.examples) == 4
+    wizard.reject()

@@ -334,3 +334,48 @@ def test_demo_project_opens(make_window, tmp_path, monkeypatch):
     assert w.open_demo_project()
     assert w.context.project.count_examples() == 300
     assert w.data_page().model.rowCount() == 300
+
+
+class PageWithViews(QWidget):
+    """A page offering two extra views to the screenshot tool, one of them a dialog."""
+
+    def __init__(self, context, parent=None) -> None:
+        super().__init__(parent)
+        self.label = QLabel("first view", self)
+
+    def screenshot_states(self) -> dict:
+        def second():
+            self.label.setText("second view")
+
+        def dialog():
+            box = QMessageBox(QMessageBox.Icon.Information, "A dialog", "A dialog of this page", parent=self)
+            box.setModal(False)
+            box.show()
+            return box
+
+        def broken():
+            raise RuntimeError("cannot show this one")
+
+        return {"second": second, "dialog": dialog, "broken": broken}
+
+
+def test_screenshots_save_one_picture_per_page_and_view(qtbot, tmp_path, monkeypatch, capsys):
+    from PySide6.QtGui import QImage
+
+    from ftstudio.gui import screenshots
+
+    # The Data page's own views are tested in test_data_page.py; here, the tool itself.
+    monkeypatch.setattr(mw, "PAGES", {"Label": f"{__name__}:PageWithViews",
+                                      "Train": "ftstudio.gui.not_built_yet.page:Page"})
+    monkeypatch.setenv("FTSTUDIO_SETTINGS", str(tmp_path / "unused.ini"))
+    written = screenshots.take(tmp_path / "shots")
+    names = sorted(p.name for p in written)
+    assert names == ["label-dialog.png", "label-second.png", "label.png"]
+    for path in written:
+        image = QImage(str(path))
+        assert not image.isNull()
+        if path.name != "label-dialog.png":
+            assert (image.width(), image.height()) == (screenshots.WIDTH, screenshots.HEIGHT)
+    out = capsys.readouterr().out
+    assert "Train: not in this build, skipped" in out
+    assert "Label / broken: could not be shown (RuntimeError: cannot show this one)" in out

@@ -53,3 +53,30 @@ def test_edits_show_after_refresh_and_filter_narrows(project, qtbot, fill):
     assert {model.data(model.index(r, COL_SPLIT)) for r in range(6)} == {"eval"}
     model.set_problem_ids({ids[5]})
     assert model.data(model.index(1, COL_ID), Qt.ItemDataRole.ForegroundRole) is not None
+
+
+def test_prefetch_reads_the_pages_around_the_screen_ahead_of_painting(project, fill):
+    fill(project, 10 * PAGE_ROWS)
+    model = ExamplesTableModel(project)
+    # The screen shows rows in page 4: pages 3, 4 and 5 are read, two at a time.
+    first, last = 4 * PAGE_ROWS + 3, 4 * PAGE_ROWS + 30
+    assert model.prefetch(first, last) is True
+    assert model.fetches == 2
+    assert model.prefetch(first, last) is False
+    assert model.fetches == 3
+    assert model.prefetch(first, last) is False and model.fetches == 3  # nothing left to read
+    for row in (3 * PAGE_ROWS, 5 * PAGE_ROWS + PAGE_ROWS - 1, first):
+        assert model.data(model.index(row, COL_ID)) == str(model.example_id(row))
+    assert model.fetches == 3  # painting them reads nothing more
+    model.data(model.index(8 * PAGE_ROWS, COL_ID))
+    assert model.fetches == 4
+
+
+def test_a_sparse_filter_reads_only_its_rows(project, fill):
+    ids = fill(project, 4 * PAGE_ROWS)
+    project.update_examples(ids[::50], label="rare")
+    model = ExamplesTableModel(project)
+    model.set_filter(ExampleFilter(label="rare"))
+    assert model.rowCount() == len(ids[::50])
+    assert [model.data(model.index(r, COL_LABEL)) for r in range(model.rowCount())] == ["rare"] * model.rowCount()
+    assert model.fetches == 1

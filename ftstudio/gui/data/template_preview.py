@@ -30,6 +30,7 @@ class TemplatePreview(QWidget):
         self._thread: TaskThread | None = None
         self._pending = False
         self.rendered: RenderedExample | None = None
+        self._render_for: tuple[str | None, int | None] = (None, None)  # (model, example) of the render running
         self._tokens = shared_tokenizer()
         self._tokens.ready.connect(self._refresh)
         self._tokens.failed.connect(self._load_failed)
@@ -139,6 +140,7 @@ class TemplatePreview(QWidget):
         if self._thread is not None:
             self._pending = True
             return
+        self._render_for = (self._tokens.chosen, self._example_id)
         self._thread = TaskThread(render_conversation, tokenizer, example.conversation(), parent=self)
         self._thread.succeeded.connect(self._rendered)
         self._thread.failed.connect(self._render_failed)
@@ -154,7 +156,9 @@ class TemplatePreview(QWidget):
 
     @Slot(object)
     def _rendered(self, rendered: RenderedExample) -> None:
-        stale = self._pending  # a newer render starts in _finish
+        # Newer wishes (another example, another model) win: a newer render starts in _finish.
+        stale = self._pending or self._render_for != (self._tokens.chosen, self._example_id) \
+            or self._tokens.tokenizer is None
         self._finish()
         if stale:
             return
@@ -166,7 +170,10 @@ class TemplatePreview(QWidget):
 
     @Slot(str, str)
     def _render_failed(self, message: str, trace: str) -> None:
+        stale = self._pending or self._render_for != (self._tokens.chosen, self._example_id)
         self._finish()
+        if stale:
+            return
         self.rendered = None
         self.text.clear()
         self.count.setText(f"The chat template cannot render this example: {message}")
