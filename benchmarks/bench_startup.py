@@ -44,7 +44,7 @@ def launch(args: list[str], env: dict[str, str], timeout: float = 60.0) -> tuple
         deadline = start + timeout
         for line in proc.stdout:
             if line.startswith(FIRST_SHOWN):
-                _, stamp, loaded = line.split()
+                _, stamp, loaded, _title = line.split(maxsplit=3)
                 return float(stamp) - start, loaded.removeprefix("loaded=")
             if time.time() > deadline:
                 break

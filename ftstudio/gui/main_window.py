@@ -716,7 +716,8 @@ class MainWindow(QMainWindow):
             self._first_shown = True
             if os.environ.get(FIRST_SHOWN_ENV):
                 heavy = sorted(m for m in ("torch", "transformers", "peft", "pyqtgraph") if m in sys.modules)
-                print(f"FTSTUDIO_FIRST_SHOWN {time.time():.6f} loaded={','.join(heavy) or '-'}", flush=True)
+                print(f"FTSTUDIO_FIRST_SHOWN {time.time():.6f} loaded={','.join(heavy) or '-'} "
+                      f"title={self.windowTitle()}", flush=True)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._release_project():

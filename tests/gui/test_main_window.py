@@ -379,3 +379,31 @@ def test_screenshots_save_one_picture_per_page_and_view(qtbot, tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "Train: not in this build, skipped" in out
     assert "Label / broken: could not be shown (RuntimeError: cannot show this one)" in out
+
+
+def _launch(args: list[str], tmp_path) -> str:
+    """Run the ``ftstudio`` command (offscreen) until its window shows; the window's title then."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", FTSTUDIO_REPORT_FIRST_SHOW="1",
+               FTSTUDIO_SETTINGS=str(tmp_path / "settings.ini"), XDG_DATA_HOME=str(tmp_path / "data"))
+    proc = subprocess.Popen([sys.executable, "-m", "ftstudio.cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("FTSTUDIO_FIRST_SHOWN "):
+                return line.split("title=", 1)[1].strip()
+        raise AssertionError(f"no window (exit code {proc.wait()})")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_the_ftstudio_command_opens_the_window_and_the_demo(tmp_path):
+    assert _launch([], tmp_path) == "FT Studio"
+    assert _launch(["--demo"], tmp_path) == "Support ticket triage (demo) \u2014 FT Studio"
+    assert (tmp_path / "data" / "ftstudio" / "demo.ftstudio" / "project.db").exists()
+    # The project open when the app last closed opens again.
+    assert _launch([], tmp_path) == "Support ticket triage (demo) \u2014 FT Studio"
