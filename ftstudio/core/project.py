@@ -141,6 +141,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX annotations_annotator ON annotations (annotator, status);
     """,
+    # 4 -> 5: every edit drops what could be redone (undone = 1) and undo/redo look for the
+    # newest/oldest group by state: without this index each edit scanned the whole journal.
+    # Counting examples by status (the labelling progress) reads an index, not every row.
+    """
+    CREATE INDEX journal_state ON journal (undone, group_id);
+    CREATE INDEX examples_status ON examples (deleted, status);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
