@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import shiboken6
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -79,15 +80,20 @@ def _close_after(context: ProjectContext, pages: list[QWidget]) -> None:
     project open."""
     left = {"n": len(pages)}
 
+    project = context.project
+
+    def done() -> None:
+        project.close()
+        if shiboken6.isValid(context):  # at exit Qt may have deleted it already
+            context.deleteLater()
+
     def one_gone(*_args) -> None:
         left["n"] -= 1
         if left["n"] == 0:
-            context.project.close()
-            context.deleteLater()
+            done()
 
     if not pages:
-        context.project.close()
-        context.deleteLater()
+        done()
         return
     for page in pages:
         page.destroyed.connect(one_gone)

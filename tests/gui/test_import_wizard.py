@@ -149,8 +149,8 @@ def test_problems_are_listed_with_their_lines_and_nothing_comes_in(qtbot, open_w
     wizard = open_wizard(path)
     listed = problems(wizard)
     assert len(listed) == 2
-    assert listed[0].startswith(f"{path.name} line 3") or "line 3" in listed[0]
-    assert "line 5" in listed[1] and "robot" in listed[1]
+    assert listed[0].startswith(f"{path.name}, line 3: this line is not valid JSON")
+    assert listed[1].startswith(f"{path.name}, line 5: ") and "robot" in listed[1]
     assert "2 problems to fix first" in wizard.preview_page.count.text()
     assert not finish(wizard).isEnabled()
     wizard.accept()  # even forced, nothing is imported

@@ -20,6 +20,8 @@ from ftstudio.gui.context import ProjectContext
 
 SAVE_DELAY_MS = 400
 TURN_ROLES = tuple(r for r in ROLES if r != "system")
+ROLE_PLACEHOLDERS = {"user": "What the user writes", "assistant": "The answer the model should learn to give",
+                     "tool": "What the tool gave back"}
 
 
 class _LeaveUndoToWindow(QObject):
@@ -94,6 +96,8 @@ class TurnEditor(QFrame):
         layout.addLayout(head)
         self.text = GrowingTextEdit()
         self.text.setPlainText(str(message.get("content") or ""))
+        self._set_placeholder(self.role.currentText())
+        self.role.currentTextChanged.connect(self._set_placeholder)
         self.text.installEventFilter(undo_filter)
         self.text.textChanged.connect(self.changed)
         layout.addWidget(self.text)
@@ -105,6 +109,10 @@ class TurnEditor(QFrame):
         b.setFixedWidth(28)
         b.clicked.connect(slot)
         return b
+
+    @Slot(str)
+    def _set_placeholder(self, role: str) -> None:
+        self.text.setPlaceholderText(ROLE_PLACEHOLDERS.get(role, ""))
 
     def message(self) -> dict:
         return {"role": self.role.currentText(), "content": self.text.toPlainText(), **self._extra}
