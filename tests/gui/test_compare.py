@@ -265,9 +265,8 @@ def test_blind_votes_with_keys_are_recorded_and_counted(qtbot, page, cproject):
             row = table.pair_row(b, a)
             wins, losses = losses, wins
         assert row is not None
-        assert (row["A better"], row["Tie"], row["B better"], row["Both bad"]) == \
+        assert (row["A wins"], row["Tie"], row["B wins"], row["Both bad"]) == \
             (str(wins), str(ties), str(losses), str(both_bad))
-        assert row["Votes"] == str(wins + ties + losses)
     ranked = [table.ranking_table.item(r, 1).toolTip() for r in range(table.ranking_table.rowCount())]
     assert set(ranked) <= {base, one, two} and ranked
     if one in ranked and any(v.verdict == "pick" for v in stored):
@@ -369,6 +368,28 @@ def test_waits_while_training_holds_the_device(qtbot, page, cproject):
         assert cproject.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == before + 1
     finally:
         compute.release("Training")
+        page.selection.set_source("heldout")
+        page.selection.set_checked([r.key for r in page.selection.all_refs()])
+        page.selection.max_new_tokens.setValue(MAX_NEW)
+
+
+def test_stop_keeps_only_finished_answers(qtbot, page, cproject):
+    page.selection.set_source("typed")
+    page.selection.typed.setPlainText("Write a long story about a lighthouse keeper.")
+    page.selection.set_checked([_keys(page)["Base (SmolLM2-135M-Instruct)"]])
+    page.selection.max_new_tokens.setValue(200)
+    before = cproject.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    try:
+        with qtbot.waitSignal(page.compare.piece_received, timeout=JOB_TIMEOUT):
+            assert page.start_comparison() == "started"
+        with qtbot.waitSignal(page.job_finished, timeout=60_000) as finished:
+            qtbot.mouseClick(page.compare.stop_button, Qt.MouseButton.LeftButton)
+        assert finished.args == ["compare", "stopped"]
+        assert "Stopped after 0 of 1 answers" in page.compare.status.text()
+        assert page.compare.texts[0]  # what was written so far stays on screen
+        assert cproject.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == before  # but is not stored
+        assert page.context.compute.holder == "" and page.compare.run_button.isEnabled()
+    finally:
         page.selection.set_source("heldout")
         page.selection.set_checked([r.key for r in page.selection.all_refs()])
         page.selection.max_new_tokens.setValue(MAX_NEW)

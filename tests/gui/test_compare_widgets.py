@@ -156,10 +156,9 @@ def test_results_table_counts_the_votes_cast_with_keys(qtbot, blind, project, co
         row = results.pair_row(a, b) or results.pair_row(b, a)
         if results.pair_row(a, b) is None:
             wa, wb = wb, wa
-        assert (row["A better"], row["Tie"], row["B better"], row["Both bad"], row["Votes"]) == \
-            (str(wa), str(ties), str(wb), str(bad), str(wa + ties + wb))
+        assert (row["A wins"], row["Tie"], row["B wins"], row["Both bad"]) == (str(wa), str(ties), str(wb), str(bad))
         lo, hi = wilson_interval(wa, wa + wb)
-        assert row["A preferred (95% CI)"] == f"{wa / (wa + wb):.0%}  ({lo:.0%} – {hi:.0%})"
+        assert row["A win rate (95% CI)"] == f"{wa / (wa + wb):.0%}  ({lo:.0%}–{hi:.0%})"
 
     out = tmp_path / "prefs.jsonl"
     assert results.export_button.isEnabled()

@@ -145,6 +145,7 @@ def test_system_prompt_label_status_and_split_edits_are_saved(qtbot, page, db):
     ex = db.get_example(first)
     assert (ex.system, ex.status, ex.split) == ("You sort support tickets.", "flagged", "train")
     assert page.model.data(page.model.index(0, COL_LABEL)) == "refund"
+    qtbot.waitUntil(lambda: not page.summary_pending, timeout=5000)  # labels are read again off the GUI thread
     assert page.label_filter.findData("refund") >= 0
 
 
@@ -236,7 +237,7 @@ def test_bulk_move_to_eval_and_back(qtbot, page, db):
     assert len(ids) == 4
     qtbot.mouseClick(page.to_eval_button, Qt.MouseButton.LeftButton)
     assert {db.get_example(i).split for i in ids} == {"eval"}
-    assert page.counts.text().startswith("30 examples  \u00b7  20 train  \u00b7  10 held out")
+    qtbot.waitUntil(lambda: page.counts.text() == "30 examples  \u00b7  20 train  \u00b7  10 held out", timeout=5000)
     assert page.selected_ids() == ids
     qtbot.mouseClick(page.to_train_button, Qt.MouseButton.LeftButton)
     assert {db.get_example(i).split for i in ids} == {"train"}

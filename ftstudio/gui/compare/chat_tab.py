@@ -33,7 +33,18 @@ class Bubble(QFrame):
         layout.addWidget(self.text)
 
     def append(self, text: str) -> None:
-        self.text.setText(self.text.text() + text)
+        self.set_text(self.text.text() + text)
+
+    def set_text(self, text: str) -> None:
+        self.text.setText(text)
+        self.fit()
+
+    def fit(self) -> None:
+        """As wide as the longest line needs, up to the width the thread allows."""
+        metrics = self.text.fontMetrics()
+        lines = (self.text.text() or " ").split("\n") + [self.author.text()]
+        wanted = max(metrics.horizontalAdvance(line) for line in lines) + 30
+        self.setMinimumWidth(min(wanted, self.maximumWidth()))
 
 
 class ChatTab(QWidget):
@@ -144,7 +155,8 @@ class ChatTab(QWidget):
         self.empty.hide()
         bubble = Bubble(role, text, author)
         wrap = QHBoxLayout()
-        bubble.setMaximumWidth(int(self.scroll.viewport().width() * 0.8) or 700)
+        bubble.setMaximumWidth(self._bubble_width())
+        bubble.fit()
         if role == "user":
             wrap.addStretch(1)
             wrap.addWidget(bubble)
@@ -155,6 +167,15 @@ class ChatTab(QWidget):
         self.bubbles.append(bubble)
         QTimer.singleShot(0, self._scroll_down)
         return bubble
+
+    def _bubble_width(self) -> int:
+        return max(320, int(self.scroll.viewport().width() * 0.78))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        for bubble in self.bubbles:
+            bubble.setMaximumWidth(self._bubble_width())
+            bubble.fit()
 
     def _scroll_down(self) -> None:
         bar = self.scroll.verticalScrollBar()
@@ -190,8 +211,8 @@ class ChatTab(QWidget):
             bubble.author.setText(f"{ref.label} · stopped")
             self.messages.pop()  # the question stays on screen but leaves the context
             return
-        bubble.text.setText(text)
         bubble.author.setText(ref.label)
+        bubble.set_text(text)
         self.messages.append({"role": "assistant", "content": text})
         self.models.append(ref.key)
 

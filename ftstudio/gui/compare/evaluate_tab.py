@@ -20,7 +20,7 @@ from ftstudio.core.project import Project
 from ftstudio.gui import style
 
 SUMMARY_COLUMNS = ["Model", "Examples", "Loss", "Perplexity", "Exact match", "Evaluated"]
-EXACT_MATCH_CHOICES = [("Decide from the answers", None), ("Always", True), ("Never", False)]
+EXACT_MATCH_CHOICES = [("Auto", None), ("Always", True), ("Never", False)]
 
 
 def _num(value: Any) -> float | None:
@@ -93,7 +93,7 @@ def _item(text: str, right: bool = False) -> QTableWidgetItem:
     return item
 
 
-def _table(columns: list[str]) -> QTableWidget:
+def _table(columns: list[str], stretch: int = 0) -> QTableWidget:
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
     table.verticalHeader().hide()
@@ -101,8 +101,9 @@ def _table(columns: list[str]) -> QTableWidget:
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setShowGrid(False)
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    table.horizontalHeader().setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
     return table
 
 
@@ -131,7 +132,7 @@ class EvaluationsView(QWidget):
         left = QVBoxLayout()
         self.per_label_title = QLabel("Per label")
         self.per_label_title.setObjectName("SectionTitle")
-        self.per_label = _table(["Label", "Examples", "Correct", "Exact match"])
+        self.per_label = _table(["Label", "Examples", "Correct", "Exact match"], stretch=3)
         left.addWidget(self.per_label_title)
         left.addWidget(self.per_label)
         right = QVBoxLayout()
@@ -142,8 +143,8 @@ class EvaluationsView(QWidget):
         self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         right.addWidget(self.confusion_title)
         right.addWidget(self.confusion)
-        ll.addLayout(left, 2)
-        ll.addLayout(right, 3)
+        ll.addLayout(left, 1)
+        ll.addLayout(right, 1)
         split.addWidget(lower)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
@@ -239,6 +240,7 @@ class EvaluateTab(QWidget):
         self.run_button.setToolTip("Measure each checked model on the chosen examples (held-out by default).")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.run_button.setMinimumWidth(self.run_button.sizeHint().width())
         bar.addWidget(self.run_button)
         bar.addWidget(self.stop_button)
         bar.addSpacing(12)
@@ -247,7 +249,8 @@ class EvaluateTab(QWidget):
         for text, value in EXACT_MATCH_CHOICES:
             self.exact_match.addItem(text, value)
         self.exact_match.setToolTip("Compare greedy answers with the references word for word. Suits short "
-                                    "answers such as labels; decided from the references when left alone.")
+                                    "answers such as labels. Auto: on when the references are a few words "
+                                    "from a small set.")
         bar.addWidget(self.exact_match)
         bar.addWidget(QLabel("Context"))
         self.max_length = QSpinBox()
@@ -257,7 +260,8 @@ class EvaluateTab(QWidget):
         bar.addWidget(self.max_length)
         bar.addStretch(1)
         layout.addLayout(bar)
-        self.status = QLabel("Evaluates on the examples chosen on the left (held-out examples by default).")
+        self.status = QLabel("Measures every example chosen on the left that has an answer (all held-out "
+                             "examples by default; the prompt limit does not apply).")
         self.status.setObjectName("Hint")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)

@@ -14,11 +14,13 @@ from PySide6.QtWidgets import (
 from ftstudio.core import ratings
 
 RANK_COLUMNS = ["#", "Model", "Score", "Votes", "Held-out exact match", "Held-out loss"]
-PAIR_COLUMNS = ["Model A", "Model B", "A better", "Tie", "B better", "Both bad", "A preferred (95% CI)", "Votes"]
+PAIR_COLUMNS = ["Model A", "Model B", "A wins", "Tie", "B wins", "Both bad", "A win rate (95% CI)"]
 PAIR_TIPS = {
+    "A wins": "Votes that preferred A's answer.",
     "Tie": "Votes that found the two about the same, including those that found both bad.",
+    "B wins": "Votes that preferred B's answer.",
     "Both bad": "Of the ties, how many said both answers were bad.",
-    "A preferred (95% CI)": "How often A was preferred when one of the two was, with its 95% Wilson interval.",
+    "A win rate (95% CI)": "How often A was preferred when one of the two was, with its 95% Wilson interval.",
 }
 PRIOR = 1.0
 
@@ -44,11 +46,19 @@ def _table(columns: list[str], stretch: tuple[int, ...], tips: dict[str, str] | 
     table.setShowGrid(False)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     for col in stretch:
         header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
     return table
+
+
+def _fit_rows(table: QTableWidget, minimum: int = 3) -> None:
+    """As tall as its rows (at least ``minimum``), so short tables leave no empty box."""
+    rows = max(minimum, table.rowCount())
+    height = table.horizontalHeader().sizeHint().height() + rows * table.verticalHeader().defaultSectionSize()
+    table.setFixedHeight(height + 2 * table.frameWidth() + 2)
 
 
 class ResultsTab(QWidget):
@@ -73,7 +83,7 @@ class ResultsTab(QWidget):
         layout.addLayout(top)
 
         self.ranking_table = _table(RANK_COLUMNS, stretch=(1,))
-        layout.addWidget(self.ranking_table, 2)
+        layout.addWidget(self.ranking_table)
         note = QLabel(
             "Score: the chance of being preferred over a model of average strength (Bradley-Terry, "
             "ties count half for each side, one virtual tie per pair keeps scores finite).")
@@ -85,7 +95,7 @@ class ResultsTab(QWidget):
         pairs_title.setObjectName("SectionTitle")
         layout.addWidget(pairs_title)
         self.pair_table = _table(PAIR_COLUMNS, stretch=(0, 1), tips=PAIR_TIPS)
-        layout.addWidget(self.pair_table, 3)
+        layout.addWidget(self.pair_table, 1)
         note2 = QLabel(
             "Counts are votes. A vote among three or more answers counts for every pair it decides. "
             "Intervals are 95% Wilson score intervals; a wide interval means more votes are needed.")
@@ -126,6 +136,8 @@ class ResultsTab(QWidget):
             for col, item in enumerate(cells):
                 self.ranking_table.setItem(row, col, item)
 
+        _fit_rows(self.ranking_table)
+
         # Pairs, the better-ranked model first so each row reads "A against B".
         order = {m: i for i, m in enumerate(ranking.models)}
         rows = []
@@ -138,7 +150,7 @@ class ResultsTab(QWidget):
         for row, rec in enumerate(rows):
             lo, hi = rec.decisive_interval()
             rate = rec.decisive_win_rate
-            rate_text = "—" if rate is None else f"{rate:.0%}  ({lo:.0%} – {hi:.0%})"
+            rate_text = "—" if rate is None else f"{rate:.0%}  ({lo:.0%}–{hi:.0%})"
 
             def share(what: str, count: int) -> QTableWidgetItem:
                 a, b = rec.interval(what)
@@ -149,8 +161,7 @@ class ResultsTab(QWidget):
                 _item(ratings.model_label(rec.b), tooltip=rec.b),
                 share("win", rec.wins), share("tie", rec.ties), share("loss", rec.losses),
                 _item(str(rec.both_bad), True),
-                _item(rate_text, True),
-                _item(str(rec.n), True),
+                _item(rate_text, True, f"{rec.n} vote{'s' if rec.n != 1 else ''} in all"),
             ]
             for col, item in enumerate(cells):
                 item.setData(Qt.ItemDataRole.UserRole, (rec.a, rec.b))

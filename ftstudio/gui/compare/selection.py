@@ -291,8 +291,15 @@ class SelectionPanel(QWidget):
             text = "The project has no held-out examples yet; add examples or type prompts."
         else:
             text = f"{n} example{'s' if n != 1 else ''} with a prompt"
+            if n >= self.limit.value():
+                text = f"The first {n} of {self.context.project.count_examples(self._filter())} examples"
         self.prompt_count.setText(text)
         self.prompts_changed.emit()
+
+    def _filter(self) -> ExampleFilter:
+        if self.source() == SOURCE_HELDOUT:
+            return ExampleFilter(split="eval")
+        return ExampleFilter(text=self.filter_text.text().strip(), label=self.filter_label.currentData())
 
     def examples(self, limited: bool = True) -> list[Example]:
         """The chosen examples (none for typed prompts), at most the chosen number when ``limited``."""
@@ -300,12 +307,8 @@ class SelectionPanel(QWidget):
         limit = self.limit.value() if limited else None
         if source == SOURCE_TYPED:
             return []
-        if source == SOURCE_HELDOUT:
-            flt = ExampleFilter(split="eval")
-        else:
-            flt = ExampleFilter(text=self.filter_text.text().strip(), label=self.filter_label.currentData())
         out = []
-        for ex in self.context.project.examples(flt):
+        for ex in self.context.project.examples(self._filter()):
             if ex.status in ("skipped",) or not ex.prompt_text().strip():
                 continue
             out.append(ex)

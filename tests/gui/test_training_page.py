@@ -1,0 +1,309 @@
+"""The Train page with real widgets and real CPU training runs on the tiny model:
+settings and their problems, the estimate, Start / Stop / Resume with the
+run rows they write, failures in plain words, the compute lock, closing the
+window during a run, and an event loop that stays responsive while training."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLineEdit, QMessageBox, QSpinBox
+
+from ftstudio.core.config import preset
+from ftstudio.core.events import Progress, StepMetrics, read_events
+from ftstudio.gui.training.page import HOLDER, TrainPage
+
+RUN_TIMEOUT_MS = 180_000
+pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+
+
+@pytest.fixture
+def page(context, qtbot):
+    p = TrainPage(context)
+    qtbot.addWidget(p)
+    p.resize(1280, 800)
+    p.show()
+    qtbot.waitUntil(lambda: p.device_checked, timeout=60_000)
+    yield p
+    p.shutdown()
+
+
+def set_field(page: TrainPage, name: str, value) -> None:
+    w = page.form.editor(name)
+    if isinstance(w, QSpinBox):
+        w.setValue(value)
+    elif isinstance(w, QComboBox):
+        w.setCurrentIndex(w.findData(value))
+    elif isinstance(w, QCheckBox):
+        w.setChecked(value)
+    elif isinstance(w, QLineEdit):
+        w.setText(str(value))
+    else:  # pragma: no cover
+        raise TypeError(name)
+
+
+def configure(page: TrainPage, model_dir: Path, **values) -> None:
+    base = dict(max_steps=12, batch_tokens=128, max_length=64, eval_every=4, samples=1, sample_max_new_tokens=3,
+                checkpoint_every=4, learning_rate=1e-2, warmup_ratio=0.0)
+    base.update(values)
+    page.form.set_model(str(model_dir))
+    for name, value in base.items():
+        set_field(page, name, value)
+    assert page.problems() == [], page.problems()
+
+
+def test_settings_show_their_help_and_problems_and_start_waits_for_none(page, fill, project):
+    fill(project, 12, eval_every=4)
+    form = page.form
+    assert page.start_button.isEnabled()
+    # every knob has its one-line explanation and a longer tooltip
+    for name, row in form.rows.items():
+        assert row.help.text(), name
+        assert row.label.toolTip() and row.editor.toolTip(), name
+    assert form.rows["gradient_checkpointing"].advanced and form.advanced_box.isHidden()
+
+    set_field(page, "batch_tokens", 128)
+    set_field(page, "max_length", 512)
+    assert "at least max_length (512)" in form.problem_text("batch_tokens")
+    assert not page.start_button.isEnabled()
+    set_field(page, "learning_rate", "fast")
+    assert form.problem_text("learning_rate") == "Must be a number"
+    assert not page.start() and "Fix the settings" in page.notice.text()
+    assert project.runs() == []
+    set_field(page, "learning_rate", "2e-4")
+    assert form.problem_text("learning_rate") == ""
+    set_field(page, "keep_checkpoints", 0)  # an advanced knob: its section opens to show the problem
+    assert form.problem_text("keep_checkpoints") == "Must be at least 1" and not form.advanced_box.isHidden()
+    set_field(page, "keep_checkpoints", 2)
+    set_field(page, "batch_tokens", 1024)
+    assert form.problem_text("batch_tokens") == "" and page.problems() == []
+    assert page.start_button.isEnabled()
+
+
+def test_presets_fill_the_knobs_and_keep_the_model_and_method(page, tmp_path):
+    page.form.set_model(str(tmp_path))
+    set_field(page, "method", "qlora")
+    page.form.preset_buttons["best"].click()
+    cfg = page.form.config()
+    assert cfg.lora_rank == preset("best").lora_rank and cfg.max_length == preset("best").max_length
+    assert cfg.method == "qlora" and cfg.model == str(tmp_path)
+    assert page.form.preset_buttons["best"].isChecked()
+    set_field(page, "lora_rank", 8)
+    assert not any(b.isChecked() for b in page.form.preset_buttons.values())
+    assert "Custom" in page.form.preset_note.text()
+
+
+def test_the_estimate_follows_the_settings(page, fill, project):
+    fill(project, 30, eval_every=5)
+    page.refresh_data()
+    lora_text = page.estimate.memory_text
+    lora = page.estimate.estimate
+    assert "fits with" in lora_text and "to spare" in lora_text
+    assert "on this CPU" in page.estimate.time_text or "on this GPU" in page.estimate.time_text
+    assert "24 training examples" in page.estimate.time_text
+
+    set_field(page, "method", "qlora")
+    qlora = page.estimate.estimate
+    assert page.estimate.memory_text != lora_text
+    assert qlora.weights < lora.weights
+
+    set_field(page, "gradient_checkpointing", True)
+    assert page.estimate.estimate.activations < qlora.activations
+    before = page.estimate.estimate.activations
+    set_field(page, "batch_tokens", page.form.config().batch_tokens * 2)
+    assert page.estimate.estimate.activations > before
+
+
+def test_a_model_that_cannot_be_read_blocks_start_with_a_reason(page, tmp_path):
+    page.form.set_model(str(tmp_path / "nowhere"))
+    assert "does not exist" in page.form.problem_text("model")
+    assert not page.start_button.isEnabled()
+    assert "once the model can be read" in page.estimate.memory_text
+
+
+def wait_for_step(qtbot, page: TrainPage, step: int) -> None:
+    qtbot.waitUntil(lambda: page.dashboard.progress_event is not None and page.dashboard.progress_event.step >= step,
+                    timeout=RUN_TIMEOUT_MS)
+
+
+def test_start_stop_and_resume_a_real_run(page, qtbot, fill, project, tiny_model_dir, context):
+    fill(project, 40, eval_every=5)
+    configure(page, tiny_model_dir, max_steps=60, checkpoint_every=0)
+    with qtbot.waitSignal(page.run_started, timeout=5000) as started:
+        qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    run_id = started.args[0]
+    assert project.get_run(run_id).status == "running"
+    assert context.compute.holder == HOLDER
+    assert not page.start_button.isEnabled() and page.stop_button.isEnabled()
+    assert not page.form.editor("lora_rank").isEnabled()  # settings are locked while training
+
+    wait_for_step(qtbot, page, 3)
+    dash = page.dashboard
+    qtbot.waitUntil(lambda: dash.points("loss") >= 2 and dash.points("lr") >= 2, timeout=10_000)
+    assert dash.progress.maximum() == 60 and 3 <= dash.progress.value() < 60
+    assert "Step" in dash.progress.format() and "Elapsed" in dash.time_label.text()
+
+    with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS) as ended:
+        qtbot.mouseClick(page.stop_button, Qt.MouseButton.LeftButton)
+        assert page.stop_button.text() == "Stopping\u2026"
+    assert ended.args == [run_id, "stopped"]
+    run = project.get_run(run_id)
+    stopped_at = run.steps
+    assert run.status == "stopped" and 3 <= stopped_at < 60
+    assert run.train_loss is not None and "resume" in run.message
+    run_dir = project.run_dir(run_id)
+    assert (run_dir / "checkpoints" / f"step-{stopped_at}" / "state.json").exists()
+    assert context.compute.holder == ""
+    assert dash.banner.isVisible() and "Stopped at step" in dash.banner.title.text()
+    assert page.resume_button.isEnabled() and page.resumable_run().id == run_id
+
+    with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS) as ended:
+        qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+        assert page.is_busy()
+        # the dashboard keeps the curve of the first session
+        assert dash.series["loss"].n >= stopped_at - 1
+    assert ended.args == [run_id, "finished"]
+    run = project.get_run(run_id)
+    assert run.status == "finished" and run.steps == 60 and run.message is None
+    assert run.eval_loss is not None and run.train_loss is not None
+    assert (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
+    steps = sorted({e.step for e in read_events(run_dir / "metrics.jsonl") if isinstance(e, StepMetrics)})
+    assert steps == list(range(1, 61))
+    assert dash.points("loss") == 60 and dash.points("eval") >= 2
+    assert dash.progress.value() == 60
+    assert "Finished after 60 steps" in dash.banner.title.text()
+    assert "Step" in dash.samples_view.toPlainText()  # the sample answers of each evaluation
+    assert not page.resume_button.isEnabled()
+    assert len(project.runs()) == 1
+
+
+def test_event_loop_stays_responsive_while_training(page, qtbot, fill, project, tiny_model_dir):
+    """A 10 ms timer on the GUI thread keeps firing on time while a real run trains."""
+    fill(project, 40, eval_every=5)
+    configure(page, tiny_model_dir, max_steps=400, eval_every=100, checkpoint_every=0)
+    lateness: list[float] = []
+    clock = QElapsedTimer()
+    ticker = QTimer()
+    ticker.setTimerType(Qt.TimerType.PreciseTimer)
+    ticker.setInterval(10)
+    state = {"last": None}
+
+    def tick() -> None:
+        now = clock.nsecsElapsed() / 1e6
+        if state["last"] is not None and page.dashboard.progress_event is not None:
+            lateness.append(now - state["last"] - 10.0)
+        state["last"] = now
+
+    ticker.timeout.connect(tick)
+    with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS):
+        assert page.start()
+        clock.start()
+        ticker.start()
+        # measure for about four seconds of training, then stop
+        qtbot.waitUntil(lambda: len(lateness) > 0, timeout=RUN_TIMEOUT_MS)
+        t0 = time.monotonic()
+        qtbot.waitUntil(lambda: time.monotonic() - t0 > 4.0 or not page.is_busy(), timeout=RUN_TIMEOUT_MS)
+        page.stop()
+    ticker.stop()
+    steps = project.runs()[0].steps
+    assert steps >= 3, "the run must have trained while the timer was measured"
+    lateness.sort()
+    p99 = lateness[int(0.99 * (len(lateness) - 1))]
+    print(f"\nevent-loop lateness over {len(lateness)} ticks, {steps} steps: median "
+          f"{statistics.median(lateness):.1f} ms, p99 {p99:.1f} ms, max {lateness[-1]:.1f} ms")
+    assert len(lateness) > 100
+    assert p99 < 100.0
+
+
+def test_a_failed_run_says_what_happened_and_what_to_do(page, qtbot, fill, project, tmp_path, tiny_model_dir,
+                                                        context):
+    fill(project, 12, eval_every=4)
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_model_dir / "config.json").read_text())  # no weights
+    configure(page, broken)
+    with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS) as ended:
+        assert page.start()
+    run_id, status = ended.args
+    assert status == "failed"
+    banner = page.dashboard.banner
+    assert banner.isVisible() and banner.title.text() == "The model could not be loaded"
+    assert "safetensors" in banner.body.text() and "What to do" in banner.body.text()
+    run = project.get_run(run_id)
+    assert run.status == "failed" and "safetensors" in run.message
+    assert context.compute.holder == ""
+    assert page.dashboard.state_label.text() == "Failed"
+    # the page still works: fix the model and train
+    configure(page, tiny_model_dir, max_steps=2)
+    with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS) as ended:
+        assert page.start()
+    assert ended.args[1] == "finished"
+    assert not banner.title.text().startswith("The model")
+
+
+def test_start_is_refused_while_a_comparison_uses_the_device(page, fill, project, tiny_model_dir, context):
+    fill(project, 12, eval_every=4)
+    configure(page, tiny_model_dir)
+    assert context.compute.try_acquire("Comparing models")
+    assert "Comparing models is using the device" in page.notice.text()
+    assert page.start() is False
+    assert "The device is busy (Comparing models)" in page.notice.text()
+    assert project.runs() == [] and not page.is_busy()
+    assert context.compute.holder == "Comparing models"
+    context.compute.release("Comparing models")
+
+
+def test_no_training_examples_is_explained(page, project, tiny_model_dir):
+    configure(page, tiny_model_dir)
+    assert "No training examples yet" in page.data_label.text()
+    assert page.start() is False
+    assert "no training examples" in page.notice.text()
+    assert project.runs() == []
+
+
+def _answer_dialog(qtbot, button_text: str) -> None:
+    def answer():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, answer)
+            return
+        for b in box.buttons():
+            if b.text() == button_text:
+                b.click()
+                return
+
+    QTimer.singleShot(20, answer)
+
+
+def test_closing_the_window_during_a_run_asks_then_stops_and_keeps_the_checkpoint(qtbot, settings, project, fill,
+                                                                                 tiny_model_dir):
+    from ftstudio.gui.main_window import MainWindow
+
+    fill(project, 40, eval_every=5)
+    window = MainWindow(settings, detect_device=False)
+    qtbot.addWidget(window)
+    assert window.open_project(project.path)
+    window.show_page("Train")
+    page = window.page("Train")
+    qtbot.waitUntil(lambda: page.device_checked, timeout=60_000)
+    configure(page, tiny_model_dir, max_steps=500, checkpoint_every=0)
+    assert page.start()
+    run_id = page.run_id
+    wait_for_step(qtbot, page, 2)
+
+    _answer_dialog(qtbot, "Keep training")
+    window.close()
+    assert window.isVisible() and page.is_busy()
+
+    _answer_dialog(qtbot, "Stop and close")
+    window.close()
+    assert not window.isVisible()
+    with type(project).open(project.path) as reopened:
+        run = reopened.get_run(run_id)
+        assert run.status == "stopped" and 2 <= run.steps < 500
+        assert (reopened.run_dir(run_id) / "checkpoints" / f"step-{run.steps}" / "state.json").exists()
