@@ -80,3 +80,22 @@ def test_a_sparse_filter_reads_only_its_rows(project, fill):
     assert model.rowCount() == len(ids[::50])
     assert [model.data(model.index(r, COL_LABEL)) for r in range(model.rowCount())] == ["rare"] * model.rowCount()
     assert model.fetches == 1
+
+
+def test_refresh_of_changed_rows_matches_a_full_reload(qtmodeltester, project, qtbot, fill):
+    ids = fill(project, 60)
+    model = ExamplesTableModel(project)
+    model.set_filter(ExampleFilter(label="billing"))
+    qtmodeltester.check(model)
+    leaving, joining, staying = ids[0], ids[1], ids[3]  # billing, technical, billing
+    project.update_example(leaving, label="refund")
+    project.update_example(joining, label="billing")
+    project.update_example(staying, messages=[{"role": "user", "content": "changed"},
+                                              {"role": "assistant", "content": "billing"}])
+    model.refresh([leaving, joining, staying])
+    assert model.example_ids() == project.example_ids(ExampleFilter(label="billing"))
+    assert model.data(model.index(model.row_of(staying), COL_PROMPT)) == "changed"
+    project.delete_examples([staying])
+    model.refresh([staying])
+    assert model.row_of(staying) is None
+    assert model.example_ids() == project.example_ids(ExampleFilter(label="billing"))

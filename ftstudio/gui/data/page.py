@@ -13,18 +13,36 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
-from ftstudio.core.project import ExampleFilter, default_actor
+from ftstudio.core.project import ExampleFilter, Project, default_actor
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
 from ftstudio.gui.data.conversation_editor import ConversationEditor
 from ftstudio.gui.data.import_wizard import ImportWizard
 from ftstudio.gui.data.table_model import COLUMNS, ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
+from ftstudio.gui.workers import TaskThread
 
 ROW_HEIGHT = 26
 COLUMN_WIDTHS = (48, 50, 80, 90, 280, 130, 220, 48, 130)  # in the order of table_model.COLUMNS
 ALL = "__all__"
 NO_LABEL = "__none__"
+
+
+SUMMARY_DELAY_MS = 150
+
+
+def _split_counts(project: Project) -> dict[str, int]:
+    return {r[0]: r[1] for r in project.execute(
+        "SELECT split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY split")}
+
+
+def _summarise(project_path: str, report, interrupted) -> tuple[dict[str, int], list[str]]:
+    """Worker thread, own connection: examples per split, and the labels in use."""
+    project = Project.open(project_path)
+    try:
+        return _split_counts(project), project.labels()
+    finally:
+        project.close()
 
 
 class DataPage(QWidget):
@@ -168,8 +186,16 @@ class DataPage(QWidget):
         self.checks.report_ready.connect(self._report_ready)
         context.examples_changed.connect(self._examples_changed)
 
+        self._labels: list[str] = []
+        self._split_counts: dict[str, int] = {}
+        self._summary_thread: TaskThread | None = None
+        self._summary_again = False
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setSingleShot(True)
+        self._summary_timer.setInterval(SUMMARY_DELAY_MS)
+        self._summary_timer.timeout.connect(self._read_summary)
         self._refresh_labels()
-        self._refresh_counts()
+        self._refresh_counts(_split_counts(self.project))
         self._show_table_or_hint()
         if self.model.rowCount():  # open on an example, not on an empty editor
             self.select_ids([self.model.example_id(0)])
@@ -290,8 +316,9 @@ class DataPage(QWidget):
         else:
             self._table_stack.setCurrentWidget(self.no_match)
 
-    def _refresh_labels(self) -> None:
-        labels = self.project.labels()
+    def _refresh_labels(self, labels: list[str] | None = None) -> None:
+        labels = self.project.labels() if labels is None else labels
+        self._labels = list(labels)
         current = self.label_filter.currentData()
         self.label_filter.blockSignals(True)
         while self.label_filter.count() > 2:
@@ -303,9 +330,11 @@ class DataPage(QWidget):
         self.label_filter.blockSignals(False)
         self.editor.set_label_choices(labels)
 
-    def _refresh_counts(self) -> None:
-        counts = {r[0]: r[1] for r in self.project.execute(
-            "SELECT split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY split")}
+    def _refresh_counts(self, counts: dict[str, int] | None = None) -> None:
+        """The counts line: totals per split (kept from the last summary) and how many the filter shows."""
+        if counts is not None:
+            self._split_counts = dict(counts)
+        counts = self._split_counts
         total = sum(counts.values())
         text = f"{total:,} example{'s' if total != 1 else ''}"
         if total:
@@ -315,18 +344,55 @@ class DataPage(QWidget):
             text += f"  \u00b7  {shown:,} shown"
         self.counts.setText(text)
 
+    # Totals and the label list read the whole table (tens of milliseconds at 100,000
+    # examples): after a change they are read again on a worker thread, a moment later.
+
+    @property
+    def summary_pending(self) -> bool:
+        """True while the counts and labels are being read again after a change."""
+        return self._summary_timer.isActive() or self._summary_thread is not None
+
+    @Slot()
+    def _read_summary(self) -> None:
+        if self._summary_thread is not None:
+            self._summary_again = True
+            return
+        self._summary_thread = TaskThread(_summarise, str(self.project.path), parent=self)
+        self._summary_thread.succeeded.connect(self._summary_read)
+        self._summary_thread.failed.connect(self._summary_failed)
+        self._summary_thread.start()
+
+    def _summary_finished(self) -> None:
+        self._summary_thread.wait()
+        self._summary_thread.deleteLater()
+        self._summary_thread = None
+        if self._summary_again:
+            self._summary_again = False
+            self._summary_timer.start()
+
+    @Slot(object)
+    def _summary_read(self, result) -> None:
+        self._summary_finished()
+        counts, labels = result
+        self._refresh_counts(counts)
+        if labels != self._labels:
+            self._refresh_labels(labels)
+        self._show_table_or_hint()
+
+    @Slot(str, str)
+    def _summary_failed(self, message: str, _trace: str) -> None:
+        self._summary_finished()
+        self.context.status_message.emit(f"Could not count the examples: {message}")
+
     @Slot(list)
     def _examples_changed(self, ids: list) -> None:
         self.model.refresh(ids or None)
-        if not ids:
+        if not ids:  # everything may have changed (an import): read it all now
             self._refresh_labels()
+            self._refresh_counts(_split_counts(self.project))
         else:
-            label_filter_data = self.label_filter.currentData()
-            known = {self.label_filter.itemData(i) for i in range(2, self.label_filter.count())}
-            if set(self.project.labels()) != known:
-                self._refresh_labels()
-            del label_filter_data
-        self._refresh_counts()
+            self._refresh_counts()
+            self._summary_timer.start()
         self._show_table_or_hint()
         if self.current_id() != self.editor.example_id:
             self._selection_changed()
@@ -534,6 +600,9 @@ class DataPage(QWidget):
 
     def shutdown(self) -> None:
         self.flush_edits()
+        self._summary_timer.stop()
+        if self._summary_thread is not None:
+            self._summary_thread.wait()
         if self._wizard is not None:
             self._wizard.shutdown()
             self._wizard.close()

@@ -248,10 +248,19 @@ class ExamplesTableModel(QAbstractTableModel):
                 self._cache.pop(i, None)
         else:
             self._cache.clear()
-        new_ids = self._project.example_ids(self._filter)
-        old_set, new_set = set(self._ids), set(new_ids)
-        removed, added = old_set - new_set, new_set - old_set
+        matching = self._matching(changed_ids) if changed_ids and len(changed_ids) <= INCREMENTAL_LIMIT else None
+        if matching is not None:
+            # Only the changed examples can have come or gone: ask about them alone.
+            present = {i for i in changed_ids if self.row_of(i) is not None}
+            removed, added = present - matching, matching - present
+            new_ids = None
+        else:
+            new_ids = self._project.example_ids(self._filter)
+            old_set, new_set = set(self._ids), set(new_ids)
+            removed, added = old_set - new_set, new_set - old_set
         if len(removed) + len(added) > INCREMENTAL_LIMIT:
+            if new_ids is None:
+                new_ids = self._project.example_ids(self._filter)
             self.beginResetModel()
             self._ids = new_ids
             self._cache.clear()
@@ -271,6 +280,23 @@ class ExamplesTableModel(QAbstractTableModel):
             rows = [0, len(self._ids) - 1]
         for start, end in _runs(rows) if changed_ids else [(rows[0], rows[-1])] if rows else []:
             self.dataChanged.emit(self.index(start, 0), self.index(end, len(COLUMNS) - 1))
+
+
+    def _matching(self, ids: list[int]) -> set[int] | None:
+        """Which of ``ids`` pass the filter now (None when the project cannot say cheaply)."""
+        where = getattr(self._project, "_where", None)  # the filter as SQL, shared with example_ids()
+        if where is None:
+            return None
+        clause, params = where(self._filter)
+        out: set[int] = set()
+        ids = list(dict.fromkeys(ids))
+        for start in range(0, len(ids), 900):  # SQLite's variable limit
+            chunk = ids[start:start + 900]
+            out.update(r[0] for r in self._project.execute(
+                f"SELECT id FROM examples WHERE {clause} AND id IN ({','.join('?' * len(chunk))})", [*params, *chunk]))
+        if self._filter.ids is not None:
+            out &= self._filter.ids
+        return out
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:
