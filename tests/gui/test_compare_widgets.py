@@ -234,8 +234,11 @@ def test_prompt_choices(qtbot, context, project, fill):
 
 
 def test_word_differences():
-    assert word_ops("the cat sat", "the dog sat") == [("same", "the "), ("removed", "cat"), ("added", "dog"),
-                                                      ("same", " sat")]
+    assert word_ops("the cat sat", "the dog sat") == [("same", "the "), ("removed", "cat "), ("added", "dog "),
+                                                      ("same", "sat")]
+    # a whole answer replaced reads as one removed run and one added run
+    assert [k for k, _ in word_ops("I am sorry for that", "Theft\nTheft\nTheft")] == ["removed", "added"]
+    assert word_ops("a b", "a b c") == [("same", "a b "), ("added", "c")]
     # spacing alone is no difference
     assert all(kind == "same" for kind, _ in word_ops("a  b\nc", "a b c"))
     html = word_diff_html("pay <now>", "pay later")

@@ -109,7 +109,7 @@ class CompareTab(QWidget):
         self.run_button.setToolTip("Answer the chosen prompts with every checked model, one after another.")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
-        self.status = ElidedLabel("Choose models and prompts on the left, then generate.")
+        self.status = ElidedLabel("")
         self.status.setObjectName("Hint")
         bar.addWidget(self.run_button)
         bar.addWidget(self.stop_button)
@@ -368,6 +368,8 @@ class CompareTab(QWidget):
         self._update_diff()
 
     def _update_nav(self) -> None:
+        for w in (self.prev_button, self.prompt_combo, self.next_button):
+            w.setVisible(bool(self.prompts))
         self.prev_button.setEnabled(self.current > 0)
         self.next_button.setEnabled(0 <= self.current < len(self.prompts) - 1)
 
