@@ -7,7 +7,10 @@ varied length, labels, a held-out tenth), then measures, offscreen:
   painting the first screen of rows;
 - scroll: paging the table from the top to the bottom one screen at a time,
   painting each screen (``viewport().repaint()``, synchronous), with the
-  slowest single screen as the stutter figure (a 60 Hz frame is 16.7 ms);
+  99th percentile and the slowest screen as the stutter figures (a 60 Hz
+  frame is 16.7 ms);
+- what everyday actions cost the GUI thread at that size (save an edit,
+  undo, redo, search);
 - the same for a baseline that reads every row up front: a
   ``QStandardItemModel`` filled from one SELECT of all rows (what a simple
   table editor does), and the plain SELECT alone.
@@ -61,7 +64,7 @@ def scroll_all(view, max_pages: int | None) -> tuple[float, float, int, float]:
     """Page through the view to its end, letting the event loop run between screens
     as it does between the frames of a real scroll.
 
-    Returns (total s, slowest screen s, screens, slowest idle turn s): a screen is
+    Returns (total s, (slowest, 99th percentile) screen s, screens, slowest idle turn s): a screen is
     the scroll plus its synchronous paint; an idle turn is whatever the event
     loop ran before the next screen (the lazy model reads ahead there).
     """
@@ -82,7 +85,42 @@ def scroll_all(view, max_pages: int | None) -> tuple[float, float, int, float]:
         app.processEvents()
         times.append(t2 - t)
         idle.append(time.perf_counter() - t2)
-    return time.perf_counter() - start, max(times, default=0.0), len(times), max(idle, default=0.0)
+    times.sort()
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else 0.0
+    return time.perf_counter() - start, (max(times, default=0.0), p99), len(times), max(idle, default=0.0)
+
+
+def time_operations(app, page) -> dict[str, float]:
+    """Seconds the GUI thread is busy for everyday actions on the big table (best of 3)."""
+    page.select_ids([page.model.example_id(page.model.rowCount() // 2)])
+    box = page.editor.turn_editors()[0].text
+    count = iter(range(1000))
+
+    def edit():
+        box.setPlainText(f"Ticket edited {next(count)}")
+        page.editor.save_now()
+
+    def search():
+        page.search.setText("refund parcel")
+        page.apply_filter()
+
+    def cleared():
+        page.clear_filters()
+
+    out = {}
+    for name, fn, runs in (("save an edit", edit, 3), ("undo", page.undo, 3), ("redo", page.redo, 3),
+                           ("search the text", search, 1), ("clear the search", cleared, 1)):
+        best = float("inf")
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            app.processEvents()
+            best = min(best, time.perf_counter() - t)
+        out[name] = best
+    if page._summary_thread is not None:
+        page._summary_thread.wait()
+    app.processEvents()
+    return out
 
 
 def bench_data_page(path: Path, max_pages: int | None) -> dict:
@@ -103,6 +141,7 @@ def bench_data_page(path: Path, max_pages: int | None) -> dict:
     app.processEvents()
     opened = time.perf_counter() - t0
     rows = page.model.rowCount()
+    ops = time_operations(app, page)
     size = page.table.size()
     total, worst, screens, idle = scroll_all(page.table, max_pages)
     fetches = page.model.fetches
@@ -112,7 +151,7 @@ def bench_data_page(path: Path, max_pages: int | None) -> dict:
     page.deleteLater()
     project.close()
     return {"open": opened, "scroll": total, "worst": worst, "screens": screens, "rows": rows,
-            "fetches": fetches, "last": shown, "idle": idle, "size": size}
+            "fetches": fetches, "last": shown, "idle": idle, "size": size, "ops": ops}
 
 
 def bench_standard_model(path: Path, max_pages: int | None, size) -> dict:
@@ -175,19 +214,23 @@ def main() -> int:
         ours = bench_data_page(path, args.pages)
         base = bench_standard_model(path, args.pages, ours["size"])
         print(f"\nData page (lazy model)     open {ours['open']:.3f} s, full scroll {ours['scroll']:.2f} s over "
-              f"{ours['screens']:,} screens, slowest screen {ours['worst'] * 1000:.1f} ms, "
+              f"{ours['screens']:,} screens, 99% of screens within {ours['worst'][1] * 1000:.1f} ms "
+              f"(slowest {ours['worst'][0] * 1000:.1f} ms), "
               f"{ours['fetches']:,} page reads, slowest idle turn {ours['idle'] * 1000:.1f} ms")
         print(f"QStandardItemModel         open {base['open']:.3f} s (SELECT of all rows alone "
               f"{base['select']:.3f} s), full scroll {base['scroll']:.2f} s over {base['screens']:,} screens, "
-              f"slowest screen {base['worst'] * 1000:.1f} ms")
+              f"99% of screens within {base['worst'][1] * 1000:.1f} ms (slowest {base['worst'][0] * 1000:.1f} ms)")
+        print("on the GUI thread at this size: " + ", ".join(f"{name} {t * 1000:.1f} ms"
+                                                        for name, t in ours["ops"].items()))
         per_ours = ours["scroll"] / max(1, ours["screens"]) * 1000
         per_base = base["scroll"] / max(1, base["screens"]) * 1000
         print(f"\nopen: {ours['open']:.3f} s vs {base['open']:.3f} s  ->  {base['open'] / ours['open']:.1f}x faster "
               f"than filling a QStandardItemModel; {ours['open'] / base['select']:.2f}x a plain SELECT of all rows")
         print(f"scroll: {per_ours:.2f} ms vs {per_base:.2f} ms per screen  ->  ratio {per_ours / per_base:.2f} "
               f"(lazy / all in memory)")
-        ok = ours["open"] < 2.0 and ours["worst"] < 1 / 60 * 3
-        print("within targets (open < 2 s, no screen slower than 50 ms):", "yes" if ok else "NO")
+        ok = ours["open"] < 2.0 and ours["worst"][1] < 2 / 60
+        print("within targets (open < 2 s, 99% of screens within two 60 Hz frames):", "yes" if ok else "NO")
+        print("(the slowest single screen moves with whatever else the machine runs; compare it with the baseline's)")
         app.quit()
     return 0
 

@@ -435,3 +435,28 @@ def test_screenshot_views_of_the_data_page(qtbot, page, bundled_dir):
     wizard = states["import-columns"]()
     assert isinstance(wizard, ImportWizard) and wizard.preview.ok and len(wizard.preview.examples) == 4
     wizard.reject()
+
+
+def test_rows_below_the_screen_are_read_while_idle(qtbot, context, fill):
+    from ftstudio.gui.data.table_model import PAGE_ROWS
+
+    fill(context.project, 8 * PAGE_ROWS)
+    page = DataPage(context)
+    qtbot.addWidget(page)
+    page.resize(1100, 700)
+    page.show()
+    qtbot.waitExposed(page)
+    bar = page.table.verticalScrollBar()
+    bar.setValue(bar.maximum() // 2)
+    top = page.table.rowAt(0)
+    bottom = page.table.rowAt(page.table.viewport().height() - 1)
+    ahead = min(page.model.rowCount() - 1, bottom + PAGE_ROWS)
+    assert not page.model.is_cached(ahead)  # nothing painted there yet
+    qtbot.waitUntil(lambda: page.model.is_cached(ahead) and page.model.is_cached(max(0, top - PAGE_ROWS)),
+                    timeout=2000)
+    reads = page.model.fetches
+    page.table.viewport().repaint()
+    bar.setValue(bar.value() + bar.pageStep())
+    page.table.viewport().repaint()
+    assert page.model.fetches == reads  # the next screen was already there
+    page.shutdown()

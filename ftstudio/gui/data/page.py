@@ -143,7 +143,8 @@ class DataPage(QWidget):
         self._prefetch_timer.setSingleShot(True)
         self._prefetch_timer.setInterval(0)
         self._prefetch_timer.timeout.connect(self._prefetch)
-        self.table.verticalScrollBar().valueChanged.connect(self._prefetch_timer.start)
+        # (Not straight to start(): valueChanged's int would become the timer's interval.)
+        self.table.verticalScrollBar().valueChanged.connect(self._schedule_prefetch)
 
         self.empty = QLabel("<p style='font-size:13pt'>No examples yet</p>"
                             "<p>Import a file with <b>Import\u2026</b> (Ctrl+I) or by dropping it on the window,<br>"
@@ -178,7 +179,7 @@ class DataPage(QWidget):
         self._search_timer.setSingleShot(True)
         self._search_timer.setInterval(250)
         self._search_timer.timeout.connect(self.apply_filter)
-        self.search.textChanged.connect(self._search_timer.start)
+        self.search.textChanged.connect(self._search_typed)
         for combo in (self.split_filter, self.status_filter, self.label_filter):
             combo.currentIndexChanged.connect(self.apply_filter)
         self.problem_filter.toggled.connect(self.apply_filter)
@@ -214,6 +215,14 @@ class DataPage(QWidget):
             combo.addItem(text, data)
         return combo
 
+    @Slot(str)
+    def _search_typed(self, _text: str) -> None:
+        self._search_timer.start()
+
+    @Slot(int)
+    def _schedule_prefetch(self, _value: int) -> None:
+        self._prefetch_timer.start(0)
+
     @Slot()
     def _prefetch(self) -> None:
         top = self.table.rowAt(0)
@@ -221,7 +230,7 @@ class DataPage(QWidget):
             return
         bottom = self.table.rowAt(self.table.viewport().height() - 1)
         if self.model.prefetch(top, bottom if bottom >= 0 else self.model.rowCount() - 1):
-            self._prefetch_timer.start()  # more to read: another idle moment
+            self._prefetch_timer.start(0)  # more to read: another idle moment
 
     # -- selection ------------------------------------------------------------------
 

@@ -184,6 +184,10 @@ class ExamplesTableModel(QAbstractTableModel):
             for key in list(itertools.islice(iter(self._cache), excess)):
                 del self._cache[key]
 
+    def is_cached(self, row: int) -> bool:
+        """Whether row ``row`` can be painted without reading the database."""
+        return 0 <= row < len(self._ids) and self._ids[row] in self._cache
+
     def prefetch(self, first_row: int, last_row: int, max_pages: int = 2) -> bool:
         """Read the pages around rows ``first_row..last_row`` that are not cached yet
         (at most ``max_pages`` of them); True when more are left to read.
