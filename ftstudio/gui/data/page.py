@@ -76,9 +76,9 @@ class DataPage(QWidget):
         head.addStretch(1)
         self.import_button = self._button("Import\u2026", "Import a data file (Ctrl+I)", self.open_import_wizard)
         self.import_button.setProperty("primary", True)
-        self.add_button = self._button("Add", "Write a new example", self.add_example)
-        self.duplicate_button = self._button("Duplicate", "Copy the selected examples", self.duplicate_selected)
-        self.delete_button = self._button("Delete", "Delete the selected examples (Ctrl+Z brings them back)",
+        self.add_button = self._button("Add", "Write a new example (Ctrl+Shift+N)", self.add_example)
+        self.duplicate_button = self._button("Duplicate", "Copy the selected examples (Ctrl+D)", self.duplicate_selected)
+        self.delete_button = self._button("Delete", "Delete the selected examples (Delete in the table; Ctrl+Z brings them back)",
                                           self.delete_selected)
         self.to_train_button = self._button("Move to train", "Train on the selected examples",
                                             lambda: self.move_selected("train"))
@@ -95,7 +95,7 @@ class DataPage(QWidget):
         filters = QHBoxLayout()
         filters.setSpacing(6)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search text, system prompts and labels")
+        self.search.setPlaceholderText("Search text, system prompts and labels (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.search.setMinimumWidth(260)
         filters.addWidget(self.search, 2)
