@@ -112,6 +112,7 @@ class ComparePage(QWidget):
         self._job: _Job | None = None
         self._queued: _Job | None = None
         self._outcome: tuple[str, Any] | None = None
+        self._stop_asked = False
         self._check_threads: list[TaskThread] = []
         self._compare_run: dict[str, Any] | None = None
         self._blind_round: _BlindRound | None = None
@@ -313,7 +314,7 @@ class ComparePage(QWidget):
             job.on_progress(("waiting", holder))
             self.job_queued.emit(job.kind)
             return "queued"
-        self._job, self._outcome = job, None
+        self._job, self._outcome, self._stop_asked = job, None, False
         thread = TaskThread(job.fn, *job.args, parent=self)
         thread.progressed.connect(self._on_progress)
         thread.succeeded.connect(self._on_succeeded)
@@ -336,6 +337,7 @@ class ComparePage(QWidget):
             self.job_finished.emit(job.kind, "cancelled")
             return
         if self._thread is not None:
+            self._stop_asked = True
             self._thread.requestInterruption()
 
     @Slot(object)
@@ -345,8 +347,8 @@ class ComparePage(QWidget):
 
     @Slot(object)
     def _on_succeeded(self, value) -> None:
-        stopped = self._thread is not None and self._thread.isInterruptionRequested()
-        self._outcome = ("stopped" if stopped else "done", value)
+        # Not isInterruptionRequested(): a finished QThread always answers False.
+        self._outcome = ("stopped" if self._stop_asked else "done", value)
 
     @Slot(str, str)
     def _on_failed(self, message: str, trace: str) -> None:
