@@ -296,8 +296,10 @@ class MainWindow(QMainWindow):
         self.add_action = self._action(edit, "&Add example", lambda: self._on_data("add_example"), "Ctrl+Shift+N")
         self.duplicate_action = self._action(edit, "D&uplicate example", lambda: self._on_data("duplicate_selected"),
                                              "Ctrl+D")
-        self.delete_action = self._action(edit, "&Delete example", lambda: self._on_data("delete_selected"),
-                                          "Ctrl+Backspace")
+        # No window-wide key: Ctrl+Backspace and the like edit text in the boxes. The Delete
+        # key deletes examples while the table has the focus (the Data page's own shortcut).
+        self.delete_action = self._action(edit, "&Delete selected examples\tDel in the table",
+                                          lambda: self._on_data("delete_selected"))
         self.find_action = self._action(edit, "&Find examples\u2026", lambda: self._on_data("focus_search"),
                                         "Ctrl+F")
         edit.addSeparator()

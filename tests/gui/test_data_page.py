@@ -375,12 +375,17 @@ def test_find_and_delete_keys(qtbot, window, page, db):
     # Delete while typing in the editor changes text only.
     page.editor.turn_editors()[0].text.setFocus()
     qtbot.keyClick(page.editor.turn_editors()[0].text, Qt.Key.Key_Delete)
+    qtbot.keyClick(page.editor.turn_editors()[0].text, Qt.Key.Key_Backspace, CTRL)  # deletes a word there
     assert db.count_examples() == 30
     page.table.setFocus()
     qtbot.keyClick(page.table, Qt.Key.Key_Delete)
     assert db.count_examples() == 29
     with pytest.raises(KeyError):
         db.get_example(doomed)
+    page.clear_filters()
+    click_row(qtbot, page, 0)
+    qtbot.keyClick(page.table, Qt.Key.Key_D, CTRL)  # Duplicate
+    assert db.count_examples() == 30
 
 
 @pytest.fixture
