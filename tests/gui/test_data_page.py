@@ -465,3 +465,17 @@ def test_rows_below_the_screen_are_read_while_idle(qtbot, context, fill):
     page.table.viewport().repaint()
     assert page.model.fetches == reads  # the next screen was already there
     page.shutdown()
+
+
+def test_typing_then_choosing_another_example_saves_to_the_first(qtbot, page, db):
+    first, second = page.model.example_id(0), page.model.example_id(1)
+    click_row(qtbot, page, 0)
+    box = page.editor.turn_editors()[0].text
+    box.setFocus()
+    qtbot.keyClicks(box, "Urgent! ")
+    assert page.editor.has_pending_edit()
+    click_row(qtbot, page, 1)  # before the save delay is over
+    assert page.editor.example_id == second
+    assert db.get_example(first).messages[0]["content"] == "Urgent! question number 0"
+    assert db.get_example(second).messages[0]["content"] == "question number 1"
+    assert page.editor.turn_editors()[0].text.toPlainText() == "question number 1"
