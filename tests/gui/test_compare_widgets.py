@@ -269,3 +269,23 @@ def test_reopening_shows_the_answers_saved_for_this_choice(qtbot, context, proje
     assert tab.status.text() == "Showing 1 saved answer"
     assert not page.busy and tab.run_button.isEnabled()
     page.shutdown()
+
+
+@pytest.mark.parametrize("tab", ["compare", "results", "chat"])
+def test_sample_state_for_screenshots(qtbot, context, tab, tmp_path):
+    from ftstudio.gui.compare.page import ComparePage
+    from ftstudio.gui.compare.sample import stage_sample_state
+
+    (tmp_path / "a").mkdir()
+    page = ComparePage(context)
+    qtbot.addWidget(page)
+    page.resize(1280, 800)
+    stage_sample_state(page, tab)
+    assert not page.busy and context.compute.holder == ""  # no model ran
+    assert len(page.compare.column_keys()) == 1 and all(page.compare.texts)
+    if tab == "results":
+        assert page.results.ranking_table.rowCount() == 0  # one model: nothing to vote on
+    if tab == "chat":
+        assert [m["role"] for m in page.chat.messages] == ["user", "assistant"]
+    assert not page.grab().isNull()
+    page.shutdown()

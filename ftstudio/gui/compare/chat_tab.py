@@ -165,7 +165,7 @@ class ChatTab(QWidget):
             wrap.addStretch(1)
         self.thread_layout.insertLayout(self.thread_layout.count() - 1, wrap)
         self.bubbles.append(bubble)
-        QTimer.singleShot(0, self._scroll_down)
+        QTimer.singleShot(0, self.scroll, self._scroll_down)  # dropped if the tab is gone by then
         return bubble
 
     def _bubble_width(self) -> int:
