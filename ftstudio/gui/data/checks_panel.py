@@ -275,8 +275,8 @@ class ChecksPanel(QWidget):
             self._plot.setMenuEnabled(False)
             self._plot.setMouseEnabled(x=False, y=False)
             self._plot.hideButtons()
-            self._plot.getPlotItem().setLabel("bottom", "tokens")
-            self._plot.getPlotItem().setLabel("left", "examples")
+            self._plot.getPlotItem().setLabel("bottom", "tokens", color=style.MUTED)
+            self._plot.getPlotItem().setLabel("left", "examples", color=style.MUTED)
             for axis in ("bottom", "left"):
                 self._plot.getPlotItem().getAxis(axis).setTextPen(style.MUTED)
                 self._plot.getPlotItem().getAxis(axis).setPen(style.BORDER)
