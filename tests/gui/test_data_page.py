@@ -15,7 +15,7 @@ from ftstudio.gui.data.page import NO_LABEL, DataPage
 from ftstudio.gui.data.table_model import COL_ANSWER, COL_ID, COL_LABEL
 from ftstudio.gui.main_window import MainWindow
 
-pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+pytestmark = pytest.mark.qt_log_ignore(r"does not support (propagateSizeHints|raise)\(\)")
 
 CTRL = Qt.KeyboardModifier.ControlModifier
 SHIFT = Qt.KeyboardModifier.ShiftModifier

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QWizard
 
 from ftstudio.gui.data.import_wizard import NO_COLUMN, ImportWizard
 
-pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+pytestmark = pytest.mark.qt_log_ignore(r"does not support (propagateSizeHints|raise)\(\)")
 
 
 @pytest.fixture

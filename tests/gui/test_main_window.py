@@ -14,8 +14,8 @@ from ftstudio.core.project import Project
 from ftstudio.gui import main_window as mw
 from ftstudio.gui.main_window import PAGES, MainWindow, Placeholder
 
-# The offscreen platform cannot pass a dialog's size limits to a window system, and says so.
-pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
+# The offscreen platform cannot pass a dialog's size limits to a window system, nor raise one, and says so.
+pytestmark = pytest.mark.qt_log_ignore(r"does not support (propagateSizeHints|raise)\(\)")
 
 
 @pytest.fixture
@@ -407,3 +407,18 @@ def test_the_ftstudio_command_opens_the_window_and_the_demo(tmp_path):
     assert (tmp_path / "data" / "ftstudio" / "demo.ftstudio" / "project.db").exists()
     # The project open when the app last closed opens again.
     assert _launch([], tmp_path) == "Support ticket triage (demo) \u2014 FT Studio"
+
+
+def test_dropping_a_second_file_shows_it_in_the_open_wizard(make_window, qtbot, tmp_path, tickets_jsonl):
+    w = make_window()
+    w.new_project(tmp_path / "p")
+    first = w.import_data(tickets_jsonl)
+    qtbot.waitUntil(lambda: first.preview is not None and not first.busy)
+    other = tmp_path / "other.csv"
+    other.write_text("question,answer\nWhere is my parcel?,shipping\n", encoding="utf-8")
+    _drop(w, other)
+    assert w.data_page()._wizard is first
+    assert first.file_page.path.text() == str(other) and first.currentPage() is first.preview_page
+    qtbot.waitUntil(lambda: not first.busy and first.preview is not None and first.preview.path == other)
+    assert first.preview_page.count.text() == "1 example will be imported."
+    first.reject()

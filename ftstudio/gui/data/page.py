@@ -512,9 +512,15 @@ class DataPage(QWidget):
 
     def open_import_wizard(self, path: str | Path | None = None) -> ImportWizard:
         """Open the import wizard (on ``path`` when given, already past the file step)."""
-        if self._wizard is not None:
-            self._wizard.raise_()
-            return self._wizard
+        if self._wizard is not None:  # one wizard at a time: a new file replaces the one shown
+            wizard = self._wizard
+            if path and wizard._importer is None:
+                wizard.restart()
+                wizard.file_page.path.setText(str(path))
+                wizard.next()
+            wizard.raise_()
+            wizard.activateWindow()
+            return wizard
         self.flush_edits()
         wizard = ImportWizard(self.context, path, self.window())
         wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, True)
