@@ -63,15 +63,19 @@ def load_page_class(spec: str):
     return getattr(module, class_name)
 
 
-def _detect_device(report, interrupted) -> str:
+def device_text(info) -> str:
+    """The status bar's words for an ``engine.device.DeviceInfo``: the GPU and its free memory, or the CPU."""
+    if info is not None and info.kind == "cuda":
+        return f"{info.name} \u00b7 {info.free_bytes / 2**30:.1f} of {info.total_bytes / 2**30:.1f} GiB free"
+    return f"CPU ({os.cpu_count() or 1} cores)"
+
+
+def _detect_device(report, interrupted) -> str:  # worker thread: imports torch
     try:
         from ftstudio.engine.device import device_info
     except ImportError:
-        return f"CPU ({os.cpu_count() or 1} cores)"
-    info = device_info()
-    if info.kind == "cuda":
-        return f"{info.name} \u00b7 {info.free_bytes / 2**30:.1f} of {info.total_bytes / 2**30:.1f} GiB free"
-    return f"CPU ({os.cpu_count() or 1} cores)"
+        return device_text(None)
+    return device_text(device_info())
 
 
 def _close_after(context: ProjectContext, pages: list[QWidget]) -> None:

@@ -422,3 +422,12 @@ def test_dropping_a_second_file_shows_it_in_the_open_wizard(make_window, qtbot, 
     qtbot.waitUntil(lambda: not first.busy and first.preview is not None and first.preview.path == other)
     assert first.preview_page.count.text() == "1 example will be imported."
     first.reject()
+
+
+def test_device_words_for_a_gpu_and_for_the_cpu():
+    from ftstudio.engine.device import DeviceInfo
+
+    gpu = DeviceInfo(kind="cuda", name="NVIDIA H100 80GB HBM3", total_bytes=80 * 2**30, free_bytes=int(61.25 * 2**30))
+    assert mw.device_text(gpu) == "NVIDIA H100 80GB HBM3 \u00b7 61.2 of 80.0 GiB free"
+    cpu = DeviceInfo(kind="cpu", name="AMD EPYC", total_bytes=64 * 2**30, free_bytes=32 * 2**30)
+    assert mw.device_text(cpu).startswith("CPU (") and mw.device_text(cpu).endswith(" cores)")
