@@ -479,3 +479,28 @@ def test_typing_then_choosing_another_example_saves_to_the_first(qtbot, page, db
     assert db.get_example(first).messages[0]["content"] == "Urgent! question number 0"
     assert db.get_example(second).messages[0]["content"] == "question number 1"
     assert page.editor.turn_editors()[0].text.toPlainText() == "question number 1"
+
+
+def test_checks_and_preview_follow_the_train_pages_choice(qtbot, page, tokenizer_only):
+    from ftstudio.gui.data.tokens import TRAIN_CONFIG_SETTING, shared_tokenizer
+
+    # What the Train page keeps in the project when its settings change.
+    page.project.set_setting(TRAIN_CONFIG_SETTING, {"model": str(tokenizer_only), "max_length": 256})
+    page.tabs.setCurrentWidget(page.checks)
+    assert page.checks.context_size.value() == 256
+    page.tabs.setCurrentWidget(page.preview)
+    assert page.preview.model.currentText() == "Train page: tokenizer-only"
+    qtbot.waitUntil(lambda: page.preview.rendered is not None and shared_tokenizer().model_dir == str(tokenizer_only),
+                    timeout=60000)
+    # A choice made here wins.
+    page.preview.set_model_dir(None)
+    page.project.set_setting(TRAIN_CONFIG_SETTING, {"model": str(tokenizer_only), "max_length": 1024})
+    page.tabs.setCurrentWidget(page.checks)
+    assert page.checks.context_size.value() == 1024
+    page.tabs.setCurrentWidget(page.preview)
+    assert page.preview.model.currentData() is None
+    page.checks.context_size.setValue(300)
+    page.checks.context_size.editingFinished.emit()
+    page.project.set_setting(TRAIN_CONFIG_SETTING, {"max_length": 2048})
+    page.tabs.setCurrentWidget(page.checks)
+    assert page.checks.context_size.value() == 300

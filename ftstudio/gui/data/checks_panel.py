@@ -18,7 +18,7 @@ from ftstudio.core.project import Project
 from ftstudio.core.validation import KIND_TITLES, KINDS, ValidationReport, validate_project
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.data.tokens import shared_tokenizer, token_counter
+from ftstudio.gui.data.tokens import shared_tokenizer, token_counter, training_choice
 from ftstudio.gui.workers import TaskThread
 
 DEFAULT_CONTEXT = 512  # TrainConfig.max_length
@@ -65,6 +65,7 @@ class ChecksPanel(QWidget):
         self._thread: TaskThread | None = None
         self._again = False
         self._plot = None
+        self._size_set_here = False  # a size typed here wins over the Train page's
         self._checked_with: str | None | bool = False  # the model whose tokens the report counts; False: none
         self._tokens = shared_tokenizer()
         self._tokens.ready.connect(self._tokenizer_ready)
@@ -84,7 +85,8 @@ class ChecksPanel(QWidget):
         self.context_size.setSingleStep(128)
         self.context_size.setValue(DEFAULT_CONTEXT)
         self.context_size.setSuffix(" tokens")
-        self.context_size.setToolTip("The longest example training keeps whole (the Train page's context size)")
+        self.context_size.setToolTip("The longest example training keeps whole; follows the Train page's "
+                                     "context size until changed here")
         self.context_size.editingFinished.connect(self._context_size_changed)
         top.addWidget(self.context_size)
         top.addStretch(1)
@@ -170,12 +172,15 @@ class ChecksPanel(QWidget):
 
     @Slot()
     def _tokenizer_ready(self) -> None:
-        # Count tokens (again) once the chosen model's tokenizer is there.
-        if self.report is not None and self._checked_with != self._tokens.chosen:
+        # Count tokens (again) once the chosen model's tokenizer is there, also when
+        # a check without it is still running.
+        if self._checked_with != self._tokens.chosen and (self.report is not None or self._thread is not None):
             self.run_checks()
 
     @Slot()
     def _context_size_changed(self) -> None:
+        _model, length = training_choice(self._context.project)
+        self._size_set_here = self.context_size.value() != (length or DEFAULT_CONTEXT)
         if self.report is not None and self.report.max_length != self.context_size.value():
             self.run_checks()
 
@@ -194,6 +199,11 @@ class ChecksPanel(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        if not self._size_set_here:  # follow the Train page's context size
+            _model, length = training_choice(self._context.project)
+            if length and length != self.context_size.value():
+                self.context_size.setValue(length)
+                self._stale = self._stale or self.report is not None
         if self._stale:
             self._again_timer.start(0)
 

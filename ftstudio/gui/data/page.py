@@ -399,6 +399,8 @@ class DataPage(QWidget):
         if not ids:  # everything may have changed (an import): read it all now
             self._refresh_labels()
             self._refresh_counts(_split_counts(self.project))
+            if not self.table.selectionModel().hasSelection() and self.model.rowCount():
+                self.select_ids([self.model.example_id(0)])  # show an example, not an empty editor
         else:
             self._refresh_counts()
             self._summary_timer.start()

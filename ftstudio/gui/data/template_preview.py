@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QText
 from ftstudio.core.examples import Example
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.data.tokens import RenderedExample, render_conversation, shared_tokenizer
+from ftstudio.gui.data.tokens import RenderedExample, render_conversation, shared_tokenizer, training_choice
 from ftstudio.gui.workers import TaskThread
 
 BUNDLED_CHOICE = "Bundled: SmolLM2-135M-Instruct"
@@ -27,6 +27,7 @@ class TemplatePreview(QWidget):
         super().__init__(parent)
         self._context = context
         self._example_id: int | None = None
+        self._user_chose = False  # a model picked here wins over the Train page's
         self._thread: TaskThread | None = None
         self._pending = False
         self.rendered: RenderedExample | None = None
@@ -68,14 +69,31 @@ class TemplatePreview(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
+        self.follow_training()
         self._tokens.choose(self._chosen_dir())
         self._refresh()
+
+    def follow_training(self) -> None:
+        """Preview with the model chosen on the Train page, unless the user chose one here."""
+        if self._user_chose:
+            return
+        model, _length = training_choice(self._context.project)
+        if not model or model.startswith("bundled"):
+            if self.model.currentData() is not None:
+                self.model.setCurrentIndex(0)
+            return
+        i = self.model.findData(model)
+        if i < 0:
+            self.model.insertItem(self.model.count() - 1, f"Train page: {Path(model).name or model}", model)
+            i = self.model.findData(model)
+        self.model.setCurrentIndex(i)
 
     def _chosen_dir(self) -> str | None:
         return self.model.currentData() or None
 
     @Slot(int)
     def _model_chosen(self, index: int) -> None:
+        self._user_chose = True
         if self.model.itemData(index) == "":
             folder = QFileDialog.getExistingDirectory(self, "Choose a model folder")
             if not folder:
@@ -87,7 +105,8 @@ class TemplatePreview(QWidget):
         self._refresh()
 
     def set_model_dir(self, folder: str | Path | None) -> None:
-        """Preview with the tokenizer of a model folder (None: the bundled model)."""
+        """Preview with the tokenizer of a model folder or cached hub id (None: the bundled model)."""
+        self._user_chose = True
         if folder is None:
             self.model.setCurrentIndex(0)
         else:

@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from ftstudio.gui.workers import TaskThread
 
+TRAIN_CONFIG_SETTING = "train_config"  # where the Train page keeps its settings in the project
 IGNORE_INDEX = -100  # ftstudio.engine.tokenize.IGNORE_INDEX, without importing the engine here
 # A fast tokenizer may not be used from two threads at once (it borrows its
 # Rust state mutably while encoding): every worker call takes this lock.
@@ -28,13 +29,29 @@ def bundled_tokenizer_dir(report=None, interrupted=None) -> Path:
     return bundled_model_dir()
 
 
-def _load(model_dir: str | None, report, interrupted):
-    from ftstudio.engine.models import bundled_model_dir, load_tokenizer
+def _load(model: str | None, report, interrupted):
+    """Worker thread: (folder, tokenizer) of ``model``: None or "bundled:..." for the bundled
+    model, a model folder, or a hub id already in the local cache (nothing is downloaded)."""
+    from ftstudio.engine.models import bundled_model_dir, load_tokenizer, resolve_model
 
-    if model_dir is None:
+    if model is None or model.startswith("bundled"):
         report("Preparing the bundled model's tokenizer\u2026")
-        model_dir = str(bundled_model_dir())
-    return model_dir, load_tokenizer(Path(model_dir))
+        folder = bundled_model_dir()
+    elif Path(model).is_dir():
+        folder = Path(model)  # a folder may hold only the tokenizer: that is all the preview needs
+    else:
+        folder = resolve_model(model)
+    return str(folder), load_tokenizer(folder)
+
+
+def training_choice(project) -> tuple[str | None, int | None]:
+    """The model and context size last chosen on the Train page (saved in the project), if any."""
+    saved = project.setting(TRAIN_CONFIG_SETTING)
+    if not isinstance(saved, dict):
+        return None, None
+    model = saved.get("model") if isinstance(saved.get("model"), str) and saved.get("model") else None
+    length = saved.get("max_length") if isinstance(saved.get("max_length"), int) else None
+    return model, length
 
 
 @dataclass(frozen=True)
