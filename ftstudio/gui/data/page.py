@@ -229,7 +229,8 @@ class DataPage(QWidget):
         if top < 0:
             return
         bottom = self.table.rowAt(self.table.viewport().height() - 1)
-        if self.model.prefetch(top, bottom if bottom >= 0 else self.model.rowCount() - 1):
+        # One page (64 rows) per idle turn, so a read never takes a frame's time.
+        if self.model.prefetch(top, bottom if bottom >= 0 else self.model.rowCount() - 1, max_pages=1):
             self._prefetch_timer.start(0)  # more to read: another idle moment
 
     # -- selection ------------------------------------------------------------------
