@@ -148,6 +148,14 @@ def cmd_runs(args) -> int:
 # -- train ------------------------------------------------------------------------------
 
 DEMO_DATA = "support_tickets.jsonl"
+# The demo's label set, in the order of its system prompt; keys 1-5 pick them in the labelling mode.
+DEMO_LABELS = ("billing", "technical", "account", "shipping", "feedback")
+DEMO_INSTRUCTIONS = (
+    "Read the ticket and choose the one team that should handle it. Billing: payments, charges, refunds, "
+    "invoices. Technical: the shop or the app not working. Account: signing in, passwords, the profile. "
+    "Shipping: delivery, customs, damaged or missing parcels. Feedback: praise or suggestions, nothing to fix. "
+    "Not sure? Flag it (F) and say why."
+)
 
 
 def demo_project_dir() -> Path:
@@ -170,7 +178,22 @@ def ensure_demo_project(path: Path | None = None):
     else:
         project = Project.create(path, name="Support ticket triage (demo)")
     import_dataset(project, resource("demo", DEMO_DATA), eval_fraction=0.1, actor="demo")
+    _set_up_demo_labelling(project)
     return project
+
+
+def _set_up_demo_labelling(project) -> None:
+    """The demo's label schema, so its Label page is ready to use: choose one of the five
+    categories, each with its key (1-5) and colour, and a word for annotators."""
+    from ftstudio.core.labelling import Labelling
+
+    labelling = Labelling(project)
+    if labelling.labels():
+        return  # someone set it up already
+    labelling.set_kind("classification")
+    for key, name in enumerate(DEMO_LABELS, start=1):
+        labelling.add_label(name, "demo", shortcut=str(key))
+    labelling.set_instructions(DEMO_INSTRUCTIONS)
 
 
 class TerminalReporter:

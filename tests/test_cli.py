@@ -130,3 +130,31 @@ def test_train_evaluate_export_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     assert (tmp_path / "merged" / "config.json").exists()
     assert main(["export", str(target), "--run", run_id, "--adapter", str(tmp_path / "adapter")]) == 0
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_demo_project_comes_with_its_label_schema(tmp_path):
+    from ftstudio.cli import DEMO_LABELS, ensure_demo_project
+    from ftstudio.core.labelling import PALETTE, Labelling
+
+    project = ensure_demo_project(tmp_path / "demo.ftstudio")
+    try:
+        schema = Labelling(project).schema()
+        assert schema.kind == "classification"
+        assert [d.name for d in schema.labels] == list(DEMO_LABELS)
+        assert set(DEMO_LABELS) == set(project.labels())  # the labels the tickets carry
+        assert [d.shortcut for d in schema.labels] == ["1", "2", "3", "4", "5"]
+        assert len({d.colour for d in schema.labels}) == 5 and all(d.colour in PALETTE for d in schema.labels)
+        assert "billing" in schema.instructions.lower() and schema.template == "{input}"
+        assert schema.label_for_key("3") == "account"
+        assert Labelling(project).labels_in_data() == []  # nothing left to adopt
+    finally:
+        project.close()
+    # Opening it again changes nothing, and a schema someone changed stays as they left it.
+    with Project.open(tmp_path / "demo.ftstudio") as p:
+        Labelling(p).set_label_shortcut("feedback", "9", "Dana")
+    project = ensure_demo_project(tmp_path / "demo.ftstudio")
+    try:
+        assert [d.shortcut for d in Labelling(project).labels()] == ["1", "2", "3", "4", "9"]
+        assert project.count_examples() == 300
+    finally:
+        project.close()
