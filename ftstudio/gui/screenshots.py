@@ -5,14 +5,21 @@
 Opens the main window at 1280 x 800 under the offscreen platform, on a fresh
 copy of the demo project in a temporary folder (the user's own projects and
 settings are not touched), and saves one PNG per page: data.png, label.png,
-train.png, runs.png, compare.png. A page not in this build is skipped with a
-note.
+train.png, runs.png, compare.png, and the pages' other views beside them.
+A page not in this build is skipped with a note.
 
 A page can offer more views with an optional ``screenshot_states()`` method
 returning ``{name: callable}``: each callable puts the page in that state
 (it may wait for work to finish with :func:`wait_for`), and the window is
-saved as ``<page>-<name>.png``. A callable that returns a widget (a dialog
+saved as ``<page>-<name>.png`` (a name that already starts with ``<page>-``
+is used as it is). A view named like the page itself (``"label"`` on the
+Label page) is its most telling picture: it is saved as ``<page>.png`` in
+place of the page as it opens. A callable that returns a widget (a dialog
 it opened, say) has that widget saved instead of the window.
+
+Views may add sample data to the (throwaway) project; a page's optional
+``screenshot_cleanup()`` runs after its views, to take back what would
+change the pages pictured after it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 WIDTH, HEIGHT = 1280, 800
 SETTLE_MS = 400
@@ -44,8 +51,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
     return True
 
 
-def settle(ms: int = SETTLE_MS) -> None:
-    """Let timers, layouts and paints catch up."""
+def settle(ms: int | None = None) -> None:
+    """Let timers, layouts and paints catch up (for ``SETTLE_MS`` unless told)."""
+    ms = SETTLE_MS if ms is None else ms
     end = time.monotonic() + ms / 1000
     wait_for(lambda: time.monotonic() > end, ms / 1000 + 1)
 
@@ -67,6 +75,13 @@ def _quiet_offscreen_notes() -> None:
     previous = qInstallMessageHandler(handler)
 
 
+def file_stem(page: str, state: str) -> str:
+    """The file name (without .png) of view ``state`` of page ``page``."""
+    if state == page or state.startswith(page + "-"):
+        return state
+    return f"{page}-{state}"
+
+
 def _save(widget, path: Path) -> None:
     settle()
     if not widget.grab().save(str(path)):
@@ -74,8 +89,9 @@ def _save(widget, path: Path) -> None:
     print(f"  {path}")
 
 
-def take(out_dir: Path) -> list[Path]:
-    """Save the pictures into ``out_dir``; returns the files written."""
+def take(out_dir: Path, pages: Iterable[str] | None = None) -> list[Path]:
+    """Save the pictures into ``out_dir`` (of the ``pages`` named, else of every page); returns the
+    files written."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -108,8 +124,11 @@ def take(out_dir: Path) -> list[Path]:
             raise RuntimeError(f"the demo project could not be opened: {window.statusBar().currentMessage()}")
         window.resize(WIDTH, HEIGHT)
         wait_for(lambda: bool(window.device_text), 60)
+        window.statusBar().clearMessage()  # "Opened /tmp/...": the temporary copy is no news in a picture
         try:
             for name in PAGES:
+                if pages is not None and name not in pages:
+                    continue
                 if load_page_class(PAGES[name]) is None:
                     print(f"  {name}: not in this build, skipped")
                     continue
@@ -119,23 +138,29 @@ def take(out_dir: Path) -> list[Path]:
                 if callable(ready):
                     wait_for(ready, 60)
                 stem = name.lower()
-                path = out_dir / f"{stem}.png"
-                _save(window, path)
-                written.append(path)
                 states = getattr(page, "screenshot_states", None)
-                for state, put in (states() if callable(states) else {}).items():
+                views = dict(states()) if callable(states) else {}
+                if stem not in views:  # no better picture of the page offered: as it opens
+                    path = out_dir / f"{stem}.png"
+                    _save(window, path)
+                    written.append(path)
+                for state, put in views.items():
                     window.show_page(name)
                     try:
                         shown = put()
                     except Exception as exc:  # one broken view must not cost the others
                         print(f"  {name} / {state}: could not be shown ({type(exc).__name__}: {exc})")
                         continue
-                    path = out_dir / f"{stem}-{state}.png"
+                    path = out_dir / f"{file_stem(stem, state)}.png"
                     _save(shown if shown is not None and hasattr(shown, "grab") else window, path)
                     written.append(path)
                     if shown is not None and shown is not window and hasattr(shown, "close"):
                         shown.close()
                         settle(100)
+                cleanup = getattr(page, "screenshot_cleanup", None)
+                if views and callable(cleanup):
+                    cleanup()
+                    settle(100)
         finally:
             window.close()
             settle(100)

@@ -303,7 +303,8 @@ def test_held_out_evaluation_is_stored_with_each_run_as_the_command_line_does(qt
         assert sum(map(sum, r["confusion"]["matrix"])) == len(HELD_OUT)
     view = page.evaluate.view
     assert view.summary.rowCount() == 3
-    assert view.confusion.rowCount() == 2 and view.per_label.rowCount() == 2
+    assert view.per_label.rowCount() == 2  # billing, technical: the confusion and the exact match per label
+    assert view.per_label.horizontalHeaderItem(view.per_label.columnCount() - 1).text() == "Exact match"
 
     # `ftstudio evaluate` measures the same examples and gets the same numbers
     from ftstudio.cli import main

@@ -286,6 +286,50 @@ def test_sample_state_for_screenshots(qtbot, context, tab, tmp_path):
     if tab == "results":
         assert page.results.ranking_table.rowCount() == 0  # one model: nothing to vote on
     if tab == "chat":
-        assert [m["role"] for m in page.chat.messages] == ["user", "assistant"]
+        assert [m["role"] for m in page.chat.messages] == ["user", "assistant"] * 2
     assert not page.grab().isNull()
+    page.shutdown()
+
+
+def test_sample_state_with_sample_runs_fills_every_tab(qtbot, context, project, fill):
+    from ftstudio.gui.compare.page import ComparePage
+    from ftstudio.gui.compare.sample import SAMPLE_PROMPT_COUNT, SAMPLE_RUNS, stage_sample_state
+
+    fill(project, 30, eval_every=4)  # 8 held-out examples with three labels
+    page = ComparePage(context)
+    qtbot.addWidget(page)
+    page.resize(1280, 800)
+    runs = [ratings.run_key(r[0]) for r in SAMPLE_RUNS]
+    base = ratings.base_key("bundled:SmolLM2-135M-Instruct")
+
+    stage_sample_state(page, "compare", sample_runs=len(SAMPLE_RUNS))
+    assert page.compare.column_keys() == ["reference", base, *reversed(runs)]  # the newest run first
+    assert all(len(t) == 3 for t in page.compare.texts)  # every model answered every prompt
+    assert page.tabs.currentWidget() is page.compare and page.compare.diff_box.isVisibleTo(page)
+
+    stage_sample_state(page, "blind", sample_runs=len(SAMPLE_RUNS))
+    assert len(project.runs()) == len(SAMPLE_RUNS)  # added once
+    assert page.blind.current is not None and len(page.blind.displayed_texts()) == 2
+
+    stage_sample_state(page, "results", sample_runs=len(SAMPLE_RUNS))
+    assert page.blind.current is None and len(ratings.votes(project)) == min(SAMPLE_PROMPT_COUNT["results"], 8)
+    ranking = [page.results.ranking_table.item(r, 1).text() for r in range(3)]
+    assert ranking[0] == ratings.model_label(runs[-1]) and ranking[-1] == ratings.model_label(base)
+    assert page.results.pair_table.rowCount() == 3
+
+    stage_sample_state(page, "evaluate", sample_runs=len(SAMPLE_RUNS))
+    view = page.evaluate.view
+    assert view.summary.rowCount() == 3
+    assert view.selected().key == runs[-1]  # the best run's table below
+    table = view.per_label
+    labels = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
+    assert labels == ["account", "billing", "technical"]
+    columns = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert columns[-2:] == ["Examples", "Exact match"]
+    assert sum(int(table.item(r, columns.index("Examples")).text()) for r in range(3)) == 8
+    assert page.results.ranking_table.item(0, 4).text() != "—"  # exact match beside the votes
+
+    stage_sample_state(page, "chat", sample_runs=len(SAMPLE_RUNS))
+    assert page.chat.models == [runs[0]] * 2  # the last model in the list
+    assert context.compute.holder == "" and not page.busy  # no model ran
     page.shutdown()

@@ -4,6 +4,7 @@ the model's suggestion flow with the tiny model."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -403,3 +404,60 @@ def test_killing_a_labelling_process_loses_no_confirmed_label(tmp_path):
         # At most the one being labelled at the kill is in the database without its confirmation.
         n_saved = p.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
         assert len(confirmed) <= n_saved <= len(confirmed) + 1
+
+
+def test_sample_state_for_screenshots_on_the_demo(qtbot, tmp_path, qapp):
+    """The views ``python -m ftstudio.gui.screenshots`` takes of this page, on a copy of the demo: the
+    mode with the demo's five labels on keys 1-5, the set-up, the agreement of three annotators;
+    afterwards the sample tickets are gone again."""
+    from ftstudio.cli import DEMO_LABELS, ensure_demo_project
+    from ftstudio.gui.context import ProjectContext
+    from ftstudio.gui.labelling.sample import NEW_TICKETS, SAMPLE_TEMPLATE
+
+    project = ensure_demo_project(tmp_path / "demo.ftstudio")
+    context = ProjectContext(project)
+    page = LabellingPage(context)
+    qtbot.addWidget(page)
+    page.resize(1104, 740)
+    page.show()
+    qtbot.waitExposed(page)
+    assert page.tabs.currentIndex() == 0  # the demo's label set is there: straight to labelling
+    views = page.screenshot_states()
+    assert list(views) == ["label", "label-setup", "label-agreement"]
+
+    views["label"]()
+    mode = page.mode
+    total = 300 + len(NEW_TICKETS)
+    assert context.actor == "Dana" and mode.name_row.isHidden()
+    assert mode.progress_label.text() == f"48 of {total}, 2 flagged"
+    assert mode.current_id is not None and NEW_TICKETS[0] in mode.text.toPlainText()
+    assert [b.name_label.text() for b in mode._buttons.values()] == list(DEMO_LABELS)
+    assert [b.key_badge.text() for b in mode._buttons.values()] == ["1", "2", "3", "4", "5"]
+    assert {mode.labels_grid.getItemPosition(mode.labels_grid.indexOf(b))[0] for b in mode._buttons.values()} == {0}
+    assert mode.instructions.isVisible() and "Billing" in mode.instructions.text()
+
+    views["label-setup"]()
+    assert page.tabs.currentIndex() == 1
+    assert page.setup.apply_template_button.isEnabled()  # typed, not applied
+    assert "Which team should handle" in page.setup.preview.toPlainText()
+    assert page.labelling.template() == "{input}"
+
+    views["label-agreement"]()
+    report = page.agreement.report
+    assert page.tabs.currentIndex() == 2
+    assert report.annotators == ["Dana", "Lee", "Sam"] and len(report.pairs) == 3
+    assert 0.6 < report.kappa < 1 and report.disagreements > 0
+    assert page.agreement.pairs.rowCount() == 3
+    assert [page.agreement.per_label.item(r, 0).text() for r in range(5)] == list(DEMO_LABELS)
+
+    page.screenshot_cleanup()
+    assert project.count_examples() == 300 and context.actor == ""
+    assert page.setup.template.toPlainText() == "{input}"
+    # Each example kept the label it came with: the last annotator on each gave that one.
+    from ftstudio.cli import DEMO_DATA
+    from ftstudio.paths import resource
+
+    with open(resource("demo", DEMO_DATA), encoding="utf-8") as fh:
+        assert [e.label for e in project.examples()] == [json.loads(line)["label"] for line in fh]
+    page.shutdown()
+    project.close()

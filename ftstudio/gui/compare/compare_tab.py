@@ -23,11 +23,14 @@ REFERENCE_KEY = "reference"
 
 
 class ElidedLabel(QLabel):
-    """One line of text, cut with "…" to the width it is given; the whole text in the tooltip."""
+    """One line of text, cut with "…" to the width it is given; the whole text in the tooltip.
 
-    def __init__(self, text: str = "", parent=None) -> None:
+    ``mode`` ElideMiddle suits names that differ at their end, such as run ids."""
+
+    def __init__(self, text: str = "", parent=None, mode: Qt.TextElideMode = Qt.TextElideMode.ElideRight) -> None:
         super().__init__(parent)
         self._full = ""
+        self._mode = mode
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setMinimumWidth(40)
         self.setText(text)
@@ -45,7 +48,7 @@ class ElidedLabel(QLabel):
         self._elide()
 
     def _elide(self) -> None:
-        QLabel.setText(self, self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+        QLabel.setText(self, self.fontMetrics().elidedText(self._full, self._mode,
                                                            max(20, self.width())))
 
 
@@ -58,7 +61,7 @@ class AnswerColumn(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 8, 10, 10)
         layout.setSpacing(4)
-        self.title = ElidedLabel(title)
+        self.title = ElidedLabel(title, mode=Qt.TextElideMode.ElideMiddle)
         self.title.setObjectName("SectionTitle")
         self.subtitle = ElidedLabel(subtitle)
         self.subtitle.setObjectName("Hint")
@@ -126,7 +129,7 @@ class CompareTab(QWidget):
             b.setFixedSize(30, 28)
         self.prompt_combo = QComboBox()
         self.prompt_combo.setMinimumWidth(220)
-        self.prompt_combo.setMaximumWidth(280)
+        self.prompt_combo.setMaximumWidth(240)
         bar.addWidget(self.prev_button)
         bar.addWidget(self.prompt_combo)
         bar.addWidget(self.next_button)
@@ -177,7 +180,7 @@ class CompareTab(QWidget):
         self.diff_a = QComboBox()
         self.diff_b = QComboBox()
         for combo in (self.diff_a, self.diff_b):
-            combo.setMinimumContentsLength(20)
+            combo.setMinimumContentsLength(24)
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.diff_legend = QLabel(
             f'<span style="background:{style.BAD_SOFT}; color:{style.BAD}; text-decoration:line-through;">'
@@ -251,6 +254,9 @@ class CompareTab(QWidget):
             self.columns_split.addWidget(col)
         self.columns_split.setSizes([1000] * len(self._columns))
         self.columns_stack.setCurrentWidget(self.columns_split if self._columns else self.empty)
+        if len(self._columns) >= 2 and self.diff_box.isHidden():
+            total = sum(self.vsplit.sizes()) or 600
+            self.vsplit.setSizes([total * 2 // 3, total - total * 2 // 3])  # the answers first
         self.diff_box.setVisible(len(self._columns) >= 2)
         self.prompt_card.setVisible(bool(self.prompts))
         for combo in (self.diff_a, self.diff_b):

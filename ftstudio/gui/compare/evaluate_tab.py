@@ -1,6 +1,6 @@
 """Held-out evaluation: loss, perplexity and, for short-answer tasks, exact
-match of greedy answers against the references, per label and overall, with
-a confusion table. ``EvaluationsView`` shows stored evaluations and is what
+match of greedy answers against the references, overall and per label, with
+the confusion of labels in the same table. ``EvaluationsView`` shows stored evaluations and is what
 the Runs page embeds (``show_evaluations``)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget,
+    QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget,
     QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
@@ -93,6 +93,13 @@ def _item(text: str, right: bool = False) -> QTableWidgetItem:
     return item
 
 
+def _fit_rows(table: QTableWidget, minimum: int = 3, maximum: int = 8) -> None:
+    """As tall as its rows (``minimum`` to ``maximum`` of them; more scroll)."""
+    rows = min(maximum, max(minimum, table.rowCount()))
+    height = table.horizontalHeader().sizeHint().height() + rows * table.verticalHeader().defaultSectionSize()
+    table.setFixedHeight(height + 2 * table.frameWidth() + 2)
+
+
 def _table(columns: list[str], stretch: int = 0) -> QTableWidget:
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
@@ -108,7 +115,9 @@ def _table(columns: list[str], stretch: int = 0) -> QTableWidget:
 
 
 class EvaluationsView(QWidget):
-    """Stored evaluations: one row each, and the selected one's per-label and confusion tables.
+    """Stored evaluations: one row each, and for the selected one a table per label: how its
+    answers spread over the labels (the confusion: rows the reference, columns the answer), how
+    many examples and the share answered exactly.
 
     ``run_id`` shows that run's evaluations only; ``latest_only`` the newest
     evaluation per model.
@@ -123,35 +132,29 @@ class EvaluationsView(QWidget):
         self.shown: list[ratings.StoredEvaluation] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        split = QSplitter(Qt.Orientation.Vertical)
+        layout.setSpacing(6)
         self.summary = _table(SUMMARY_COLUMNS)
-        split.addWidget(self.summary)
-        lower = QWidget()
-        ll = QHBoxLayout(lower)
-        ll.setContentsMargins(0, 0, 0, 0)
-        left = QVBoxLayout()
+        layout.addWidget(self.summary)
         self.per_label_title = QLabel("Per label")
         self.per_label_title.setObjectName("SectionTitle")
-        self.per_label = _table(["Label", "Examples", "Correct", "Exact match"], stretch=3)
-        left.addWidget(self.per_label_title)
-        left.addWidget(self.per_label)
-        right = QVBoxLayout()
-        self.confusion_title = QLabel("Confusion (rows: reference, columns: answer)")
-        self.confusion_title.setObjectName("SectionTitle")
-        self.confusion = QTableWidget()
-        self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        right.addWidget(self.confusion_title)
-        right.addWidget(self.confusion)
-        ll.addLayout(left, 1)
-        ll.addLayout(right, 1)
-        split.addWidget(lower)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
-        layout.addWidget(split)
+        layout.addWidget(self.per_label_title)
+        self.per_label_hint = QLabel("Rows: the reference label; columns: what the model answered (green: "
+                                     "right, red: wrong); then how many examples carry the label and the "
+                                     "share answered exactly.")
+        self.per_label_hint.setObjectName("Hint")
+        self.per_label_hint.setWordWrap(True)
+        layout.addWidget(self.per_label_hint)
+        self.per_label = QTableWidget()
+        self.per_label.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.per_label.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.per_label.setShowGrid(False)
+        self.per_label.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.per_label.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.per_label)
         self.empty = QLabel()
         self.empty.setObjectName("Hint")
         layout.addWidget(self.empty)
+        layout.addStretch(1)
         self.summary.itemSelectionChanged.connect(self._show_selected)
         self.refresh()
 
@@ -175,6 +178,7 @@ class EvaluationsView(QWidget):
             cells[0].setToolTip(ev.key)
             for col, item in enumerate(cells):
                 self.summary.setItem(row, col, item)
+        _fit_rows(self.summary, maximum=8)
         self.empty.setText("" if self.shown else "No evaluations yet.")
         self.empty.setVisible(not self.shown)
         if self.shown:
@@ -187,34 +191,53 @@ class EvaluationsView(QWidget):
             return None
         return self.shown[rows[0].row()]
 
+    def select(self, model_key: str) -> bool:
+        """Show the evaluation of ``model_key`` below the list; False if it is not listed."""
+        for row, ev in enumerate(self.shown):
+            if ev.key == model_key:
+                self.summary.selectRow(row)
+                return True
+        return False
+
     def _show_selected(self) -> None:
         ev = self.selected()
         results = ev.results if ev else {}
-        rows = per_label_rows(results.get("per_label"))
         name = ratings.model_label(ev.key) if ev else ""
         self.per_label_title.setText(f"Per label · {name}" if ev else "Per label")
-        self.per_label.setRowCount(len(rows))
-        for i, (label, n, correct, acc) in enumerate(rows):
-            cells = [_item(label), _item("—" if n is None else str(n), True),
-                     _item("—" if correct is None else str(correct), True),
-                     _item("—" if acc is None else f"{acc:.1%}", True)]
-            for col, item in enumerate(cells):
-                self.per_label.setItem(i, col, item)
+        per_label = {label: (n, correct, acc) for label, n, correct, acc in per_label_rows(results.get("per_label"))}
         refs, preds, counts = confusion_matrix(results.get("confusion"))
-        self.confusion.clear()
-        self.confusion.setRowCount(len(refs))
-        self.confusion.setColumnCount(len(preds))
-        self.confusion.setHorizontalHeaderLabels(preds)
-        self.confusion.setVerticalHeaderLabels(refs)
-        for i, ref in enumerate(refs):
+        labels = refs + sorted(set(per_label) - set(refs))
+        columns = [*preds, "Examples", "Exact match"]
+        table = self.per_label
+        table.clear()
+        table.setRowCount(len(labels))
+        table.setColumnCount(len(columns))
+        table.setHorizontalHeaderLabels(columns)
+        table.setVerticalHeaderLabels(labels)
+        for j, pred in enumerate(preds):
+            table.horizontalHeaderItem(j).setToolTip(f"Answered “{pred}”")
+        for i, ref in enumerate(labels):
             for j, pred in enumerate(preds):
                 c = counts.get((ref, pred), 0)
                 item = _item(str(c) if c else "", True)
                 if c:
                     item.setBackground(QColor(style.GOOD_SOFT if ref == pred else style.BAD_SOFT))
-                self.confusion.setItem(i, j, item)
+                    item.setToolTip(f"{c} example{'s' if c != 1 else ''} labelled “{ref}” answered "
+                                    f"“{pred}”")
+                table.setItem(i, j, item)
+            n, correct, acc = per_label.get(ref, (None, None, None))
+            if n is None and refs:
+                n = sum(counts.get((ref, p), 0) for p in preds)
+            table.setItem(i, len(preds), _item("—" if n is None else str(n), True))
+            acc_item = _item("—" if acc is None else f"{acc:.1%}", True)
+            if correct is not None and n:
+                acc_item.setToolTip(f"{correct} of {n} answered exactly")
+            table.setItem(i, len(preds) + 1, acc_item)
+        _fit_rows(table, maximum=12)
+        # Room for a horizontal scroll bar, which many labels need.
+        table.setFixedHeight(table.maximumHeight() + table.horizontalScrollBar().sizeHint().height())
         has_em = results.get("exact_match") is not None
-        for w in (self.per_label_title, self.per_label, self.confusion_title, self.confusion):
+        for w in (self.per_label_title, self.per_label_hint, self.per_label):
             w.setVisible(has_em or not ev)
 
 

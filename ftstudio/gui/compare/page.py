@@ -685,6 +685,19 @@ class ComparePage(QWidget):
         self.selection.set_checked([r.key for r in self.selection.checked_refs()] + [ref.key])
         self.context.status_message.emit(f"Added adapter {folder}")
 
+    # -- pictures -----------------------------------------------------------------------
+
+    def screenshot_states(self) -> dict:
+        """Views for ``python -m ftstudio.gui.screenshots``, staged without running a model; they write
+        sample runs, answers, votes and evaluations into the project (a throwaway copy there): see
+        ``ftstudio.gui.compare.sample``."""
+        from ftstudio.gui.compare.sample import SAMPLE_RUNS, stage_sample_state
+
+        views = (("compare", "compare"), ("compare-blind", "blind"), ("compare-results", "results"),
+                 ("compare-evaluation", "evaluate"), ("compare-chat", "chat"))
+        return {name: (lambda tab=tab: stage_sample_state(self, tab, sample_runs=len(SAMPLE_RUNS)))
+                for name, tab in views}
+
     # -- closing ------------------------------------------------------------------------
 
     def can_close(self) -> bool:

@@ -46,7 +46,8 @@ def _table(columns: list[str], stretch: tuple[int, ...], tips: dict[str, str] | 
     table.setShowGrid(False)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # run ids differ at their end
+    table.setWordWrap(False)  # one line per cell, so the middle of a long name is what gives way
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     for col in stretch:
@@ -54,9 +55,10 @@ def _table(columns: list[str], stretch: tuple[int, ...], tips: dict[str, str] | 
     return table
 
 
-def _fit_rows(table: QTableWidget, minimum: int = 3) -> None:
-    """As tall as its rows (at least ``minimum``), so short tables leave no empty box."""
-    rows = max(minimum, table.rowCount())
+def _fit_rows(table: QTableWidget, minimum: int = 3, maximum: int = 8) -> None:
+    """As tall as its rows (``minimum`` to ``maximum`` of them; more scroll), so short tables leave
+    no empty box."""
+    rows = min(maximum, max(minimum, table.rowCount()))
     height = table.horizontalHeader().sizeHint().height() + rows * table.verticalHeader().defaultSectionSize()
     table.setFixedHeight(height + 2 * table.frameWidth() + 2)
 
@@ -95,7 +97,7 @@ class ResultsTab(QWidget):
         pairs_title.setObjectName("SectionTitle")
         layout.addWidget(pairs_title)
         self.pair_table = _table(PAIR_COLUMNS, stretch=(0, 1), tips=PAIR_TIPS)
-        layout.addWidget(self.pair_table, 1)
+        layout.addWidget(self.pair_table)
         note2 = QLabel(
             "Counts are votes. A vote among three or more answers counts for every pair it decides. "
             "Intervals are 95% Wilson score intervals; a wide interval means more votes are needed.")
@@ -105,6 +107,7 @@ class ResultsTab(QWidget):
         self.message = QLabel()
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
+        layout.addStretch(1)
 
         self.export_button.clicked.connect(self._export_clicked)
         self.refresh()
@@ -136,7 +139,7 @@ class ResultsTab(QWidget):
             for col, item in enumerate(cells):
                 self.ranking_table.setItem(row, col, item)
 
-        _fit_rows(self.ranking_table)
+        _fit_rows(self.ranking_table, maximum=6)
 
         # Pairs, the better-ranked model first so each row reads "A against B".
         order = {m: i for i, m in enumerate(ranking.models)}
@@ -166,6 +169,7 @@ class ResultsTab(QWidget):
             for col, item in enumerate(cells):
                 item.setData(Qt.ItemDataRole.UserRole, (rec.a, rec.b))
                 self.pair_table.setItem(row, col, item)
+        _fit_rows(self.pair_table, maximum=8)
 
     def pair_row(self, a: str, b: str) -> dict[str, str] | None:
         """The cells of the row for ``a`` against ``b`` by column name (for checks and tests)."""

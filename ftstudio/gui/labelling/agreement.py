@@ -34,11 +34,24 @@ def _table(headers: list[str]) -> QTableWidget:
     t.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
     t.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     t.setShowGrid(False)
-    t.verticalHeader().setDefaultSectionSize(28)
+    t.verticalHeader().setDefaultSectionSize(ROW_HEIGHT)
     t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     for col in range(1, len(headers)):
         t.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
     return t
+
+
+ROW_HEIGHT = 28
+MAX_FITTED_ROWS = 10  # beyond this many rows the tables scroll
+
+
+def _fit(tables: list[QTableWidget]) -> None:
+    """Make ``tables`` as tall as the longest of them needs (3 to MAX_FITTED_ROWS rows), so a few rows
+    do not sit in a tall empty box; more rows scroll."""
+    rows = min(MAX_FITTED_ROWS, max([3] + [t.rowCount() for t in tables]))
+    for t in tables:
+        height = t.horizontalHeader().sizeHint().height() + rows * ROW_HEIGHT + 2 * t.frameWidth() + 2
+        t.setFixedHeight(height)
 
 
 def _cell(text: str, right: bool = True, muted: bool = False) -> QTableWidgetItem:
@@ -98,9 +111,8 @@ class AgreementPanel(QWidget):
         self.tables = QWidget()
         self.tables.setLayout(tables)
         tables.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.tables, 1)
-        self.filler = QWidget()
-        layout.addWidget(self.filler, 1)
+        layout.addWidget(self.tables)
+        layout.addStretch(1)
         context.examples_changed.connect(self._changed)
         context.labels_changed.connect(self._changed)
 
@@ -112,6 +124,15 @@ class AgreementPanel(QWidget):
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.refresh()
+
+    @staticmethod
+    def _overlap_words(report: AgreementReport) -> str:
+        compared = report.examples_compared
+        over = f"{compared:,} example{'s' if compared != 1 else ''}"
+        if len(report.annotators) == 2:
+            return f"The two annotators agree on {_pct(report.observed)} of the {over} they both labelled."
+        return (f"Where two of the {len(report.annotators)} annotators labelled the same example, they agree "
+                f"{_pct(report.observed)} of the time ({over} labelled by two or more).")
 
     def refresh(self) -> AgreementReport:
         report = self.report = self.lab.agreement()
@@ -129,8 +150,7 @@ class AgreementPanel(QWidget):
             self.headline.setText(
                 f"<p><span style='font-size:22pt; font-weight:600; color:{colour}'>{_kappa(k)}</span>"
                 f"&nbsp;&nbsp;<span style='font-size:13pt'>Cohen's kappa \u00b7 {kappa_words(k)} agreement</span>"
-                f"</p><p>{len(report.annotators)} annotators agree on {_pct(report.observed)} of what they both "
-                f"labelled, over {compared:,} example{'s' if compared != 1 else ''} labelled by two or more.</p>")
+                f"</p><p>{self._overlap_words(report)}</p>")
         else:
             self.headline.setText(
                 f"<p><span style='font-size:22pt; font-weight:600'>{_pct(report.observed)}</span>"
@@ -150,15 +170,18 @@ class AgreementPanel(QWidget):
             self.pairs.setItem(row, 2, _cell(_pct(p.observed)))
             self.pairs.setItem(row, 3, _cell(_kappa(p.kappa) if report.field == "label" else "\u2014",
                                              muted=p.kappa is None))
-        colours = {d.name: d.colour for d in self.lab.labels()}
-        self.per_label.setRowCount(len(report.per_label))
-        for row, (label, info) in enumerate(report.per_label.items()):
+        defs = self.lab.labels()
+        colours = {d.name: d.colour for d in defs}
+        order = {d.name: i for i, d in enumerate(defs)}  # as in the label set; labels outside it last
+        per_label = sorted(report.per_label.items(), key=lambda kv: (order.get(kv[0], len(order)), str(kv[0])))
+        self.per_label.setRowCount(len(per_label))
+        for row, (label, info) in enumerate(per_label):
             item = _cell(str(label), right=False)
             item.setIcon(swatch(colours.get(label, style.MUTED), 12))
             self.per_label.setItem(row, 0, item)
             self.per_label.setItem(row, 1, _cell(f"{info['choices']:,}"))
             self.per_label.setItem(row, 2, _cell(_pct(info["agreement"])))
         self.per_label.parentWidget().setVisible(report.field == "label")
+        _fit([self.pairs, self.per_label] if report.field == "label" else [self.pairs])
         self.tables.setVisible(compared > 0)
-        self.filler.setVisible(compared == 0)
         return report

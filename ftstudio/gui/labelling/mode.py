@@ -33,7 +33,14 @@ from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestio
 
 TEXT_POINT_SIZE = style.FONT_POINT_SIZE + 5
 ANSWER_POINT_SIZE = style.FONT_POINT_SIZE + 3
-LABEL_COLUMNS = 4
+LABEL_COLUMNS = 4  # the most label buttons in a row, beyond five labels
+
+
+def label_columns(n: int) -> int:
+    """Label buttons per row for ``n`` labels: up to five in one row, six in two rows of three, else four."""
+    if n <= 5:
+        return max(1, n)
+    return 3 if n in (6, 9) else LABEL_COLUMNS
 RENDER_LIMIT = 20_000  # characters of one example shown at once (the rest: "… n more characters")
 
 
@@ -449,10 +456,11 @@ class LabelMode(QWidget):
             b.deleteLater()
         self._buttons.clear()
         if self.schema.uses_labels:
+            columns = label_columns(len(self.schema.labels))
             for i, label in enumerate(self.schema.labels):
                 b = LabelButton(label)
                 b.clicked.connect(lambda _checked=False, name=label.name: self.choose(name))
-                self.labels_grid.addWidget(b, i // LABEL_COLUMNS, i % LABEL_COLUMNS)
+                self.labels_grid.addWidget(b, i // columns, i % columns)
                 self._buttons[label.name] = b
         self.answer_box.setVisible(self.schema.uses_answer)
         self.accept_button.setToolTip(

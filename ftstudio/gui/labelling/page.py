@@ -97,6 +97,24 @@ class LabellingPage(QWidget):
         self.tabs.setCurrentIndex(0)
         self.mode.setFocus()
 
+    # -- pictures ------------------------------------------------------------------------------
+
+    def screenshot_states(self) -> dict:
+        """Views for ``python -m ftstudio.gui.screenshots``; they write sample labels into the
+        project (a throwaway copy there): see ``ftstudio.gui.labelling.sample``."""
+        from ftstudio.gui.labelling.sample import stage_sample_state
+
+        return {name: (lambda view=view: stage_sample_state(self, view))
+                for name, view in (("label", "label"), ("label-setup", "setup"),
+                                   ("label-agreement", "agreement"))}
+
+    def screenshot_cleanup(self) -> None:
+        """Take the sample tickets out again, so the pages pictured next count the project as it was."""
+        from ftstudio.gui.labelling.sample import remove_sample_examples
+
+        remove_sample_examples(self)
+        self.context.set_actor("")
+
     # -- the window's calls ---------------------------------------------------------------------
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
