@@ -326,7 +326,8 @@ class CompareTab(QWidget):
         ref = next((r for r in self.refs if r.key == key), None)
         kind = "base model" if ref is not None and ref.is_base else "adapter"
         if key in self.finished[index]:
-            return f"{kind} · done · {len(self.texts[index].get(key, '').split())} words"
+            n = len(self.texts[index].get(key, "").split())
+            return f"{kind} · done · {n} word{'s' if n != 1 else ''}"
         if key in self.texts[index]:
             return f"{kind} · writing…"
         return kind
