@@ -268,11 +268,11 @@ def test_no_training_examples_is_explained(page, project, tiny_model_dir):
 
 def _answer_dialog(qtbot, button_text: str) -> None:
     def answer():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QMessageBox):
+        boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+        if not boxes:
             QTimer.singleShot(20, answer)
             return
-        for b in box.buttons():
+        for b in boxes[0].buttons():
             if b.text() == button_text:
                 b.click()
                 return
@@ -287,6 +287,7 @@ def test_closing_the_window_during_a_run_asks_then_stops_and_keeps_the_checkpoin
     fill(project, 40, eval_every=5)
     window = MainWindow(settings, detect_device=False)
     qtbot.addWidget(window)
+    window.show()
     assert window.open_project(project.path)
     window.show_page("Train")
     page = window.page("Train")
@@ -296,7 +297,7 @@ def test_closing_the_window_during_a_run_asks_then_stops_and_keeps_the_checkpoin
     run_id = page.run_id
     wait_for_step(qtbot, page, 2)
 
-    _answer_dialog(qtbot, "Keep training")
+    _answer_dialog(qtbot, "Keep running")
     window.close()
     assert window.isVisible() and page.is_busy()
 

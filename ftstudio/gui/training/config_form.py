@@ -1,0 +1,477 @@
+"""The settings of a run: the model picker, presets, and every TrainConfig knob
+with its one-line explanation, a tooltip with more, and its problems beside it.
+
+The form holds no TrainConfig of its own: ``config()`` builds one from the
+widgets as they are (a number typed wrongly stays text, so ``validate`` can
+name it), and ``set_config`` fills the widgets from one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+    QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+)
+
+from ftstudio.core.config import BUNDLED_MODEL, PRESET_TITLES, PRESETS, Problem, TrainConfig, field_help, preset
+from ftstudio.gui import style
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+TITLES = {
+    "method": "Method", "lora_rank": "Rank", "lora_alpha": "Alpha", "lora_dropout": "Dropout",
+    "target_modules": "Target layers", "learning_rate": "Learning rate", "warmup_ratio": "Warm-up share",
+    "lr_schedule": "Schedule", "weight_decay": "Weight decay", "epochs": "Epochs", "max_steps": "Max steps",
+    "batch_tokens": "Batch (tokens)", "grad_accum": "Accumulation", "max_length": "Context (tokens)",
+    "overlength": "Longer examples", "train_on": "Learn from", "gradient_checkpointing": "Checkpointing",
+    "precision": "Precision", "device": "Device", "seed": "Seed", "log_every": "Report every",
+    "eval_every": "Evaluate every", "eval_batches": "Eval batches", "samples": "Sample answers",
+    "sample_max_new_tokens": "Sample length", "checkpoint_every": "Checkpoint every",
+    "keep_checkpoints": "Checkpoints kept",
+}
+CHOICES = {
+    "method": [("LoRA", "lora"), ("QLoRA (4-bit NF4)", "qlora")],
+    "lr_schedule": [("Cosine", "cosine"), ("Linear", "linear"), ("Constant", "constant")],
+    "overlength": [("Drop them", "drop"), ("Truncate them", "truncate")],
+    "train_on": [("The assistant's answers", "assistant"), ("The whole conversation", "all")],
+    "precision": [("Automatic", "auto"), ("bf16", "bf16"), ("fp32", "fp32")],
+    "device": [("Automatic (GPU if present)", "auto"), ("GPU (CUDA)", "cuda"), ("CPU", "cpu")],
+}
+# Order on the form; everything else follows in the dataclass order.
+MAIN_ORDER = ["method", "lora_rank", "lora_alpha", "learning_rate", "epochs", "max_steps", "batch_tokens",
+              "max_length", "eval_every", "samples", "seed"]
+SPIN_STEPS = {"lora_rank": 4, "lora_alpha": 8, "batch_tokens": 256, "max_length": 64, "eval_every": 10,
+              "checkpoint_every": 50, "max_steps": 10}
+SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": " steps", "max_steps": " steps",
+            "sample_max_new_tokens": " tokens", "grad_accum": " batches"}
+# Kept when a preset is applied: what the model and machine are, not how hard to train.
+KEPT_BY_PRESETS = ("model", "method", "device", "precision", "target_modules", "train_on", "overlength",
+                   "gradient_checkpointing", "seed")
+
+FOLDER_ITEM = "__folder__"
+
+
+def model_title(spec: str) -> str:
+    if spec == BUNDLED_MODEL:
+        return "SmolLM2-135M-Instruct (bundled, offline)"
+    path = Path(spec).expanduser()
+    if spec.startswith(("/", "~", ".")) or path.is_dir():
+        return f"{path.name or spec} (folder: {path.parent})"
+    return f"{spec} (Hugging Face hub)"
+
+
+def _format_float(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _parse_float(text: str):
+    try:
+        return float(text.strip())
+    except ValueError:
+        return text.strip()  # validate() names it: "must be a number"
+
+
+class FieldRow:
+    """The widgets of one setting: label, editor, explanation, problem."""
+
+    def __init__(self, name: str, editor: QWidget) -> None:
+        help_text, detail, advanced = field_help(name)
+        self.name = name
+        self.advanced = advanced
+        self.editor = editor
+        self.label = QLabel(TITLES.get(name, name.replace("_", " ").capitalize()))
+        self.label.setBuddy(editor)
+        self.help = QLabel(help_text)
+        self.help.setObjectName("Hint")
+        self.help.setWordWrap(True)
+        self.help.setStyleSheet("font-size: 9pt;")
+        self.problem = QLabel()
+        self.problem.setObjectName("Problem")
+        self.problem.setWordWrap(True)
+        self.problem.hide()
+        tip = f"<p><b>{self.label.text()}</b> <code>({name})</code></p><p>{detail}</p>"
+        for w in (self.label, self.editor, self.help):
+            w.setToolTip(tip)
+
+    def set_problem(self, text: str) -> None:
+        self.problem.setText(text)
+        self.problem.setVisible(bool(text))
+        self.label.setStyleSheet(f"color: {style.BAD}; font-weight: 600;" if text else "")
+
+
+class ConfigForm(QWidget):
+    """``ConfigForm()``: ``changed`` fires on every edit; ``config()``, ``set_config(cfg)``,
+    ``set_model(spec)``, ``apply_preset(name)``, ``set_problems(problems)``, ``set_editable(bool)``."""
+
+    changed = Signal()
+    model_changed = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.rows: dict[str, FieldRow] = {}
+        self._loading = False
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 6, 0)
+        outer.setSpacing(6)
+
+        # -- model --------------------------------------------------------------------
+        outer.addWidget(self._section("Model"))
+        self.model_combo = QComboBox()
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(20)
+        self.model_combo.setToolTip(field_help("model")[1])
+        self.folder_button = QPushButton("Folder\u2026")
+        self.folder_button.setToolTip("Choose a folder holding a Hugging Face model (config.json and .safetensors)")
+        pick = QHBoxLayout()
+        pick.setSpacing(6)
+        pick.addWidget(self.model_combo, 1)
+        pick.addWidget(self.folder_button)
+        outer.addLayout(pick)
+        self.hub_edit = QLineEdit()
+        self.hub_edit.setPlaceholderText("or a hub id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct, then Enter")
+        self.hub_edit.setClearButtonEnabled(True)
+        self.hub_edit.setToolTip("A model id on the Hugging Face hub. It is used from the local cache; "
+                                 "models not yet downloaded can be fetched with 'ftstudio download ID'.")
+        outer.addWidget(self.hub_edit)
+        self.model_info = QLabel()
+        self.model_info.setObjectName("Hint")
+        self.model_info.setWordWrap(True)
+        outer.addWidget(self.model_info)
+        self.model_problem = QLabel()
+        self.model_problem.setObjectName("Problem")
+        self.model_problem.setWordWrap(True)
+        self.model_problem.hide()
+        outer.addWidget(self.model_problem)
+
+        # -- presets ------------------------------------------------------------------
+        outer.addSpacing(4)
+        outer.addWidget(self._section("Preset"))
+        presets = QHBoxLayout()
+        presets.setSpacing(0)
+        self.preset_group = QButtonGroup(self)
+        self.preset_group.setExclusive(False)
+        self.preset_buttons: dict[str, QPushButton] = {}
+        tips = {"quick": "Small batches and a short context: learns a simple task in minutes, even on a CPU.",
+                "balanced": "Two passes over the data with a longer context: a good default on a GPU.",
+                "best": "Higher rank, three passes and long context: slower, learns the most."}
+        names = list(PRESETS)
+        for i, name in enumerate(names):
+            b = QPushButton(PRESET_TITLES.get(name, name))
+            b.setCheckable(True)
+            b.setToolTip(tips.get(name, ""))
+            b.setMinimumHeight(28)
+            radius = ("border-top-left-radius: 5px; border-bottom-left-radius: 5px;" if i == 0 else
+                      "border-top-right-radius: 5px; border-bottom-right-radius: 5px;" if i == len(names) - 1
+                      else "")
+            b.setStyleSheet(
+                "QPushButton { border-radius: 0px; " + radius + " margin-left: -1px; }"
+                "QPushButton:checked { background: #dbe8f6; color: #2f6fb2; border-color: #2f6fb2; font-weight: 600; }")
+            self.preset_group.addButton(b)
+            self.preset_buttons[name] = b
+            presets.addWidget(b, 1)
+            b.clicked.connect(lambda _checked=False, n=name: self.apply_preset(n))
+        outer.addLayout(presets)
+        self.preset_note = QLabel("Custom settings")
+        self.preset_note.setObjectName("Hint")
+        self.preset_note.setStyleSheet("font-size: 9pt;")
+        self.preset_note.setWordWrap(True)
+        outer.addWidget(self.preset_note)
+
+        # -- settings -----------------------------------------------------------------
+        outer.addSpacing(4)
+        outer.addWidget(self._section("Settings"))
+        self.general_problem = QLabel()
+        self.general_problem.setObjectName("Problem")
+        self.general_problem.setWordWrap(True)
+        self.general_problem.hide()
+        outer.addWidget(self.general_problem)
+        main_grid = self._grid()
+        outer.addLayout(main_grid)
+
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced settings")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setStyleSheet("QToolButton { border: none; font-weight: 600; padding: 6px 0; }")
+        self.advanced_toggle.toggled.connect(self.set_advanced_visible)
+        outer.addSpacing(2)
+        outer.addWidget(self.advanced_toggle)
+        self.advanced_box = QWidget()
+        adv_grid = self._grid()
+        self.advanced_box.setLayout(adv_grid)
+        adv_grid.setContentsMargins(0, 0, 0, 0)
+        self.advanced_box.hide()
+        outer.addWidget(self.advanced_box)
+        outer.addStretch(1)
+
+        order = MAIN_ORDER + [n for n in FIELDS if n not in MAIN_ORDER and n != "model"]
+        main_row = adv_row = 0
+        for name in order:
+            row = FieldRow(name, self._editor(name))
+            self.rows[name] = row
+            if row.advanced:
+                adv_row = self._add_row(adv_grid, adv_row, row)
+            else:
+                main_row = self._add_row(main_grid, main_row, row)
+
+        self.model_combo.currentIndexChanged.connect(self._model_picked)
+        self.folder_button.clicked.connect(lambda _checked=False: self.ask_model_folder())
+        self.hub_edit.returnPressed.connect(self._hub_entered)
+        self._fill_models()
+        self.set_config(preset("quick"))
+
+    # -- building -------------------------------------------------------------------------
+
+    @staticmethod
+    def _section(text: str) -> QLabel:
+        label = QLabel(text)
+        label.setObjectName("SectionTitle")
+        return label
+
+    @staticmethod
+    def _grid() -> QGridLayout:
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(2)
+        grid.setColumnMinimumWidth(0, 118)
+        grid.setColumnStretch(1, 1)
+        return grid
+
+    @staticmethod
+    def _add_row(grid: QGridLayout, r: int, row: FieldRow) -> int:
+        grid.addWidget(row.label, r, 0)
+        grid.addWidget(row.editor, r, 1)
+        grid.addWidget(row.help, r + 1, 0, 1, 2)
+        grid.addWidget(row.problem, r + 2, 0, 1, 2)
+        spacer = QFrame()
+        spacer.setFixedHeight(6)
+        grid.addWidget(spacer, r + 3, 0)
+        return r + 4
+
+    def _editor(self, name: str) -> QWidget:
+        kind = FIELDS[name].type
+        if name in CHOICES:
+            w = QComboBox()
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(8)
+            for text, value in CHOICES[name]:
+                w.addItem(text, value)
+            w.currentIndexChanged.connect(self._edited)
+        elif kind in ("bool", bool):
+            w = QCheckBox("On")
+            w.toggled.connect(self._edited)
+        elif kind in ("int", int):
+            w = QSpinBox()
+            w.setRange(0, 1_000_000_000)
+            w.setSingleStep(SPIN_STEPS.get(name, 1))
+            w.setGroupSeparatorShown(True)
+            w.setSuffix(SUFFIXES.get(name, ""))
+            if name == "max_steps":
+                w.setSpecialValueText("No limit")
+            if name == "eval_every":
+                w.setSpecialValueText("Only at the end")
+            if name == "checkpoint_every":
+                w.setSpecialValueText("Only at the end")
+            if name == "eval_batches":
+                w.setSpecialValueText("All")
+            w.setKeyboardTracking(True)
+            w.valueChanged.connect(self._edited)
+        elif name == "target_modules":
+            w = QLineEdit()
+            w.setPlaceholderText("all-linear, or names such as q_proj, v_proj")
+            w.textChanged.connect(self._edited)
+        else:  # floats: typed freely (2e-4), checked by validate()
+            w = QLineEdit()
+            w.textChanged.connect(self._edited)
+        w.setObjectName(f"field_{name}")
+        w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        return w
+
+    # -- models ---------------------------------------------------------------------------
+
+    def _fill_models(self) -> None:
+        try:
+            from ftstudio.engine.models import available_models
+
+            choices = available_models()
+        except Exception:  # an unreadable cache: offer the bundled model alone
+            choices = []
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItem(model_title(BUNDLED_MODEL), BUNDLED_MODEL)
+        for c in choices:
+            if c.spec != BUNDLED_MODEL:
+                self.model_combo.addItem(c.title, c.spec)
+        self.model_combo.insertSeparator(self.model_combo.count())
+        self.model_combo.addItem("Choose a folder\u2026", FOLDER_ITEM)
+        self.model_combo.blockSignals(False)
+
+    def model_spec(self) -> str:
+        value = self.model_combo.currentData()
+        return "" if value in (None, FOLDER_ITEM) else str(value)
+
+    def set_model(self, spec: str) -> None:
+        """Select ``spec`` (bundled, a folder or a hub id), adding it to the list when new."""
+        spec = spec.strip()
+        if not spec:
+            return
+        index = self.model_combo.findData(spec)
+        if index < 0:
+            index = self.model_combo.count() - 2  # before the separator and "Choose a folder…"
+            self.model_combo.insertItem(index, model_title(spec), spec)
+        self._last_model_index = index
+        self.model_combo.setCurrentIndex(index)
+
+    @Slot(int)
+    def _model_picked(self, index: int) -> None:
+        if self.model_combo.itemData(index) == FOLDER_ITEM:
+            self.model_combo.blockSignals(True)
+            self.model_combo.setCurrentIndex(getattr(self, "_last_model_index", 0))
+            self.model_combo.blockSignals(False)
+            self.ask_model_folder()
+            return
+        self._last_model_index = index
+        self.model_combo.setToolTip(self.model_spec())
+        self.model_changed.emit(self.model_spec())
+        self._edited()
+
+    def ask_model_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a model folder", str(Path.home()))
+        if folder:
+            self.set_model(folder)
+
+    @Slot()
+    def _hub_entered(self) -> None:
+        text = self.hub_edit.text().strip()
+        if text:
+            self.set_model(text)
+            self.hub_edit.clear()
+
+    def set_model_info(self, text: str, problem: str = "") -> None:
+        """What the model is (size, layers), or why it cannot be read."""
+        self.model_info.setText(text)
+        self.model_info.setVisible(bool(text))
+        self._model_lookup_problem = problem
+        self._show_model_problem()
+
+    def _show_model_problem(self) -> None:
+        text = "; ".join(t for t in (getattr(self, "_model_validation_problem", ""),
+                                     getattr(self, "_model_lookup_problem", "")) if t)
+        self.model_problem.setText(text)
+        self.model_problem.setVisible(bool(text))
+
+    # -- values ---------------------------------------------------------------------------
+
+    def _value(self, name: str):
+        w = self.rows[name].editor
+        if isinstance(w, QComboBox):
+            return w.currentData()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        if isinstance(w, QSpinBox):
+            return w.value()
+        if name == "target_modules":
+            return [m.strip() for m in w.text().split(",") if m.strip()]
+        return _parse_float(w.text())
+
+    def config(self) -> TrainConfig:
+        """The settings as the widgets show them (possibly invalid; see validate)."""
+        values = {name: self._value(name) for name in self.rows}
+        return TrainConfig(model=self.model_spec(), **values)
+
+    def set_config(self, cfg: TrainConfig) -> None:
+        self._loading = True
+        try:
+            for name, row in self.rows.items():
+                value = getattr(cfg, name)
+                w = row.editor
+                if isinstance(w, QComboBox):
+                    i = w.findData(value)
+                    w.setCurrentIndex(i if i >= 0 else 0)
+                elif isinstance(w, QCheckBox):
+                    w.setChecked(bool(value))
+                elif isinstance(w, QSpinBox):
+                    w.setValue(int(value) if isinstance(value, (int, float)) else 0)
+                elif name == "target_modules":
+                    w.setText(", ".join(value) if isinstance(value, list) else str(value))
+                else:
+                    w.setText(_format_float(value))
+            if cfg.model:
+                self.set_model(cfg.model)
+        finally:
+            self._loading = False
+        self._edited()
+
+    def apply_preset(self, name: str) -> None:
+        """The preset's settings, keeping the model, method and machine choices."""
+        current = self.config()
+        kept = {k: getattr(current, k) for k in KEPT_BY_PRESETS}
+        self.set_config(preset(name, **kept))
+
+    def matching_preset(self) -> str | None:
+        cfg = self.config()
+        for name, values in PRESETS.items():
+            if all(getattr(cfg, k) == v for k, v in values.items()):
+                return name
+        return None
+
+    @Slot()
+    def _edited(self, *_args) -> None:
+        if self._loading:
+            return
+        match = self.matching_preset()
+        for name, b in self.preset_buttons.items():
+            b.setChecked(name == match)
+        self.preset_note.setText(f"{PRESET_TITLES.get(match, match)} preset" if match else
+                                 "Custom settings (a preset keeps the model and method)")
+        self.changed.emit()
+
+    # -- problems and state -----------------------------------------------------------------
+
+    def set_problems(self, problems: list[Problem]) -> None:
+        by_field: dict[str, list[str]] = {}
+        general: list[str] = []
+        for p in problems:
+            if p.field in self.rows:
+                by_field.setdefault(p.field, []).append(p.message)
+            elif p.field == "model":
+                by_field.setdefault("model", []).append(p.message)
+            else:
+                general.append(str(p))
+        for name, row in self.rows.items():
+            row.set_problem("; ".join(by_field.get(name, [])).capitalize())
+        self._model_validation_problem = "; ".join(by_field.get("model", [])).capitalize()
+        self._show_model_problem()
+        self.general_problem.setText("\n".join(general))
+        self.general_problem.setVisible(bool(general))
+        if any(self.rows[n].advanced for n in by_field if n in self.rows):
+            self.advanced_toggle.setChecked(True)  # never hide a problem in a folded section
+
+    def set_editable(self, editable: bool) -> None:
+        for w in (self.model_combo, self.folder_button, self.hub_edit, *self.preset_buttons.values()):
+            w.setEnabled(editable)
+        for row in self.rows.values():
+            row.editor.setEnabled(editable)
+
+    @Slot(bool)
+    def set_advanced_visible(self, visible: bool) -> None:
+        self.advanced_box.setVisible(visible)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if visible else Qt.ArrowType.RightArrow)
+        if self.advanced_toggle.isChecked() != visible:
+            self.advanced_toggle.setChecked(visible)
+
+    def editor(self, name: str) -> QWidget:
+        return self.rows[name].editor
+
+    def problem_text(self, name: str) -> str:
+        if name == "model":
+            return self.model_problem.text() if not self.model_problem.isHidden() else ""
+        row = self.rows[name]
+        return row.problem.text() if not row.problem.isHidden() else ""

@@ -1,0 +1,613 @@
+"""The Train page: settings with a live estimate on the left, the dashboard of
+the running (or last) run on the right, and Start / Stop / Resume.
+
+A run is a row in the project's ``runs`` table and a folder ``runs/<id>/``,
+created and updated here exactly as ``ftstudio train`` does: status
+running, then finished, stopped or failed with steps, losses and a message.
+The engine runs on a ``TrainingThread`` while this page holds the project's
+compute lock as "Training"; a comparison holding it makes Start refuse.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
+)
+
+from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
+from ftstudio.core.events import EvalMetrics, Progress, Sample, StepMetrics, read_events
+from ftstudio.core.project import Run
+from ftstudio.engine.estimate import (
+    DeviceBudget, ModelShape, ModelShapeError, cpu_budget, estimate_memory, estimate_time, model_shape,
+)
+from ftstudio.gui import style
+from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.training.config_form import ConfigForm, model_title
+from ftstudio.gui.training.dashboard import Dashboard
+from ftstudio.gui.training.estimate_view import EstimateView
+from ftstudio.gui.training.thread import TrainingThread, training_threads
+from ftstudio.gui.workers import TaskThread
+
+log = logging.getLogger("ftstudio.gui.training")
+
+HOLDER = "Training"
+CONFIG_SETTING = "train_config"
+# Characters per token for the rough size of the data (JSON of the messages, template included).
+CHARS_PER_TOKEN = 4.2
+CLOSE_TIMEOUT_MS = 10 * 60 * 1000
+RESUMABLE = ("stopped", "failed", "running")
+
+
+def _detect_device(report, interrupted) -> DeviceBudget:
+    from ftstudio.engine.device import device_info
+
+    return DeviceBudget.from_info(device_info())
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any((p / "state.json").exists() for p in folder.glob("step-*"))
+
+
+def history_events(run_dir: Path) -> list:
+    """What a resumed run's dashboard shows from its earlier sessions."""
+    keep = (StepMetrics, EvalMetrics, Sample, Progress)
+    return [e for e in read_events(Path(run_dir) / "metrics.jsonl") if isinstance(e, keep)]
+
+
+def describe_shape(shape: ModelShape) -> str:
+    n = shape.total_params
+    size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+    return (f"{size} weights \u00b7 {shape.num_layers} layers \u00b7 hidden size {shape.hidden_size:,} "
+            f"\u00b7 vocabulary {shape.vocab_size:,}")
+
+
+class TrainPage(QWidget):
+    """``TrainPage(context)``. The window calls ``can_close`` (asks, then stops and waits)
+    and ``shutdown``; ``is_busy``, ``start``, ``stop``, ``resume`` and ``stop_and_wait`` are public."""
+
+    run_started = Signal(str)  # run id
+    run_finished = Signal(str, str)  # run id, "finished" | "stopped" | "failed"
+
+    def __init__(self, context: ProjectContext, parent=None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.project = context.project
+        self._thread: TrainingThread | None = None
+        self._result = None
+        self._crash: str | None = None
+        self._run_id: str | None = None
+        self._closing = False
+        self._problems: list[Problem] = []
+        self._blocking_problem = ""
+        self._shapes: dict[str, ModelShape | ModelShapeError] = {}
+        self._cpu = replace(cpu_budget(), cores=training_threads())
+        self._gpu: DeviceBudget | None = None
+        self._device_checked = False
+        self._device_thread: TaskThread | None = None
+        self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 12, 16, 8)
+        layout.setSpacing(8)
+
+        head = QHBoxLayout()
+        head.setSpacing(6)
+        title = QLabel("Train")
+        title.setObjectName("PageTitle")
+        head.addWidget(title)
+        head.addSpacing(10)
+        self.data_label = QLabel()
+        self.data_label.setObjectName("Hint")
+        head.addWidget(self.data_label)
+        head.addStretch(1)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a stopped run from its last checkpoint")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step; the run keeps its last checkpoint and can be resumed")
+        self.start_button = QPushButton("Start training")
+        self.start_button.setProperty("primary", True)
+        for b in (self.resume_button, self.stop_button, self.start_button):
+            b.setMinimumHeight(30)
+            head.addWidget(b)
+        layout.addLayout(head)
+
+        self.notice = QLabel()
+        self.notice.setWordWrap(True)
+        self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice.hide()
+        layout.addWidget(self.notice)
+
+        self.form = ConfigForm()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.form)
+        self.estimate = EstimateView()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(8)
+        left_layout.addWidget(scroll, 1)
+        left_layout.addWidget(self.estimate)
+        left.setMinimumWidth(360)
+        self.dashboard = Dashboard()
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.dashboard)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([420, 680])
+        self.splitter.setChildrenCollapsible(False)
+        layout.addWidget(self.splitter, 1)
+
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(400)
+        self._save_timer.timeout.connect(self._save_config)
+        self._data_timer = QTimer(self)
+        self._data_timer.setSingleShot(True)
+        self._data_timer.setInterval(500)
+        self._data_timer.timeout.connect(self.refresh_data)
+
+        self.start_button.clicked.connect(lambda _checked=False: self.start())
+        self.stop_button.clicked.connect(lambda _checked=False: self.stop())
+        self.resume_button.clicked.connect(lambda _checked=False: self.resume())
+        self.form.changed.connect(self._settings_changed)
+        context.examples_changed.connect(self._examples_changed)
+        context.runs_changed.connect(self._update_buttons)
+        context.compute.changed.connect(self._compute_changed)
+
+        self._load_config()
+        self.refresh_data()
+        self._settings_changed()
+        self._show_last_run()
+        self._detect_device()
+
+    # -- state ----------------------------------------------------------------------------
+
+    def is_busy(self) -> bool:
+        """A run is training (or stopping) on this page."""
+        return self._thread is not None
+
+    @property
+    def run_id(self) -> str | None:
+        """The run shown on the dashboard (running or last)."""
+        return self._run_id
+
+    def problems(self) -> list[Problem]:
+        return list(self._problems)
+
+    def resumable_run(self) -> Run | None:
+        """The run Resume continues: the one shown, else the newest run, if it stopped with a checkpoint."""
+        candidates = []
+        if self._run_id:
+            try:
+                candidates.append(self.project.get_run(self._run_id))
+            except KeyError:
+                pass
+        runs = self.project.runs()
+        if runs:
+            candidates.append(runs[0])
+        for run in candidates:
+            if self.is_busy() and run.id == self._run_id:
+                continue
+            if run.status in RESUMABLE and has_checkpoint(self.project.run_dir(run.id)):
+                return run
+        return None
+
+    def _notify(self, text: str, kind: str = "info") -> None:
+        colours = {"info": style.MUTED, "bad": style.BAD, "warn": style.WARN, "good": style.GOOD}
+        self.notice.setStyleSheet(f"color: {colours.get(kind, style.MUTED)};")
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
+
+    def _update_buttons(self) -> None:
+        busy = self.is_busy()
+        self.form.set_editable(not busy)
+        ready = not busy and not self._problems and not self._blocking_problem
+        self.start_button.setEnabled(ready)
+        if busy:
+            self.start_button.setToolTip("A run is training")
+        elif self._problems or self._blocking_problem:
+            n = len(self._problems) + bool(self._blocking_problem)
+            self.start_button.setToolTip(f"{n} setting{'s' * (n != 1)} need{'s' * (n == 1)} attention (marked in red)")
+        else:
+            self.start_button.setToolTip("Create a new run with these settings and start training")
+        stopping = busy and self._thread.isInterruptionRequested()
+        self.stop_button.setEnabled(busy and not stopping)
+        self.stop_button.setText("Stopping\u2026" if stopping else "Stop")
+        candidate = None if busy else self.resumable_run()
+        self.resume_button.setEnabled(candidate is not None)
+        self.resume_button.setToolTip(f"Continue run {candidate.id} from its last checkpoint" if candidate else
+                                      "Nothing to resume: a stopped run can be continued from its last checkpoint")
+
+    # -- settings and estimate ------------------------------------------------------------
+
+    def _load_config(self) -> None:
+        saved = self.project.setting(CONFIG_SETTING)
+        cfg = preset("quick")
+        if isinstance(saved, dict):
+            try:
+                cfg = TrainConfig.from_dict(saved)
+            except (ConfigError, TypeError):
+                pass
+        self.form.set_config(cfg)
+
+    @Slot()
+    def _save_config(self) -> None:
+        try:
+            self.project.set_setting(CONFIG_SETTING, self.form.config().to_dict())
+        except Exception:  # a closed project at shutdown
+            log.debug("could not save the train settings", exc_info=True)
+
+    def _shape(self, spec: str) -> ModelShape:
+        if spec not in self._shapes:
+            try:
+                self._shapes[spec] = model_shape(spec)
+            except ModelShapeError as exc:
+                self._shapes[spec] = exc
+        found = self._shapes[spec]
+        if isinstance(found, ModelShapeError):
+            raise found
+        return found
+
+    def device_for(self, cfg: TrainConfig) -> DeviceBudget:
+        if cfg.device == "cpu" or self._gpu is None:
+            return self._cpu
+        return self._gpu
+
+    @Slot()
+    def _settings_changed(self) -> None:
+        """Validate, show problems beside their fields, and recompute the estimate (cheap: no torch)."""
+        cfg = self.form.config()
+        problems = validate(cfg)
+        if self._device_checked and self._gpu is None and cfg.device == "cuda":
+            problems.append(Problem("device", "no CUDA GPU is available here; choose Automatic or CPU"))
+        self._problems = problems
+        self.form.set_problems(problems)
+        self._blocking_problem = ""
+        shape = None
+        if cfg.model:
+            if isinstance(self._shapes.get(cfg.model), ModelShapeError):
+                del self._shapes[cfg.model]  # look again: the folder may have been filled since
+            try:
+                shape = self._shape(cfg.model)
+                self.form.set_model_info(describe_shape(shape))
+            except ModelShapeError as exc:
+                self._blocking_problem = str(exc)
+                self.form.set_model_info("", str(exc))
+        self._update_estimate(cfg, shape, problems)
+        self._update_buttons()
+        if not self.is_busy():
+            self._save_timer.start()
+
+    def _update_estimate(self, cfg: TrainConfig, shape: ModelShape | None, problems: list[Problem]) -> None:
+        device = self.device_for(cfg)
+        if shape is None:
+            self.estimate.set_estimates(None, None, device, "The estimate appears once the model can be read.")
+            return
+        n_train, tokens, _ = self._data
+        try:
+            memory = estimate_memory(cfg, shape, device)
+            time = estimate_time(cfg, shape, tokens, device, n_train) if tokens else None
+        except (TypeError, ValueError, ZeroDivisionError):
+            self.estimate.set_estimates(None, None, device, "Fix the settings marked in red to see the estimate.")
+            return
+        note = f"for {n_train:,} training examples (about {tokens:,} tokens)" if tokens else \
+            "add training examples to see how long it takes"
+        if cfg.method == "qlora" and device.kind == "cpu":
+            note += "; QLoRA is several times slower than LoRA on a CPU"
+        self.estimate.set_estimates(memory, time, device, note)
+
+    # -- data -----------------------------------------------------------------------------
+
+    @Slot(list)
+    def _examples_changed(self, _ids) -> None:
+        self._data_timer.start()
+
+    @Slot()
+    def refresh_data(self) -> None:
+        """Count the examples the engine will train on and roughly how many tokens they hold (one SQL query)."""
+        rows = self.project.execute(
+            "SELECT split, COUNT(*) AS n, SUM(LENGTH(messages) + IFNULL(LENGTH(system), 0)) AS chars "
+            "FROM examples WHERE deleted = 0 AND status NOT IN ('unlabelled', 'skipped', 'flagged') GROUP BY split"
+        ).fetchall()
+        stats = {r["split"]: (r["n"], r["chars"] or 0) for r in rows}
+        n_train, chars = stats.get("train", (0, 0))
+        n_eval = stats.get("eval", (0, 0))[0]
+        self._data = (n_train, int(chars / CHARS_PER_TOKEN), n_eval)
+        if n_train:
+            self.data_label.setText(f"{n_train:,} training examples \u00b7 {n_eval:,} held out")
+        else:
+            self.data_label.setText("No training examples yet: import or write some on the Data page")
+        self._settings_changed()
+
+    # -- device ---------------------------------------------------------------------------
+
+    def _detect_device(self) -> None:
+        thread = TaskThread(_detect_device, parent=self)
+        thread.succeeded.connect(self._device_found)
+        thread.failed.connect(self._device_failed)
+        thread.finished.connect(self._device_thread_done)
+        self._device_thread = thread
+        thread.start()
+
+    @Slot(object)
+    def _device_found(self, budget: DeviceBudget) -> None:
+        self._device_checked = True
+        if budget.kind == "cuda":
+            self._gpu = budget
+        else:
+            self._cpu = replace(budget, cores=training_threads())
+        self._settings_changed()
+
+    @Slot(str, str)
+    def _device_failed(self, message: str, trace: str) -> None:
+        log.warning("device detection failed: %s", message)
+        self._device_checked = True
+        self._settings_changed()
+
+    @Slot()
+    def _device_thread_done(self) -> None:
+        thread, self._device_thread = self._device_thread, None
+        if thread is not None:
+            thread.wait()
+            thread.deleteLater()
+
+    @property
+    def device_checked(self) -> bool:
+        return self._device_checked
+
+    # -- running --------------------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Create a run with the settings shown and start training it; False (with a message) if it cannot."""
+        if self.is_busy():
+            return False
+        self._settings_changed()
+        if self._problems or self._blocking_problem:
+            self._notify("Fix the settings marked in red first.", "bad")
+            return False
+        cfg = self.form.config()
+        data = self.project.prepared_data()
+        if not data.train:
+            self._notify("There are no training examples with answers yet: import or label some on the Data page, "
+                         "then start again.", "bad")
+            return False
+        if not self._acquire():
+            return False
+        run_id = self.project.create_run(cfg.to_dict())
+        self.project.update_run(run_id, status="running")
+        self._launch(run_id, cfg, data, resume=False)
+        return True
+
+    def resume(self, run_id: str | None = None) -> bool:
+        """Continue ``run_id`` (default: ``resumable_run()``) from its last checkpoint with its own settings."""
+        if self.is_busy():
+            return False
+        if run_id is None:
+            run = self.resumable_run()
+            if run is None:
+                self._notify("There is no stopped run to resume.", "bad")
+                return False
+        else:
+            try:
+                run = self.project.get_run(run_id)
+            except KeyError:
+                self._notify(f"There is no run {run_id} in this project.", "bad")
+                return False
+        run_dir = self.project.run_dir(run.id)
+        try:
+            cfg = TrainConfig.load(run_dir / "config.yaml")
+        except (ConfigError, OSError) as exc:
+            self._notify(f"Run {run.id} cannot be resumed: its settings cannot be read ({exc}).", "bad")
+            return False
+        problems = validate(cfg)
+        if problems:
+            self._notify(f"Run {run.id} cannot be resumed: " + "; ".join(str(p) for p in problems), "bad")
+            return False
+        data = self.project.prepared_data()
+        if not data.train:
+            self._notify("There are no training examples with answers to resume on.", "bad")
+            return False
+        if not self._acquire():
+            return False
+        self.form.set_config(cfg)
+        self.project.update_run(run.id, status="running", message=None)
+        self._launch(run.id, cfg, data, resume=True)
+        return True
+
+    def _acquire(self) -> bool:
+        holder = self.context.compute.holder
+        if not self.context.compute.try_acquire(HOLDER):
+            self._notify(f"The device is busy ({holder}). Training can start once that is finished or stopped; "
+                         "then press Start again.", "bad")
+            return False
+        return True
+
+    def _launch(self, run_id: str, cfg: TrainConfig, data, resume: bool) -> None:
+        run_dir = self.project.run_dir(run_id)
+        self._run_id = run_id
+        self._result, self._crash = None, None
+        self.dashboard.reset()
+        if resume:
+            self.dashboard.ingest(history_events(run_dir))
+        self.dashboard.set_state("Resuming" if resume else "Starting")
+        self.dashboard.add_log(
+            f"Run {run_id}: {cfg.method.upper()} on {model_title(cfg.model)}, {len(data.train):,} training and "
+            f"{len(data.eval):,} held-out examples" + (" (resumed from its last checkpoint)" if resume else ""))
+        thread = TrainingThread(cfg, data, run_dir, resume, self.dashboard.queue.put, parent=self)
+        thread.result_ready.connect(self._on_result)
+        thread.crashed.connect(self._on_crashed)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread = thread
+        self.dashboard.begin()
+        thread.start()
+        self._notify("")
+        self.dashboard.set_state("Training")
+        self._update_buttons()
+        self.context.runs_changed.emit()
+        self.context.status_message.emit(f"{'Resumed' if resume else 'Started'} run {run_id}")
+        self.run_started.emit(run_id)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step; it saves a checkpoint first."""
+        if self._thread is None or self._thread.isInterruptionRequested():
+            return
+        self._thread.requestInterruption()
+        self.dashboard.set_state("Stopping")
+        self.dashboard.add_log("Stopping after this step and saving a checkpoint\u2026")
+        self._update_buttons()
+
+    @Slot(object)
+    def _on_result(self, result) -> None:
+        self._result = result
+
+    @Slot(str, str)
+    def _on_crashed(self, message: str, trace: str) -> None:
+        log.error("training thread failed: %s\n%s", message, trace)
+        self._crash = message
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        thread.wait()
+        self._thread = None
+        result = self._result or thread.result
+        thread.deleteLater()
+        self.dashboard.end()
+        run_id = self._run_id
+        if result is not None:
+            status = result.status
+            if result.failure is not None:
+                message = result.failure.message
+            elif status == "stopped":
+                message = f"Stopped at step {result.steps}; resume to continue"
+            else:
+                message = None
+            self.project.update_run(run_id, status=status, steps=result.steps, train_loss=result.train_loss,
+                                    eval_loss=result.eval_loss, message=message)
+        else:
+            status = "failed"
+            message = f"Training stopped on an unexpected error: {self._crash or 'unknown'}"
+            self.project.update_run(run_id, status="failed", message=message)
+            self.dashboard.banner.show_message(
+                "bad", "Training stopped on an unexpected error",
+                html.escape(self._crash or "") + "<br>Details are in the log. Checkpoints already written are kept.")
+        self.context.compute.release(HOLDER)
+        self._show_outcome(status, result)
+        self._update_buttons()
+        self.context.runs_changed.emit()
+        self.context.status_message.emit(f"Run {run_id} {status}")
+        self.run_finished.emit(run_id, status)
+
+    def _show_outcome(self, status: str, result) -> None:
+        self.dashboard.set_state({"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(status, status))
+        if result is None or status == "failed":
+            return  # the dashboard shows the failure with its fix
+        losses = []
+        if result.train_loss is not None:
+            losses.append(f"train loss {result.train_loss:.4f}")
+        if result.eval_loss is not None:
+            losses.append(f"held-out loss {result.eval_loss:.4f}")
+        detail = (" \u00b7 " + ", ".join(losses)) if losses else ""
+        if status == "finished":
+            self.dashboard.banner.show_message(
+                "good", f"Finished after {result.steps:,} steps{detail}",
+                f"The adapter is saved in {html.escape(str(result.adapter_dir))}. See it beside earlier runs on the "
+                "Runs page, and compare its answers with the base model on the Compare page.")
+        else:
+            self.dashboard.banner.show_message(
+                "info", f"Stopped at step {result.steps:,}{detail}",
+                "The last checkpoint is kept: <b>Resume</b> continues from it.")
+
+    def _show_last_run(self) -> None:
+        """On opening: the newest run's curves, and a word about resuming it if it stopped."""
+        runs = self.project.runs()
+        if not runs:
+            return
+        run = runs[0]
+        run_dir = self.project.run_dir(run.id)
+        self._run_id = run.id
+        self.dashboard.ingest(history_events(run_dir))
+        self.dashboard.redraw()
+        state = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "running": "Interrupted"}
+        self.dashboard.set_state(state.get(run.status, run.status.capitalize()))
+        if run.status in RESUMABLE and has_checkpoint(run_dir):
+            words = "was interrupted" if run.status == "running" else run.status
+            self._notify(f"The last run ({run.id}) {words} at step {run.steps or '?'}. "
+                         "Resume continues it from its last checkpoint.", "info")
+        self._update_buttons()
+
+    @Slot(str)
+    def _compute_changed(self, holder: str) -> None:
+        if holder and holder != HOLDER and not self.is_busy():
+            self._notify(f"{holder} is using the device; training can start when it is done.", "warn")
+        elif not holder and self.notice.text().endswith("training can start when it is done."):
+            self._notify("")
+
+    # -- closing --------------------------------------------------------------------------
+
+    def stop_and_wait(self, timeout_ms: int = CLOSE_TIMEOUT_MS) -> bool:
+        """Stop the run and wait (the window stays responsive) until its checkpoint is saved; False on timeout."""
+        if self._thread is None:
+            return True
+        self.stop()
+        loop = QEventLoop()
+        timer = QTimer(loop)
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        self.run_finished.connect(loop.quit)
+        try:
+            if self._thread is not None:
+                timer.start(timeout_ms)
+                loop.exec()
+        finally:
+            self.run_finished.disconnect(loop.quit)
+            timer.stop()
+        return self._thread is None
+
+    def can_close(self) -> bool:
+        """Asked before the project closes: a running run is stopped (keeping its checkpoint) if the user agrees."""
+        if not self.is_busy():
+            return True
+        if self._closing:
+            return False
+        box = QMessageBox(QMessageBox.Icon.Question, "Training is running",
+                          "A training run is in progress.", parent=self)
+        box.setInformativeText("Stop it now? Its last checkpoint is kept, and Resume continues it later.")
+        stop = box.addButton("Stop and close", QMessageBox.ButtonRole.AcceptRole)
+        keep = box.addButton("Keep running", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(keep)
+        box.exec()
+        if box.clickedButton() is not stop:
+            return False
+        self._closing = True
+        try:
+            done = self.stop_and_wait()
+        finally:
+            self._closing = False
+        if not done:
+            self._notify("The run is still stopping; close again in a moment.", "warn")
+        return done
+
+    def shutdown(self) -> None:
+        """Stop and wait for everything this page runs (blocking)."""
+        self._save_timer.stop()
+        self._data_timer.stop()
+        if self._thread is not None:
+            self._thread.requestInterruption()
+            self._thread.wait()
+            self._on_thread_finished()
+        if self._device_thread is not None:
+            self._device_thread.wait()
+            self._device_thread_done()
