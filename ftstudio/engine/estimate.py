@@ -329,6 +329,8 @@ class MemoryEstimate:
 def gb(n: float) -> str:
     """Bytes as GB for people: one decimal below 10, none above; never "0" for something non-zero."""
     value = n / GIB
+    if 0 < value < 0.005:
+        return "<0.01"
     if value >= 9.95:
         return f"{value:.0f}"
     if 0 < abs(value) < 0.1:
