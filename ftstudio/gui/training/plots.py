@@ -25,7 +25,7 @@ def styled_plot(title: str = "", left: str = "", bottom: str = "step") -> pg.Plo
     item = widget.getPlotItem()
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
-    item.showGrid(x=True, y=True, alpha=0.12)
+    item.showGrid(x=False, y=False)
     if title:
         set_title(widget, title)
     for name in ("bottom", "left"):
