@@ -14,7 +14,7 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLineEdit, QMessageBox, QSpinBox
 
 from ftstudio.core.config import preset
-from ftstudio.core.events import Progress, StepMetrics, read_events
+from ftstudio.core.events import StepMetrics, read_events
 from ftstudio.gui.training.page import HOLDER, TrainPage
 
 RUN_TIMEOUT_MS = 180_000

@@ -131,7 +131,7 @@ class RunsPage(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(26)
         hh = self.table.horizontalHeader()
         hh.setHighlightSections(False)
-        hh.setStretchLastSection(True)
+        hh.setStretchLastSection(False)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.empty = QLabel("<p style='font-size:13pt'>No runs yet</p>"
                             "<p>Start one on the <b>Train</b> page; every run appears here with its curves and "
@@ -238,6 +238,7 @@ class RunsPage(QWidget):
         for column, least in enumerate(COLUMN_MIN_WIDTHS):
             title = str(self.model.headerData(column, Qt.Orientation.Horizontal))
             hh.resizeSection(column, max(least, metrics.horizontalAdvance(title) + 18))
+        hh.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)  # the model's name takes what is left
         still = [i for i in keep if self.model.row_of(i) is not None]
         if still:
             self.select_runs(still)
@@ -547,6 +548,32 @@ class RunsPage(QWidget):
             thread.wait()
             thread.deleteLater()
         self._selection_changed()
+
+    # -- pictures ---------------------------------------------------------------------------------
+
+    def screenshot_states(self) -> dict:
+        """Views for ``python -m ftstudio.gui.screenshots`` over sample runs written into the project
+        (a throwaway copy there; see ``ftstudio.gui.training.sample``)."""
+        from ftstudio.gui.training.sample import SAMPLE_RUNS, stage_sample_runs
+
+        ids = [r[0] for r in SAMPLE_RUNS]
+
+        def one():
+            stage_sample_runs(self.project)
+            self.context.runs_changed.emit()
+            self.select_runs([ids[0]])
+
+        def several():
+            one()
+            self.select_runs(ids[:2])
+
+        return {"runs": one, "runs-overlay": several}
+
+    def screenshot_cleanup(self) -> None:
+        from ftstudio.gui.training.sample import remove_sample_runs
+
+        remove_sample_runs(self.project)
+        self.context.runs_changed.emit()
 
     # -- closing ----------------------------------------------------------------------------------
 

@@ -103,7 +103,7 @@ class RunsTableModel(QAbstractTableModel):
             return {
                 "Train loss": "Mean loss of the last training steps",
                 "Held-out loss": "Loss on the held-out examples at the end of training (lower is better)",
-                "Exact match": "Share of held-out answers exactly right, from the newest evaluation on the Compare page",
+                "Exact match": "Share of held-out answers exactly right (newest evaluation on the Compare page)",
                 "Eval loss": "Held-out loss from the newest evaluation on the Compare page",
             }.get(COLUMNS[section])
         return None

@@ -47,7 +47,7 @@ MAIN_ORDER = ["method", "lora_rank", "lora_alpha", "learning_rate", "epochs", "m
 SPIN_STEPS = {"lora_rank": 4, "lora_alpha": 8, "batch_tokens": 256, "max_length": 64, "eval_every": 10,
               "checkpoint_every": 50, "max_steps": 10}
 SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": " steps", "max_steps": " steps",
-            "sample_max_new_tokens": " tokens", "grad_accum": " batches"}
+            "sample_max_new_tokens": " tokens"}
 # Kept when a preset is applied: what the model and machine are, not how hard to train.
 KEPT_BY_PRESETS = ("model", "method", "device", "precision", "target_modules", "train_on", "overlength",
                    "gradient_checkpointing", "seed")

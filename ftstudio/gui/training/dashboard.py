@@ -223,8 +223,8 @@ class Dashboard(QWidget):
         import pyqtgraph as pg
 
         self.total_line = pg.InfiniteLine(angle=0, movable=False, pen=plots.pen(style.MUTED, 1.2, dashed=True),
-                                          label="card total",
-                                          labelOpts={"position": 0.93, "color": style.MUTED, "anchors": [(1, 1), (1, 1)]})
+                                          label="card total", labelOpts={"position": 0.93, "color": style.MUTED,
+                                                                         "anchors": [(1, 1), (1, 1)]})
         self.total_line.hide()
         self.memory_plot.addItem(self.total_line)
         self.empty_hint = pg.TextItem("The loss curve appears here once training starts.", color=style.MUTED,
@@ -543,7 +543,7 @@ class Dashboard(QWidget):
             self.progress.setRange(0, total)
             self.progress.setValue(min(p.step, total))
             self.progress.setFormat(f"Step {p.step:,} of {p.total_steps:,}  \u00b7  epoch {p.epoch:.2f}")
-            eta = "" if self.outcome is not None else f"  \u00b7  about {clock(p.eta_s)} left"
+            eta = f"  \u00b7  about {clock(p.eta_s)} left" if self.running and self.outcome is None else ""
             self.time_label.setText(f"Elapsed {clock(p.elapsed_s)}{eta}")
         o = self.outcome
         if isinstance(o, ev.Finished) and not o.stopped_early and p is not None:

@@ -4,6 +4,8 @@ what to change when it does not), and how long the run should take."""
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
@@ -118,7 +120,7 @@ class EstimateView(QFrame):
         swatches = []
         for (name, value), colour in zip(memory.parts(), PART_COLOURS):
             swatches.append(f"<span style='color:{colour}'>\u25a0</span>&nbsp;{SHORT_NAMES.get(name, name)}"
-                            f"&nbsp;{gb(value)}")
+                            f"&nbsp;{html.escape(gb(value))}")
         self.legend.setText("&nbsp;&nbsp; ".join(swatches) + "&nbsp;GB")
         need = f"Needs about {gb(memory.total)} GB"
         if memory.fits is None:

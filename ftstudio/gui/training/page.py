@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
@@ -21,7 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
-from ftstudio.core.events import EvalMetrics, Progress, Sample, StepMetrics, read_events
+from ftstudio.core.events import (
+    Checkpoint, EvalMetrics, Failed, Finished, Log, Progress, Sample, StepMetrics, read_events,
+)
 from ftstudio.core.project import Run
 from ftstudio.engine.estimate import (
     DeviceBudget, ModelShape, ModelShapeError, cpu_budget, estimate_memory, estimate_time, model_shape,
@@ -55,10 +57,22 @@ def has_checkpoint(run_dir: Path) -> bool:
     return folder.is_dir() and any((p / "state.json").exists() for p in folder.glob("step-*"))
 
 
-def history_events(run_dir: Path) -> list:
-    """What a resumed run's dashboard shows from its earlier sessions."""
-    keep = (StepMetrics, EvalMetrics, Sample, Progress)
+def history_events(run_dir: Path, resuming: bool = True) -> list:
+    """What the dashboard shows of a run's earlier sessions: its curves, samples and progress; and,
+    when only looking at the run (not resuming it), its log and how it ended."""
+    keep = (StepMetrics, EvalMetrics, Sample, Progress) if resuming else \
+        (StepMetrics, EvalMetrics, Sample, Progress, Log, Checkpoint, Finished, Failed)
     return [e for e in read_events(Path(run_dir) / "metrics.jsonl") if isinstance(e, keep)]
+
+
+@dataclass(frozen=True)
+class _RowResult:
+    """The parts of a TrainResult a run row keeps (for showing a past run's outcome)."""
+
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    adapter_dir: Path
 
 
 def describe_shape(shape: ModelShape) -> str:
@@ -185,16 +199,15 @@ class TrainPage(QWidget):
         return list(self._problems)
 
     def resumable_run(self) -> Run | None:
-        """The run Resume continues: the one shown, else the newest run, if it stopped with a checkpoint."""
+        """The run Resume continues: the one shown (else the newest), if it stopped with a checkpoint."""
         candidates = []
         if self._run_id:
             try:
                 candidates.append(self.project.get_run(self._run_id))
             except KeyError:
                 pass
-        runs = self.project.runs()
-        if runs:
-            candidates.append(runs[0])
+        if not candidates:
+            candidates = self.project.runs()[:1]
         for run in candidates:
             if self.is_busy() and run.id == self._run_id:
                 continue
@@ -531,21 +544,70 @@ class TrainPage(QWidget):
                 "The last checkpoint is kept: <b>Resume</b> continues from it.")
 
     def _show_last_run(self) -> None:
-        """On opening: the newest run's curves, and a word about resuming it if it stopped."""
+        """On opening: the newest run, and a word about resuming it if it stopped."""
         runs = self.project.runs()
-        if not runs:
-            return
-        run = runs[0]
+        if runs:
+            self.show_run(runs[0].id)
+
+    def show_run(self, run_id: str) -> bool:
+        """Show a past run on the dashboard (its curves, samples, log and outcome); False while training."""
+        if self.is_busy():
+            return False
+        try:
+            run = self.project.get_run(run_id)
+        except KeyError:
+            return False
         run_dir = self.project.run_dir(run.id)
         self._run_id = run.id
-        self.dashboard.ingest(history_events(run_dir))
+        self.dashboard.reset()
+        self.dashboard.ingest(history_events(run_dir, resuming=False))
         self.dashboard.redraw()
         state = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "running": "Interrupted"}
         self.dashboard.set_state(state.get(run.status, run.status.capitalize()))
+        if run.status in ("finished", "stopped"):
+            result = _RowResult(run.steps, run.train_loss, run.eval_loss, run_dir / "adapter")
+            self._show_outcome(run.status, result)
         if run.status in RESUMABLE and has_checkpoint(run_dir):
             words = "was interrupted" if run.status == "running" else run.status
-            self._notify(f"The last run ({run.id}) {words} at step {run.steps or '?'}. "
+            self._notify(f"Run {run.id} {words} at step {run.steps or '?'}. "
                          "Resume continues it from its last checkpoint.", "info")
+        else:
+            self._notify("")
+        self._update_buttons()
+        return True
+
+    # -- pictures -------------------------------------------------------------------------
+
+    def screenshot_states(self) -> dict:
+        """Views for ``python -m ftstudio.gui.screenshots``: a finished sample run on the dashboard
+        (written into the project, a throwaway copy there; see ``training.sample``) and the settings
+        with the advanced section open."""
+        from ftstudio.gui.training.sample import SAMPLE_RUNS, stage_sample_runs
+
+        def finished():
+            stage_sample_runs(self.project)
+            self.context.runs_changed.emit()
+            self.show_run(SAMPLE_RUNS[0][0])
+
+        def settings():
+            self.form.set_advanced_visible(True)
+            self.form.layout().activate()
+            self.form.adjustSize()
+            scroll = self.form.parentWidget().parentWidget()
+            QTimer.singleShot(0, lambda: scroll.verticalScrollBar().setValue(self.form.advanced_toggle.y() - 8))
+
+        return {"train": finished, "train-settings": settings}
+
+    def screenshot_cleanup(self) -> None:
+        from ftstudio.gui.training.sample import remove_sample_runs
+
+        remove_sample_runs(self.project)
+        self.form.set_advanced_visible(False)
+        self.context.runs_changed.emit()
+        self.dashboard.reset()
+        self.dashboard.set_state("Ready")
+        self._run_id = None
+        self._notify("")
         self._update_buttons()
 
     @Slot(str)
