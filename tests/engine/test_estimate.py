@@ -211,3 +211,15 @@ def test_the_estimate_needs_no_torch():
 def test_cpu_budget_reads_this_machine():
     budget = cpu_budget()
     assert budget.kind == "cpu" and budget.total_bytes > GIB and budget.cores >= 1
+
+
+def test_device_budget_from_the_engine_device_info():
+    from ftstudio.engine.device import DeviceInfo
+
+    gpu = DeviceBudget.from_info(DeviceInfo("cuda", "NVIDIA H100 80GB HBM3", 80 * GIB, 79 * GIB))
+    assert gpu.kind == "cuda" and gpu.bf16 and gpu.available == 79 * GIB and gpu.memory_name == "GPU memory"
+    assert not DeviceBudget.from_info(DeviceInfo("cuda", "Tesla T4", 16 * GIB, 15 * GIB)).bf16
+    # an H100 trains a 7B model far faster than a T4
+    t4 = DeviceBudget.from_info(DeviceInfo("cuda", "Tesla T4", 16 * GIB, 15 * GIB))
+    cfg = TrainConfig(method="qlora")
+    assert estimate_time(cfg, LLAMA7B, 10**6, gpu).seconds < estimate_time(cfg, LLAMA7B, 10**6, t4).seconds / 5

@@ -161,6 +161,18 @@ def test_start_stop_and_resume_a_real_run(page, qtbot, fill, project, tiny_model
     assert dash.banner.isVisible() and "Stopped at step" in dash.banner.title.text()
     assert page.resume_button.isEnabled() and page.resumable_run().id == run_id
 
+    # opened again later, the page shows the stopped run and offers to resume it
+    reopened = TrainPage(context)
+    try:
+        assert reopened.run_id == run_id and reopened.resume_button.isEnabled()
+        assert f"Run {run_id} stopped at step {stopped_at}" in reopened.notice.text()
+        assert reopened.dashboard.points("loss") == stopped_at
+        assert reopened.dashboard.state_label.text() == "Stopped"
+        assert reopened.form.config().max_steps == 60  # the settings were kept in the project
+    finally:
+        reopened.shutdown()
+        reopened.deleteLater()
+
     with qtbot.waitSignal(page.run_finished, timeout=RUN_TIMEOUT_MS) as ended:
         qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
         assert page.is_busy()
@@ -308,3 +320,45 @@ def test_closing_the_window_during_a_run_asks_then_stops_and_keeps_the_checkpoin
         run = reopened.get_run(run_id)
         assert run.status == "stopped" and 2 <= run.steps < 500
         assert (reopened.run_dir(run_id) / "checkpoints" / f"step-{run.steps}" / "state.json").exists()
+
+
+def test_dashboard_shows_gpu_memory_and_utilisation_when_reported(qtbot):
+    """Scripted events as a GPU run sends them: the memory and utilisation plots appear."""
+    from ftstudio.core import events as ev
+    from ftstudio.gui.training.dashboard import GB, Dashboard
+
+    dash = Dashboard()
+    qtbot.addWidget(dash)
+    dash.resize(760, 700)
+    dash.show()
+    dash.ingest([ev.Progress(1, 10, 0.1, 1.0, 9.0), ev.StepMetrics(1, 2.0, 1e-4, 0.5, 900.0)])
+    dash.redraw()
+    assert not dash.memory_plot.isVisible() and not dash.tiles["memory"].isVisible()  # a CPU run
+    gpu = [ev.StepMetrics(s, 2.0 / s, 1e-4, 0.5, 9000.0, int(3.1 * GB), int(4 * GB), int(3.6 * GB), int(24 * GB),
+                          87.0) for s in range(2, 6)]
+    dash.ingest([*gpu, ev.Progress(5, 10, 0.5, 5.0, 5.0)])
+    dash.redraw()
+    assert dash.memory_plot.isVisible() and dash.util_plot.isVisible()
+    assert dash.points("allocated") == 4 and dash.points("peak") == 4 and dash.points("util") == 4
+    assert dash.total_line.isVisible() and dash.total_line.value() == pytest.approx(24.0)
+    assert dash.tiles["memory"].value.text() == "3.1 / 24 GB" and dash.tiles["util"].value.text() == "87%"
+    assert dash.progress.value() == 5 and "Step 5 of 10" in dash.progress.format()
+
+
+def test_dashboard_explains_out_of_memory_and_keeps_a_resumed_curve_in_order(qtbot):
+    from ftstudio.core import events as ev
+    from ftstudio.gui.training.dashboard import Dashboard
+
+    dash = Dashboard()
+    qtbot.addWidget(dash)
+    dash.ingest([ev.StepMetrics(s, 1.0, 1e-4, 0.5, 900.0) for s in range(1, 9)])
+    dash.ingest([ev.Failed("oom", "The run ran out of memory.", "Try: switch to QLoRA.", "/r/checkpoints/step-5")])
+    dash.redraw()
+    assert dash.banner.title.text() == "Out of memory"
+    assert "What to do:</b> Try: switch to QLoRA." in dash.banner.body.text()
+    assert "checkpoint at step 5" in dash.banner.body.text()
+    # resumed from step 5: steps 6.. come again and replace the ones after the checkpoint
+    dash.ingest([ev.StepMetrics(s, 0.5, 1e-4, 0.5, 900.0) for s in range(6, 10)])
+    dash.redraw()
+    x, y = dash.curves["loss"].getOriginalDataset()
+    assert list(x) == list(range(1, 10)) and list(y[5:]) == [0.5] * 4

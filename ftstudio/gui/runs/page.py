@@ -302,6 +302,7 @@ class RunsPage(QWidget):
         item = self.plot.getPlotItem()
         for c in self.curve_items:
             item.removeItem(c)
+            c.deleteLater()  # deleted here, on the GUI thread, not by a garbage collection on a worker
         self.curve_items = []
         self.legend.clear()
         runs = self._runs(self.selected_ids())
