@@ -179,9 +179,10 @@ class Dashboard(QWidget):
         tiles = QHBoxLayout()
         tiles.setSpacing(8)
         self.tiles = {key: MetricTile(caption) for key, caption in (
-            ("loss", "Train loss (smoothed)"), ("eval", "Held-out loss"), ("lr", "Learning rate"),
-            ("grad", "Gradient norm"), ("speed", "Tokens per second"), ("memory", "GPU memory"),
+            ("loss", "Train loss"), ("eval", "Held-out loss"), ("lr", "Learning rate"),
+            ("grad", "Grad norm"), ("speed", "Tokens/s"), ("memory", "GPU memory"),
             ("util", "GPU busy"))}
+        self.tiles["loss"].setToolTip("The training loss, smoothed (moving average of the steps)")
         for tile in self.tiles.values():
             tiles.addWidget(tile, 1)
         self.tiles["memory"].hide()

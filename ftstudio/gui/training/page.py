@@ -151,7 +151,7 @@ class TrainPage(QWidget):
         left_layout.setSpacing(8)
         left_layout.addWidget(scroll, 1)
         left_layout.addWidget(self.estimate)
-        left.setMinimumWidth(360)
+        left.setMinimumWidth(330)
         self.dashboard = Dashboard()
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
