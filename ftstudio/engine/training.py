@@ -310,7 +310,7 @@ class _State:
 
 class _Run:
     def __init__(self, cfg: TrainConfig, data: PreparedData, emit, should_stop, run_dir: Path,
-                 resume: bool, main: bool) -> None:
+                 resume: bool, main: bool, cpu_threads: int | None = None) -> None:
         self.cfg = cfg
         self.data = data
         self.emit = emit
@@ -318,6 +318,7 @@ class _Run:
         self.run_dir = run_dir
         self.resume = resume
         self.main = main
+        self.cpu_threads = cpu_threads
         self.state = _State()
         self.adapter_dir: Path | None = None
 
@@ -369,8 +370,11 @@ class _Run:
         self.device = acc.device
         if self.device.type == "cpu":
             local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            torch.set_num_threads(min(torch.get_num_threads(), devmod.cpu_threads(local)) if local > 1
-                                  else devmod.cpu_threads(1))
+            if self.cpu_threads:
+                torch.set_num_threads(self.cpu_threads)
+            else:
+                torch.set_num_threads(min(torch.get_num_threads(), devmod.cpu_threads(local)) if local > 1
+                                      else devmod.cpu_threads(1))
 
         _seed_everything(cfg.seed)
         from ftstudio.engine.loading import load_for_training, trainable_parameters
@@ -719,8 +723,12 @@ def _free_memory() -> None:
 
 
 def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Callable[[], bool], *,
-          run_dir: Path, resume: bool = False) -> TrainResult:
-    """Fine-tune ``cfg.model`` on ``data``, writing everything into ``run_dir``; see the module doc."""
+          run_dir: Path, resume: bool = False, cpu_threads: int | None = None) -> TrainResult:
+    """Fine-tune ``cfg.model`` on ``data``, writing everything into ``run_dir``; see the module doc.
+
+    ``cpu_threads`` caps torch's threads on the CPU (None: every usable core);
+    the app leaves a core free so its window stays responsive.
+    """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
     closers = []
@@ -744,7 +752,7 @@ def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Ca
         def emit(event) -> None:
             return None
 
-    run = _Run(cfg, data, emit, should_stop, run_dir, resume, main)
+    run = _Run(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads)
     failure: Failed | None = None
     status = "failed"
     try:

@@ -365,3 +365,19 @@ def test_out_of_memory_is_reported_with_what_to_change_and_the_process_goes_on(t
     monkeypatch.setattr(training_module, "_inputs", real_inputs)
     resumed, _ = run(cfg, memorise_data(), tmp_path / "run", resume=True)
     assert resumed.status == "finished" and resumed.steps == 6
+
+
+def test_a_cpu_thread_budget_is_kept_for_the_whole_run(tiny_model_dir, tmp_path):
+    before = torch.get_num_threads()
+    seen = []
+
+    def sink(event):
+        if isinstance(event, StepMetrics):
+            seen.append(torch.get_num_threads())
+
+    try:
+        result = train(tiny_cfg(tiny_model_dir, max_steps=2, eval_every=0, samples=0), memorise_data(), sink,
+                       lambda: False, run_dir=tmp_path / "run", cpu_threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert result.status == "finished" and seen == [1, 1]

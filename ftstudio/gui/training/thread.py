@@ -70,21 +70,10 @@ class TrainingThread(QThread):
 
     def run(self) -> None:  # worker thread: no widgets, only the engine and emits
         try:
-            import torch
-
             from ftstudio.engine.training import train
 
-            wanted, sink = self.cpu_threads, self.sink
-
-            def sink_keeping_a_core(event) -> None:
-                # The engine sizes its thread pool to every core while it sets up;
-                # from its first event on, this run uses one fewer (see training_threads).
-                if torch.get_num_threads() != wanted:
-                    torch.set_num_threads(wanted)
-                sink(event)
-
-            result = train(self.cfg, self.data, sink_keeping_a_core, self.isInterruptionRequested,
-                           run_dir=self.run_dir, resume=self.resume)
+            result = train(self.cfg, self.data, self.sink, self.isInterruptionRequested,
+                           run_dir=self.run_dir, resume=self.resume, cpu_threads=self.cpu_threads)
         except BaseException as exc:  # noqa: BLE001 - the engine reports expected failures itself
             self.crashed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
             return
