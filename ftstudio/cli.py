@@ -11,6 +11,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio evaluate DIR --run RUN_ID|base
     ftstudio export DIR --dataset OUT.jsonl | --run RUN_ID (--adapter OUT | --merged OUT)
     ftstudio runs DIR
+    ftstudio download HUB_ID
 """
 
 from __future__ import annotations
@@ -376,6 +377,20 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+# -- download ---------------------------------------------------------------------------
+
+def cmd_download(args) -> int:
+    from ftstudio.engine.models import ModelError, download_model
+
+    print(f"Downloading {args.model} into the Hugging Face cache...")
+    try:
+        folder = download_model(args.model)
+    except ModelError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Model ready: {folder}\nTrain with it: ftstudio train DIR --set model={args.model}")
+    return 0
+
+
 # -- GUI --------------------------------------------------------------------------------
 
 def cmd_gui(args) -> int:
@@ -415,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-fraction", type=float, default=None,
                    help="share of new examples held out for evaluation (default 0.1)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("download", help="download a model from the Hugging Face hub into the local cache")
+    p.add_argument("model", help="hub id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("validate", help="report problems in a project's examples")
     p.add_argument("dir")

@@ -158,3 +158,12 @@ def test_demo_project_comes_with_its_label_schema(tmp_path):
         assert project.count_examples() == 300
     finally:
         project.close()
+
+
+def test_download_says_in_words_when_the_hub_cannot_be_reached(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["download", "someone/not-downloaded-model"]) == 1
+    err = capsys.readouterr().err
+    assert "offline" in err and "Traceback" not in err
+    assert main(["download", "./not-a-hub-id"]) == 1
+    assert "not a Hugging Face hub id" in capsys.readouterr().err

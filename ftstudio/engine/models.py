@@ -100,7 +100,8 @@ def hf_cache_models() -> list[ModelChoice]:
     try:
         from huggingface_hub import scan_cache_dir
 
-        info = scan_cache_dir()
+        # The variable is read at each call, not only when huggingface_hub is first imported.
+        info = scan_cache_dir(os.environ.get("HF_HUB_CACHE") or None)
     except Exception:  # no cache yet, or unreadable: nothing to offer
         return []
     out = []
@@ -120,6 +121,54 @@ def available_models() -> list[ModelChoice]:
     return [ModelChoice(BUNDLED_MODEL, "SmolLM2-135M-Instruct (bundled, offline)", "bundled"), *hf_cache_models()]
 
 
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """True for "owner/name" specs that are neither the bundled model nor a path."""
+    spec = (spec or "").strip()
+    if spec in (BUNDLED_MODEL, "bundled") or spec.startswith(("/", ".", "~")) or Path(spec).expanduser().exists():
+        return False
+    parts = spec.split("/")
+    return len(parts) == 2 and all(parts)
+
+
+def download_model(spec: str, progress=None) -> Path:
+    """Download hub model ``spec`` (config, tokenizer, safetensors weights) into the Hugging Face cache.
+
+    ``progress(done_bytes, total_bytes)`` is called as the files come in.
+    Raises ModelError in words (offline, no such model, no safetensors).
+    """
+    if not looks_like_hub_id(spec):
+        raise ModelError(f"'{spec}' is not a Hugging Face hub id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+        from tqdm.auto import tqdm
+    except ImportError as exc:  # pragma: no cover - both come with transformers
+        raise ModelError(f"Downloading needs huggingface_hub: {exc}") from None
+
+    class _Reporting(tqdm):
+        """Byte counts from huggingface_hub's progress bars, passed to ``progress``."""
+
+        def update(self, n=1):
+            out = super().update(n)
+            if progress is not None and self.unit == "B":
+                progress(int(self.n), int(self.total or 0))
+            return out
+
+    try:
+        folder = Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS, tqdm_class=_Reporting))
+    except Exception as exc:  # offline, unknown id, gated model: said in words
+        name = type(exc).__name__
+        if "Offline" in name or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+            raise ModelError(f"Could not download '{spec}': this computer is offline or the hub cannot be "
+                             "reached. Connect to the internet and try again, or choose a local model.") from None
+        raise ModelError(f"Could not download '{spec}': {exc}") from None
+    if not any(folder.glob("*.safetensors")):
+        raise ModelError(f"'{spec}' has no .safetensors weights; FT Studio loads weights only from safetensors")
+    return folder
+
+
 def resolve_model(spec: str, allow_download: bool = False) -> Path:
     """A local folder for ``spec``, converting or downloading only as allowed."""
     if spec == BUNDLED_MODEL or spec == "bundled":
@@ -136,20 +185,14 @@ def resolve_model(spec: str, allow_download: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec, local_files_only=True,
-                                      allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+        return Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS))
     except Exception:
         if not allow_download:
             raise ModelError(
                 f"Model '{spec}' is not in the local Hugging Face cache. Download it first "
                 f"(Train page > Model > Download, or 'ftstudio download {spec}') or choose a local folder"
             ) from None
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
-    except Exception as exc:
-        raise ModelError(f"Could not download '{spec}': {exc}") from None
+    return download_model(spec)
 
 
 def load_tokenizer(model_dir: Path):

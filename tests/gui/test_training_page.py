@@ -125,6 +125,22 @@ def test_a_model_that_cannot_be_read_blocks_start_with_a_reason(page, tmp_path):
     assert "once the model can be read" in page.estimate.memory_text
 
 
+def test_a_hub_model_not_downloaded_yet_offers_a_download_that_says_why_it_failed(page, qtbot, monkeypatch):
+    # The tests run offline (HF_HUB_OFFLINE=1): the real download path fails as it would without a network.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    page.form.hub_edit.setText("someone/not-downloaded-model")
+    qtbot.keyClick(page.form.hub_edit, Qt.Key.Key_Return)
+    assert "not in the local Hugging Face cache" in page.form.problem_text("model")
+    assert page.form.download_button.isVisibleTo(page) and not page.start_button.isEnabled()
+    qtbot.mouseClick(page.form.download_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "offline" in page.form.problem_text("model"), timeout=30_000)
+    assert not page.form.download_progress.isVisibleTo(page)
+    assert page.form.download_button.isVisibleTo(page) and not page.start_button.isEnabled()
+    # a local folder or the bundled model never offers a download
+    page.form.set_model("bundled:SmolLM2-135M-Instruct")
+    assert not page.form.download_button.isVisibleTo(page)
+
+
 def wait_for_step(qtbot, page: TrainPage, step: int) -> None:
     qtbot.waitUntil(lambda: page.dashboard.progress_event is not None and page.dashboard.progress_event.step >= step,
                     timeout=RUN_TIMEOUT_MS)

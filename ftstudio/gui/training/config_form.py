@@ -14,7 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
+    QProgressBar, QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core.config import BUNDLED_MODEL, PRESET_TITLES, PRESETS, Problem, TrainConfig, field_help, preset
@@ -111,6 +111,7 @@ class ConfigForm(QWidget):
 
     changed = Signal()
     model_changed = Signal(str)
+    download_requested = Signal(str)  # a hub id that is not in the local cache yet
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -137,8 +138,21 @@ class ConfigForm(QWidget):
         self.hub_edit.setPlaceholderText("or a hub id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct, then Enter")
         self.hub_edit.setClearButtonEnabled(True)
         self.hub_edit.setToolTip("A model id on the Hugging Face hub. It is used from the local cache; "
-                                 "models not yet downloaded can be fetched with 'ftstudio download ID'.")
+                                 "a model not downloaded yet offers a Download button here.")
         outer.addWidget(self.hub_edit)
+        download_row = QHBoxLayout()
+        download_row.setSpacing(6)
+        self.download_button = QPushButton("Download")
+        self.download_button.setToolTip("Download this model's config, tokenizer and safetensors weights "
+                                        "into the local Hugging Face cache")
+        self.download_button.clicked.connect(lambda: self.download_requested.emit(self.model_spec()))
+        self.download_progress = QProgressBar()
+        self.download_progress.setTextVisible(True)
+        download_row.addWidget(self.download_button)
+        download_row.addWidget(self.download_progress, 1)
+        outer.addLayout(download_row)
+        self.download_button.hide()
+        self.download_progress.hide()
         self.model_info = QLabel()
         self.model_info.setObjectName("Hint")
         self.model_info.setWordWrap(True)
@@ -356,10 +370,32 @@ class ConfigForm(QWidget):
 
     def set_model_info(self, text: str, problem: str = "") -> None:
         """What the model is (size, layers), or why it cannot be read."""
+        from ftstudio.engine.models import looks_like_hub_id
+
+        downloadable = bool(problem) and ("not in the local Hugging Face cache" in problem
+                                          or problem.startswith("Could not download")) \
+            and looks_like_hub_id(self.model_spec())
+        self.download_button.setVisible(downloadable and not self.download_progress.isVisible())
         self.model_info.setText(text)
         self.model_info.setVisible(bool(text))
         self._model_lookup_problem = problem
         self._show_model_problem()
+
+    def show_download(self, done: int | None, total: int | None, text: str = "") -> None:
+        """The download bar: bytes so far of the total (None: hide it)."""
+        if done is None:
+            self.download_progress.hide()
+            return
+        self.download_button.hide()
+        self.download_progress.show()
+        if total:
+            self.download_progress.setRange(0, 1000)
+            self.download_progress.setValue(int(1000 * min(done, total) / total))
+            self.download_progress.setFormat(f"{done / 1e6:,.0f} of {total / 1e6:,.0f} MB")
+        else:
+            self.download_progress.setRange(0, 0)  # busy: the size is not known yet
+        if text:
+            self.download_progress.setFormat(text)
 
     def _show_model_problem(self) -> None:
         text = "; ".join(t for t in (getattr(self, "_model_validation_problem", ""),

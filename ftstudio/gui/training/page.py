@@ -53,6 +53,12 @@ def _detect_device(report, interrupted) -> DeviceBudget:
     return DeviceBudget.from_info(device_info())
 
 
+def _download_model(spec: str, *, report, interrupted) -> str:
+    from ftstudio.engine.models import download_model
+
+    return str(download_model(spec, progress=lambda done, total: report((done, total))))
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     folder = Path(run_dir) / "checkpoints"
     return folder.is_dir() and any((p / "state.json").exists() for p in folder.glob("step-*"))
@@ -106,6 +112,7 @@ class TrainPage(QWidget):
         self._gpu: DeviceBudget | None = None
         self._device_checked = False
         self._device_thread: TaskThread | None = None
+        self._download_thread: TaskThread | None = None
         self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
 
         layout = QVBoxLayout(self)
@@ -179,6 +186,7 @@ class TrainPage(QWidget):
         self.stop_button.clicked.connect(lambda _checked=False: self.stop())
         self.resume_button.clicked.connect(lambda _checked=False: self.resume())
         self.form.changed.connect(self._settings_changed)
+        self.form.download_requested.connect(self.download_model)
         context.examples_changed.connect(self._examples_changed)
         context.runs_changed.connect(self._update_buttons)
         context.compute.changed.connect(self._compute_changed)
@@ -346,6 +354,47 @@ class TrainPage(QWidget):
         else:
             self.data_label.setText("No training examples yet: import or write some on the Data page")
         self._settings_changed()
+
+    # -- downloading a hub model -------------------------------------------------------
+
+    @Slot(str)
+    def download_model(self, spec: str) -> None:
+        """Fetch hub model ``spec`` into the local cache on a worker thread, with a progress bar."""
+        if self._download_thread is not None:
+            return
+        thread = TaskThread(_download_model, spec, parent=self)
+        thread.progressed.connect(self._download_progress)
+        thread.succeeded.connect(self._download_done)
+        thread.failed.connect(self._download_failed)
+        self._download_thread = thread
+        self.form.show_download(0, 0, f"Downloading {spec}\u2026")
+        thread.start()
+
+    @Slot(object)
+    def _download_progress(self, progress) -> None:
+        done, total = progress
+        self.form.show_download(done, total)
+
+    def _download_finished(self) -> None:
+        thread, self._download_thread = self._download_thread, None
+        if thread is not None:
+            thread.wait()
+            thread.deleteLater()
+        self.form.show_download(None, None)
+
+    @Slot(object)
+    def _download_done(self, folder: str) -> None:
+        self._download_finished()
+        self._shapes.clear()  # the model can be read now
+        self._notify(f"Downloaded to {folder}", "info")
+        self._settings_changed()
+
+    @Slot(str, str)
+    def _download_failed(self, message: str, trace: str) -> None:
+        log.info("download failed: %s", trace)
+        self._download_finished()
+        self._settings_changed()
+        self.form.set_model_info("", message)
 
     # -- device ---------------------------------------------------------------------------
 
@@ -702,3 +751,7 @@ class TrainPage(QWidget):
         if self._device_thread is not None:
             self._device_thread.wait()
             self._device_thread_done()
+        if self._download_thread is not None:
+            self._download_thread.requestInterruption()
+            self._download_thread.wait()
+            self._download_finished()
