@@ -1,12 +1,24 @@
 """Pictures of every page, for the documentation and for looking at what was built.
 
-    python -m ftstudio.gui.screenshots [OUT_DIR]        (default: docs/screenshots/)
+    python -m ftstudio.gui.screenshots [OUT_DIR]              (default: docs/screenshots/)
+    python -m ftstudio.gui.screenshots --staged OUT_DIR       (quick, made-up figures; not for docs/)
 
 Opens the main window at 1280 x 800 under the offscreen platform, on a fresh
 copy of the demo project in a temporary folder (the user's own projects and
 settings are not touched), and saves one PNG per page: data.png, label.png,
 train.png, runs.png, compare.png, and the pages' other views beside them.
 A page not in this build is skipped with a note.
+
+By default the Train, Runs and Compare pictures are real, made on whatever
+device is here (a CPU will do, in about eight minutes): the Quick preset
+trains the bundled model through the Train page's own Start button, the
+Runs page lists that run, and the Compare page writes answers of the base
+model and the new adapter, runs a blind round (the votes are cast by this
+script: the answer that matches the held-out reference wins), evaluates
+both on the held-out examples and asks the adapter one question in the
+chat. ``take(..., staged=True)`` instead uses the pages' own
+``screenshot_states()`` for every page: quick, for tests, and with made-up
+runs and figures, so it refuses to write into ``docs/screenshots``.
 
 A page can offer more views with an optional ``screenshot_states()`` method
 returning ``{name: callable}``: each callable puts the page in that state
@@ -36,19 +48,33 @@ SETTLE_MS = 400
 DEFAULT_OUT = Path("docs") / "screenshots"
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    """Run the event loop until ``predicate()`` is true (or the time is up); True if it became true."""
-    from PySide6.QtCore import QDeadlineTimer, QEventLoop
-    from PySide6.QtWidgets import QApplication
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, poll_ms: int = 50) -> bool:
+    """Run an event loop until ``predicate()`` is true (or the time is up); True if it became true.
 
-    app = QApplication.instance()
+    A timer asks the predicate every ``poll_ms``; in between the GUI thread waits for events, so
+    worker threads run and nothing sleeps."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if predicate():
+        return True
+    loop = QEventLoop()
     end = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > end:
-            return False
-        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, QDeadlineTimer(50))
-        time.sleep(0.01)  # let worker threads run
-    return True
+    met = [False]
+
+    def check() -> None:
+        if predicate():
+            met[0] = True
+            loop.quit()
+        elif time.monotonic() > end:
+            loop.quit()
+
+    timer = QTimer()
+    timer.setInterval(poll_ms)
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    return met[0]
 
 
 def settle(ms: int | None = None) -> None:
@@ -89,14 +115,247 @@ def _save(widget, path: Path) -> None:
     print(f"  {path}")
 
 
-def take(out_dir: Path, pages: Iterable[str] | None = None) -> list[Path]:
+def _is_docs_folder(out_dir: Path) -> bool:
+    """``out_dir`` is the repository's docs/screenshots (where made-up figures must not go)."""
+    docs = Path(__file__).resolve().parents[2] / DEFAULT_OUT
+    try:
+        return out_dir.resolve() == docs.resolve()
+    except OSError:
+        return False
+
+
+class _Shots:
+    """What a run of ``take`` has written, with a line about each picture."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.written: list[Path] = []
+        self.captions: dict[str, str] = {}
+
+    def save(self, widget, stem: str, caption: str = "") -> Path:
+        path = self.out_dir / f"{stem}.png"
+        _save(widget, path)
+        self.written.append(path)
+        if caption:
+            self.captions[path.name] = caption
+        return path
+
+
+# -- the real pictures of the Train, Runs and Compare pages -----------------------------------------
+
+TRAIN_TIMEOUT_S = 30 * 60  # the Quick preset on a slow CPU; a GPU takes well under a minute
+JOB_TIMEOUT_S = 20 * 60
+COMPARE_PROMPTS = 4
+CHAT_QUESTION = "Hi, I was charged twice for my order last week. Can you help?"
+VOTER = "Screenshot script"
+
+
+def _must(ok: bool, what: str) -> None:
+    if not ok:
+        raise RuntimeError(what)
+
+
+def real_train(window, shots: _Shots) -> str:
+    """Train the Quick preset on the bundled model through the Train page; returns the run id."""
+    from ftstudio.core.config import preset
+
+    window.show_page("Train")
+    page = window.page("Train")
+    _must(wait_for(lambda: page.device_checked, 120), "the Train page did not find the device")
+    page.form.set_config(preset("quick"))
+    # the settings with the advanced section open, as they will be trained
+    page.form.set_advanced_visible(True)
+    page.form.layout().activate()
+    page.form.adjustSize()
+    settle(100)
+    scroll = page.form.parentWidget().parentWidget()
+    scroll.verticalScrollBar().setValue(page.form.advanced_toggle.y() - 8)
+    shots.save(window, "train-settings", "Train: the Quick preset with every setting open, and the estimate of "
+                                         "memory and time for this device")
+    page.form.set_advanced_visible(False)
+    scroll.verticalScrollBar().setValue(0)
+    settle(100)
+    _must(page.start_button.isEnabled(), f"Start is disabled: {page.start_button.toolTip()}")
+    page.start_button.click()
+    _must(page.is_busy(), f"training did not start: {page.notice.text()}")
+    run_id = page.run_id
+    started = time.monotonic()
+    print(f"  training run {run_id} (Quick preset, bundled model)\u2026")
+    dash = page.dashboard
+    # mid-run: after the first evaluation, once its sample answers are in
+    wait_for(lambda: not page.is_busy() or (dash.last_eval is not None
+                                           and bool(dash.samples_view.toPlainText().strip())),
+             TRAIN_TIMEOUT_S, poll_ms=250)
+    if page.is_busy():
+        settle(1500)  # the dashboard redraws on its own timers
+        shots.save(window, "train", "Train: a run of the Quick preset on the bundled model, mid-way: loss and "
+                                    "held-out loss, progress and time left, and the answers to held-out prompts "
+                                    "at the first evaluation")
+    _must(wait_for(lambda: not page.is_busy(), TRAIN_TIMEOUT_S, poll_ms=250), "training did not finish in time")
+    print(f"  run {run_id} ended after {time.monotonic() - started:.0f} s")
+    run = page.project.get_run(run_id)
+    _must(run.status == "finished", f"the run did not finish: {run.status} ({run.message})")
+    settle(800)
+    shots.save(window, "train-finished", "Train: the same run finished, with its adapter saved")
+    if "train.png" not in shots.captions:  # too quick to catch mid-run
+        shots.save(window, "train", "Train: a finished run of the Quick preset on the bundled model")
+    return run_id
+
+
+SHORT_RUN = {"max_steps": 5, "learning_rate": 3e-4}  # a second, very short run: something to set beside
+
+
+def real_runs(window, shots: _Shots, run_id: str) -> None:
+    from ftstudio.core.config import preset
+
+    window.show_page("Train")
+    train = window.page("Train")
+    train.form.set_config(preset("quick", **SHORT_RUN))
+    settle(100)
+    train.start_button.click()
+    _must(train.is_busy(), f"the short run did not start: {train.notice.text()}")
+    short_id = train.run_id
+    print(f"  a short run {short_id} ({', '.join(f'{k}={v}' for k, v in SHORT_RUN.items())})\u2026")
+    _must(wait_for(lambda: not train.is_busy(), TRAIN_TIMEOUT_S, poll_ms=250), "the short run did not finish")
+    train.form.set_config(preset("quick"))
+
+    window.show_page("Runs")
+    page = window.page("Runs")
+    page.context.runs_changed.emit()
+    settle(200)
+    page.select_runs([run_id])
+    settle(800)
+    shots.save(window, "runs", "Runs: the runs of this project with status, steps and losses; the Quick run "
+                               "selected with its curves and settings")
+    page.select_runs([run_id, short_id])
+    settle(800)
+    shots.save(window, "runs-overlay", "Runs: the Quick run and a 5-step run with a lower learning rate, curves "
+                                       "overlaid and settings side by side with the differences marked")
+
+
+def _answers_for(page) -> dict[str, str]:
+    """Prompt text -> reference answer of the prompts chosen on the Compare page."""
+    from ftstudio.core import ratings
+
+    return {ratings.prompt_text(p.messages): p.reference or "" for p in page.selection.prompts()}
+
+
+def _cast_votes(page) -> int:
+    """Vote through the blind round with the keys a rater uses: the answer that matches the reference
+    wins; both matching is a tie (T), neither is "both bad" (B). Returns the number of votes."""
+    from PySide6.QtCore import QEvent, Qt
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    from ftstudio.engine.evaluation import normalise_answer
+
+    references = _answers_for(page)
+    blind = page.blind
+    votes = 0
+    while blind.current is not None and votes < 50:
+        reference = normalise_answer(references.get(blind.prompt_text.text(), ""))
+        matches = [i for i, text in enumerate(blind.displayed_texts()) if reference and
+                   normalise_answer(text) == reference]
+        if len(matches) == 1:
+            key = Qt.Key(int(Qt.Key.Key_1) + matches[0])
+        else:
+            key = Qt.Key.Key_T if matches else Qt.Key.Key_B
+        before = blind.votes_cast
+        for kind in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            QApplication.sendEvent(blind, QKeyEvent(kind, key, Qt.KeyboardModifier.NoModifier))
+        _must(blind.votes_cast == before + 1, "the blind tab took no vote")
+        votes += 1
+        settle(50)
+    return votes
+
+
+def _wait_job(page, what: str) -> None:
+    _must(wait_for(lambda: not page.busy, JOB_TIMEOUT_S, poll_ms=200), f"the {what} did not finish in time")
+
+
+def real_compare(window, shots: _Shots, run_id: str) -> None:
+    from ftstudio.core import ratings
+    from ftstudio.gui.compare.selection import SOURCE_HELDOUT
+
+    window.show_page("Compare")
+    page = window.page("Compare")
+    sel = page.selection
+    sel.reload()
+    adapter = ratings.run_key(run_id)
+    keys = [ref.key for ref in sel.all_refs()]
+    _must(adapter in keys, f"the adapter of run {run_id} is not offered on the Compare page")
+    sel.set_checked([keys[0], adapter])
+    sel.set_source(SOURCE_HELDOUT)
+    sel.limit.setValue(COMPARE_PROMPTS)
+    settle(100)
+
+    started = time.monotonic()
+    page.tabs.setCurrentWidget(page.compare)
+    page.compare.run_button.click()
+    _must(page.busy, f"no comparison started: {page.compare.status.text()}")
+    _wait_job(page, "comparison")
+    print(f"  {COMPARE_PROMPTS} prompts answered by 2 models in {time.monotonic() - started:.0f} s")
+    page.compare.show_prompt(0)
+    shots.save(window, "compare", f"Compare: the base model and the adapter answer {COMPARE_PROMPTS} held-out "
+                                  "tickets side by side")
+
+    if not page.blind.voter():
+        page.context.set_actor(VOTER)
+    page.blind.rng.seed(7)  # the same order each time
+    page.tabs.setCurrentWidget(page.blind)
+    page.blind.start_button.click()
+    _wait_job(page, "blind round")
+    _must(page.blind.current is not None, "the blind round has nothing to rate")
+    shots.save(window, "compare-blind", "Compare, blind rating: the same answers in random order, without the "
+                                        "model names")
+    votes = _cast_votes(page)
+
+    started = time.monotonic()
+    page.tabs.setCurrentWidget(page.evaluate)
+    page.evaluate.run_button.click()
+    _must(page.busy, f"no evaluation started: {page.evaluate.status.text()}")
+    _wait_job(page, "evaluation")
+    n = len(sel.evaluation_examples())
+    print(f"  2 models evaluated on {n} held-out examples in {time.monotonic() - started:.0f} s")
+    page.evaluate.view.select(adapter)
+    shots.save(window, "compare-evaluation", f"Compare, held-out evaluation: loss, perplexity and exact match of "
+                                             f"the base model and the adapter on {n} held-out examples, per label "
+                                             "and as a confusion matrix (the adapter selected)")
+
+    page.tabs.setCurrentWidget(page.results)  # after the evaluation, which fills its held-out columns
+    page.results.refresh()
+    shots.save(window, "compare-results", f"Compare, results: the ranking from the blind votes ({votes} votes cast "
+                                          "by the screenshot script: the answer matching the reference wins) beside "
+                                          "the held-out figures")
+
+    page.tabs.setCurrentWidget(page.chat)
+    refs = sel.all_refs()
+    page.chat.model_combo.setCurrentIndex([r.key for r in refs].index(adapter))
+    page.chat.input.setPlainText(CHAT_QUESTION)
+    page.chat.send_button.click()
+    _must(page.busy, "the chat did not answer")
+    _wait_job(page, "chat answer")
+    shots.save(window, "compare-chat", "Compare, chat: a new question answered by the adapter")
+
+
+# -- taking the pictures ----------------------------------------------------------------------------
+
+REAL_PAGES = ("Train", "Runs", "Compare")
+
+
+def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False,
+         captions: dict[str, str] | None = None) -> list[Path]:
     """Save the pictures into ``out_dir`` (of the ``pages`` named, else of every page); returns the
-    files written."""
+    files written. ``staged``: the pages' own quick views with made-up runs and figures (for tests;
+    never into docs/screenshots). ``captions``, when given, is filled with a line about each file."""
+    if staged and _is_docs_folder(out_dir):
+        raise ValueError(f"staged pictures hold made-up figures and do not go into {out_dir}; "
+                         "take real ones (staged=False) or choose another folder")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    shots = _Shots(out_dir)
     with tempfile.TemporaryDirectory(prefix="ftstudio-shots-") as tmp:
         from ftstudio.gui.settings import SETTINGS_ENV
 
@@ -125,6 +384,7 @@ def take(out_dir: Path, pages: Iterable[str] | None = None) -> list[Path]:
         window.resize(WIDTH, HEIGHT)
         wait_for(lambda: bool(window.device_text), 60)
         window.statusBar().clearMessage()  # "Opened /tmp/...": the temporary copy is no news in a picture
+        run_id: str | None = None
         try:
             for name in PAGES:
                 if pages is not None and name not in pages:
@@ -132,50 +392,78 @@ def take(out_dir: Path, pages: Iterable[str] | None = None) -> list[Path]:
                 if load_page_class(PAGES[name]) is None:
                     print(f"  {name}: not in this build, skipped")
                     continue
-                window.show_page(name)
-                page = window.page(name)
-                ready = getattr(page, "screenshot_ready", None)
-                if callable(ready):
-                    wait_for(ready, 60)
-                stem = name.lower()
-                states = getattr(page, "screenshot_states", None)
-                views = dict(states()) if callable(states) else {}
-                if stem not in views:  # no better picture of the page offered: as it opens
-                    path = out_dir / f"{stem}.png"
-                    _save(window, path)
-                    written.append(path)
-                for state, put in views.items():
-                    window.show_page(name)
-                    try:
-                        shown = put()
-                    except Exception as exc:  # one broken view must not cost the others
-                        print(f"  {name} / {state}: could not be shown ({type(exc).__name__}: {exc})")
-                        continue
-                    path = out_dir / f"{file_stem(stem, state)}.png"
-                    _save(shown if shown is not None and hasattr(shown, "grab") else window, path)
-                    written.append(path)
-                    if shown is not None and shown is not window and hasattr(shown, "close"):
-                        shown.close()
-                        settle(100)
-                cleanup = getattr(page, "screenshot_cleanup", None)
-                if views and callable(cleanup):
-                    cleanup()
-                    settle(100)
+                if not staged and name in REAL_PAGES:
+                    if name == "Train" or run_id is None:  # Runs and Compare need a real run too
+                        run_id = real_train(window, shots)
+                    if name == "Runs":
+                        real_runs(window, shots, run_id)
+                    elif name == "Compare":
+                        real_compare(window, shots, run_id)
+                    window.statusBar().clearMessage()
+                    continue
+                _take_page_views(window, name, shots)
         finally:
             window.close()
             settle(100)
-    return written
+    if captions is not None:
+        captions.update(shots.captions)
+    return shots.written
+
+
+def _take_page_views(window, name: str, shots: _Shots) -> None:
+    """The page as it opens and the views of its ``screenshot_states()``."""
+    window.show_page(name)
+    page = window.page(name)
+    ready = getattr(page, "screenshot_ready", None)
+    if callable(ready):
+        wait_for(ready, 60)
+    stem = name.lower()
+    states = getattr(page, "screenshot_states", None)
+    views = dict(states()) if callable(states) else {}
+    if stem not in views:  # no better picture of the page offered: as it opens
+        shots.save(window, stem)
+    for state, put in views.items():
+        window.show_page(name)
+        try:
+            shown = put()
+        except Exception as exc:  # one broken view must not cost the others
+            print(f"  {name} / {state}: could not be shown ({type(exc).__name__}: {exc})")
+            continue
+        shots.save(shown if shown is not None and hasattr(shown, "grab") else window, file_stem(stem, state))
+        if shown is not None and shown is not window and hasattr(shown, "close"):
+            shown.close()
+            settle(100)
+    cleanup = getattr(page, "screenshot_cleanup", None)
+    if views and callable(cleanup):
+        cleanup()
+        settle(100)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) > 1 or (argv and argv[0].startswith("-")):
-        print("usage: python -m ftstudio.gui.screenshots [OUT_DIR]", file=sys.stderr)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    staged = "--staged" in argv
+    if staged:
+        argv.remove("--staged")
+    if len(argv) > 1 or (argv and argv[0].startswith("-")) or (staged and not argv):
+        print("usage: python -m ftstudio.gui.screenshots [OUT_DIR]\n"
+              "       python -m ftstudio.gui.screenshots --staged OUT_DIR   (made-up figures; not docs/screenshots)",
+              file=sys.stderr)
         return 2
     out = Path(argv[0]) if argv else DEFAULT_OUT
-    print(f"Saving screenshots to {out}/")
-    written = take(out)
-    print(f"{len(written)} pictures written")
+    if staged and _is_docs_folder(out):
+        print(f"Staged pictures hold made-up figures: choose a folder other than {out}", file=sys.stderr)
+        return 2
+    mode = "staged (made-up runs and figures, quick)" if staged else \
+        "real (trains the Quick preset and runs the models on this machine)"
+    print(f"Saving screenshots to {out}/, mode: {mode}")
+    started = time.monotonic()
+    captions: dict[str, str] = {}
+    written = take(out, staged=staged, captions=captions)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    print(f"{len(written)} pictures written in {minutes} min {seconds:02d} s ({'staged' if staged else 'real'})")
+    for path in written:
+        if path.name in captions:
+            print(f"  {path.name}: {captions[path.name]}")
     return 0
 
 

@@ -1,5 +1,7 @@
 """A representative state of the Compare page without running a model, for
-screenshot scripts and demonstrations.
+the staged (quick) screenshots that tests take. Its answers, votes and
+figures are made up: the pictures in docs/screenshots are real
+(``python -m ftstudio.gui.screenshots`` runs the models for them).
 
 ``stage_sample_state(page, tab, sample_runs=0)`` stores sample answers for
 the chosen models and prompts (only where none are stored yet), shows them

@@ -1,5 +1,7 @@
-"""Sample runs, written as the Train page leaves them, for screenshot scripts
-and demonstrations of the Train and Runs pages without training a model.
+"""Sample runs, written as the Train page leaves them, for the staged (quick)
+screenshots of the Train and Runs pages that tests take without training a
+model. Their figures are made up: the pictures in docs/screenshots are real
+(``python -m ftstudio.gui.screenshots`` trains a run for them).
 
 ``stage_sample_runs(project)`` adds the runs of ``SAMPLE_RUNS`` (when not
 there yet): a run row, ``config.yaml``, ``metrics.jsonl`` with plausible
