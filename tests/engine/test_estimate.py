@@ -143,8 +143,9 @@ def test_memory_names_its_parts():
 def test_time_on_the_cpu_is_calibrated_on_the_bundled_model():
     cfg = preset("quick", batch_tokens=1024)
     t = estimate_time(cfg, SMOL, train_tokens=17_000, device=CPU, examples=270)
-    # the 135M model trains at roughly 75 tokens/s on 2 cores in fp32
-    assert 40 < t.tokens_per_s < 200
+    # the engine trains the 135M model at about 240 tokens/s on 2 cores in fp32
+    # (tests/engine/test_learning.py, the demo project with the Quick preset)
+    assert 150 < t.tokens_per_s < 400
     assert t.steps == 18  # 17,000 tokens in batches of ~970
     assert 60 < t.seconds < 1200
     assert "on this CPU" in t.text and "18 steps" in t.text
