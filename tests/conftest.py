@@ -50,21 +50,30 @@ def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
     return out
 
 
-def make_lora_adapter(model_dir, out, seed: int, rank: int = 4) -> Path:
-    """A LoRA adapter with random, non-zero weights (so it changes the answers), saved as PEFT writes it."""
+def make_lora_adapter(model_dir, out, seed: int, rank: int = 4, target_modules="all-linear",
+                      b_scale: float | None = None) -> Path:
+    """A LoRA adapter with random, non-zero weights (so it changes the answers), saved as PEFT writes it.
+
+    With ``b_scale`` the B matrices are drawn from N(0, b_scale^2) (a mild
+    change for a real model); without it every add-on weight is scaled up 8x
+    (strong enough that greedy answers change on a random tiny model).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=4 * rank, target_modules="all-linear", init_lora_weights=False,
+    alpha = 2 * rank if b_scale is not None else 4 * rank
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=target_modules, init_lora_weights=False,
                         task_type="CAUSAL_LM")
     model = get_peft_model(base, config)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.mul_(8.0)  # strong enough that greedy answers change on a random tiny model
+            if b_scale is not None and "lora_B" in name:
+                p.copy_(torch.randn_like(p) * b_scale)
+            elif b_scale is None and "lora_" in name:
+                p.mul_(8.0)
     model.save_pretrained(str(out), safe_serialization=True)
     return Path(out)
 

@@ -24,24 +24,6 @@ PROMPTS = [
 GREEDY = SamplingSettings(temperature=0.0, max_new_tokens=6, seed=0)
 
 
-def make_lora_adapter(base_dir: Path, out: Path, seed: int, scale: float) -> Path:
-    """A real PEFT LoRA folder on ``base_dir`` with random, non-zero B weights."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
-                     task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn_like(param) * scale)
-    peft_model.save_pretrained(str(out))
-    return out
-
-
 def plain_answer(base_dir: Path, adapter_dir: Path | None, messages, max_new_tokens: int) -> str:
     """Greedy answer from a freshly loaded base (plus PeftModel.from_pretrained), nothing of ours."""
     from peft import PeftModel
@@ -60,9 +42,11 @@ def plain_answer(base_dir: Path, adapter_dir: Path | None, messages, max_new_tok
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_model_dir, tmp_path_factory) -> list[Path]:
+def adapters(tiny_model_dir, tmp_path_factory, lora_adapter) -> list[Path]:
     root = tmp_path_factory.mktemp("tiny-adapters")
-    return [make_lora_adapter(tiny_model_dir, root / f"a{i}", seed=i, scale=0.5 + i) for i in (1, 2)]
+    targets = ["q_proj", "v_proj"]
+    return [lora_adapter(tiny_model_dir, root / f"a{i}", seed=i, target_modules=targets, b_scale=0.5 + i)
+            for i in (1, 2)]
 
 
 @pytest.fixture(scope="module")

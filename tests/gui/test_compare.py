@@ -41,25 +41,6 @@ SYSTEM = "Sort the support ticket into billing or technical. Answer with the cat
 JOB_TIMEOUT = 240_000
 
 
-def make_lora_adapter(base_dir, out, seed: int, scale: float):
-    """A real PEFT LoRA folder on ``base_dir`` with random, non-zero B weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
-                     task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn_like(param) * scale)
-    peft_model.save_pretrained(str(out))
-    return out
-
-
 class PlainPeft:
     """Greedy answers from a freshly loaded base model (+ PeftModel.from_pretrained): nothing of ours."""
 
@@ -95,10 +76,11 @@ class PlainPeft:
 
 
 @pytest.fixture(scope="module")
-def adapter_dirs(bundled_dir, tmp_path_factory):
+def adapter_dirs(bundled_dir, tmp_path_factory, lora_adapter):
     root = tmp_path_factory.mktemp("adapters")
-    return [make_lora_adapter(bundled_dir, root / "one", seed=1, scale=0.3),
-            make_lora_adapter(bundled_dir, root / "two", seed=2, scale=0.6)]
+    targets = ["q_proj", "v_proj"]
+    return [lora_adapter(bundled_dir, root / "one", seed=1, target_modules=targets, b_scale=0.3),
+            lora_adapter(bundled_dir, root / "two", seed=2, target_modules=targets, b_scale=0.6)]
 
 
 @pytest.fixture(scope="module")

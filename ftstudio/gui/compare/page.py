@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from ftstudio.core import ratings
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef, PromptItem
+from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.compare import jobs
 from ftstudio.gui.compare.blind_tab import BlindItem, BlindTab
@@ -119,19 +120,7 @@ class ComparePage(QWidget):
         self._eval_refs: list[ModelRef] = []
         self._chat_ref: ModelRef | None = None
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 12, 16, 8)
-        layout.setSpacing(8)
-
-        head = QHBoxLayout()
-        title = QLabel("Compare")
-        title.setObjectName("PageTitle")
-        head.addWidget(title)
-        head.addSpacing(10)
-        self.summary = QLabel()
-        self.summary.setObjectName("Hint")
-        head.addWidget(self.summary, 1)
-        layout.addLayout(head)
+        layout, _head, self.summary = page_layout(self, "Compare", stretch_hint=True)
 
         self.banner = BusyBanner()
         layout.addWidget(self.banner)

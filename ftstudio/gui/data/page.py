@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
 from ftstudio.core.project import ExampleFilter, Project, default_actor
+from ftstudio.gui.page_header import page_layout
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
 from ftstudio.gui.data.conversation_editor import ConversationEditor
@@ -59,21 +60,8 @@ class DataPage(QWidget):
         self._problem_ids: frozenset[int] = frozenset()
         self._wizard: ImportWizard | None = None
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 12, 16, 8)
-        layout.setSpacing(8)
-
         # Row 1: title, counts, actions.
-        head = QHBoxLayout()
-        head.setSpacing(6)
-        title = QLabel("Data")
-        title.setObjectName("PageTitle")
-        head.addWidget(title)
-        head.addSpacing(10)
-        self.counts = QLabel()
-        self.counts.setObjectName("Hint")
-        head.addWidget(self.counts)
-        head.addStretch(1)
+        layout, head, self.counts = page_layout(self, "Data")
         self.import_button = self._button("Import\u2026", "Import a data file (Ctrl+I)", self.open_import_wizard)
         self.import_button.setProperty("primary", True)
         self.add_button = self._button("Add", "Write a new example (Ctrl+Shift+N)", self.add_example)
@@ -89,7 +77,6 @@ class DataPage(QWidget):
         head.addSpacing(10)
         head.addWidget(self.to_train_button)
         head.addWidget(self.to_eval_button)
-        layout.addLayout(head)
 
         # Row 2: filters.
         filters = QHBoxLayout()

@@ -7,6 +7,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QTabWidget, QVBoxLayout, QWidget
 
 from ftstudio.core.labelling import KIND_TITLES, Labelling
+from ftstudio.gui.page_header import page_layout
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.agreement import AgreementPanel
 from ftstudio.gui.labelling.mode import LabelMode
@@ -24,19 +25,7 @@ class LabellingPage(QWidget):
         self.context = context
         self.labelling = Labelling(context.project)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(20, 12, 20, 10)
-        layout.setSpacing(6)
-        head = QHBoxLayout()
-        title = QLabel("Label")
-        title.setObjectName("PageTitle")
-        head.addWidget(title)
-        head.addSpacing(10)
-        self.kind_hint = QLabel()
-        self.kind_hint.setObjectName("Hint")
-        head.addWidget(self.kind_hint)
-        head.addStretch(1)
-        layout.addLayout(head)
+        layout, _head, self.kind_hint = page_layout(self, "Label", margins=(20, 12, 20, 10), spacing=6)
 
         self.mode = LabelMode(context, self.labelling)
         self.setup = SetupPanel(context, self.labelling)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.config import TrainConfig
+from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.runs.curves import CurveCache, read_samples, smooth
@@ -81,20 +82,7 @@ class RunsPage(QWidget):
         self._export_thread: TaskThread | None = None
         self._export_job: tuple[str, Path] | None = None
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 12, 16, 8)
-        layout.setSpacing(8)
-
-        head = QHBoxLayout()
-        head.setSpacing(6)
-        title = QLabel("Runs")
-        title.setObjectName("PageTitle")
-        head.addWidget(title)
-        head.addSpacing(10)
-        self.count_label = QLabel()
-        self.count_label.setObjectName("Hint")
-        head.addWidget(self.count_label)
-        head.addStretch(1)
+        layout, head, self.count_label = page_layout(self, "Runs")
         self.folder_button = QPushButton("Open folder")
         self.folder_button.setToolTip("Show the run's folder (settings, metrics, checkpoints, adapter)")
         self.export_button = QPushButton("Export adapter\u2026")
@@ -105,7 +93,6 @@ class RunsPage(QWidget):
         for b in (self.folder_button, self.export_button, self.delete_button):
             b.setMinimumHeight(30)
             head.addWidget(b)
-        layout.addLayout(head)
 
         self.notice = QLabel()
         self.notice.setWordWrap(True)

@@ -29,6 +29,7 @@ from ftstudio.core.project import Run
 from ftstudio.engine.estimate import (
     DeviceBudget, ModelShape, ModelShapeError, cpu_budget, estimate_memory, estimate_time, model_shape,
 )
+from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.training.config_form import ConfigForm, model_title
@@ -115,20 +116,7 @@ class TrainPage(QWidget):
         self._download_thread: TaskThread | None = None
         self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(16, 12, 16, 8)
-        layout.setSpacing(8)
-
-        head = QHBoxLayout()
-        head.setSpacing(6)
-        title = QLabel("Train")
-        title.setObjectName("PageTitle")
-        head.addWidget(title)
-        head.addSpacing(10)
-        self.data_label = QLabel()
-        self.data_label.setObjectName("Hint")
-        head.addWidget(self.data_label)
-        head.addStretch(1)
+        layout, head, self.data_label = page_layout(self, "Train")
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Continue a stopped run from its last checkpoint")
         self.stop_button = QPushButton("Stop")
@@ -138,7 +126,6 @@ class TrainPage(QWidget):
         for b in (self.resume_button, self.stop_button, self.start_button):
             b.setMinimumHeight(30)
             head.addWidget(b)
-        layout.addLayout(head)
 
         self.notice = QLabel()
         self.notice.setWordWrap(True)
