@@ -443,8 +443,8 @@ class ComparePage(QWidget):
         self._set_buttons()
         total = len(run["refs"]) * len(run["prompts"])
         if outcome == "done":
-            self.compare.set_status(f"Done: {run['done']} answers from {len(run['refs'])} model"
-                                    f"{'s' if len(run['refs']) != 1 else ''}, saved for blind rating.")
+            # Short enough for the space beside the buttons; blind rating reuses these answers.
+            self.compare.set_status(f"{run['done']} answers saved")
         elif outcome in ("stopped", "cancelled"):
             self.compare.set_status(f"Stopped after {run['done']} of {total} answers; the finished ones are kept.")
         else:
