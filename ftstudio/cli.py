@@ -89,7 +89,12 @@ def cmd_validate(args) -> int:
     project = _open_project(args.dir)
     count = None
     if args.max_length:
-        count = _token_counter(args.model)
+        from ftstudio.engine.models import ModelError
+
+        try:
+            count = _token_counter(args.model)
+        except ModelError as exc:
+            raise CommandError(str(exc)) from None
     report = validate_project(project, count_tokens=count, max_length=args.max_length)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
@@ -347,10 +352,13 @@ def cmd_evaluate(args) -> int:
         raise CommandError(f"{project.path} has no held-out examples to evaluate on")
     run_id = None if args.run == "base" else args.run
     model_spec = args.model or BUNDLED_MODEL
+    max_length = args.max_length or 512
     adapter = None
     if run_id:
         run = _get_run(project, run_id)
         model_spec = args.model or run.config.get("model", BUNDLED_MODEL)
+        # The run's own context size, so the loss here is the held-out loss the run reported.
+        max_length = args.max_length or int(run.config.get("max_length", 512))
         adapter = project.run_dir(run.id) / "adapter"
         if not adapter.exists():
             raise CommandError(f"Run {run.id} has no adapter yet; finish or resume it first")
@@ -360,8 +368,7 @@ def cmd_evaluate(args) -> int:
             generator.add_adapter(run_id, adapter)
     except ModelError as exc:
         raise CommandError(str(exc)) from None
-    result = evaluate(generator, data.eval, example_ids=data.eval_ids, model=run_id,
-                      max_length=args.max_length)
+    result = evaluate(generator, data.eval, example_ids=data.eval_ids, model=run_id, max_length=max_length)
     payload = result.to_dict()
     payload["run"] = run_id or "base"
     payload["model"] = model_spec
@@ -456,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--run", required=True, help="a run id, or 'base'")
     p.add_argument("--model", help="base model (default: the run's, or the bundled model)")
-    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--max-length", type=int, default=None,
+                   help="context size in tokens (default: the run's max_length, 512 for the base model)")
     p.add_argument("--predictions", action="store_true", help="include every prediction in the output")
     p.set_defaults(func=cmd_evaluate)
 

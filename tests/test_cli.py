@@ -167,3 +167,13 @@ def test_download_says_in_words_when_the_hub_cannot_be_reached(capsys, monkeypat
     assert "offline" in err and "Traceback" not in err
     assert main(["download", "./not-a-hub-id"]) == 1
     assert "not a Hugging Face hub id" in capsys.readouterr().err
+
+
+def test_validate_with_a_model_that_is_not_there_says_so(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    main(["import", str(target), str(_write_jsonl(tmp_path / "d.jsonl", [_conv("q", "a")] * 2))])
+    capsys.readouterr()
+    assert main(["validate", str(target), "--max-length", "64", "--model", str(tmp_path / "no-model")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err

@@ -585,14 +585,17 @@ def model_shape(spec: str) -> ModelShape:
     if spec.startswith(("/", ".", "~")) or path.suffix == ".json":
         raise ModelShapeError(f"The folder {spec} does not exist")
     try:
-        from huggingface_hub import try_to_load_from_cache
+        # The same complete-snapshot check training makes: a download cut short
+        # has its config.json but not all its weights, and must not look ready.
+        from huggingface_hub import snapshot_download
 
-        found = try_to_load_from_cache(spec, "config.json")
-    except Exception:  # not a valid repo id, or no cache
-        found = None
-    if not isinstance(found, str):
-        raise ModelShapeError(f"'{spec}' is not in the local Hugging Face cache yet")
-    return _read_shape(Path(found), spec)
+        from ftstudio.engine.models import HUB_IGNORE, HUB_PATTERNS
+
+        folder = Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
+                                        ignore_patterns=HUB_IGNORE))
+    except Exception:  # not a valid repo id, not cached, or not complete
+        raise ModelShapeError(f"'{spec}' is not in the local Hugging Face cache yet") from None
+    return _read_shape(folder / "config.json", spec)
 
 
 def _read_shape(path: Path, name: str) -> ModelShape:

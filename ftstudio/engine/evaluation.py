@@ -84,21 +84,30 @@ def evaluate(generator, conversations: Sequence[list[dict[str, Any]]], example_i
     """Evaluate ``model`` (an adapter name of ``generator``, None for the base) on held-out ``conversations``.
 
     ``exact_match`` None decides by the data (``is_short_answer_task``).
-    ``progress(done, total)`` is called after each example's answer.
+    ``progress(done, total)`` is called after each example's loss and each
+    answer; ``should_stop()`` is polled between examples.
     """
     from ftstudio.engine.inference import SamplingSettings
 
     conversations = [list(c) for c in conversations]
     ids = list(example_ids) if example_ids is not None else list(range(len(conversations)))
-    sums = generator.loss_sums(conversations, model=model, max_length=max_length)
+    if exact_match is None:
+        exact_match = is_short_answer_task(conversations)
+    n_all = len(conversations)
+    work = 2 * n_all if exact_match else n_all  # the loss pass, then the answers
+    sums = []
+    for k, conv in enumerate(conversations):
+        if should_stop is not None and should_stop():
+            break
+        sums.extend(generator.loss_sums([conv], model=model, max_length=max_length))
+        if progress is not None:
+            progress(k + 1, work)
     total = sum(s for s, _n in sums)
     tokens = sum(n for _s, n in sums)
     loss = total / tokens if tokens else None
     result = EvalResult(model=model, examples=len(conversations), loss=loss,
                         perplexity=math.exp(min(loss, 50.0)) if loss is not None else None, tokens=tokens)
-    if exact_match is None:
-        exact_match = is_short_answer_task(conversations)
-    if not exact_match:
+    if not exact_match or (should_stop is not None and should_stop()):
         return result
 
     references = [reference_answer(c) or "" for c in conversations]
@@ -125,7 +134,7 @@ def evaluate(generator, conversations: Sequence[list[dict[str, Any]]], example_i
         correct_by_label[ref_n] += int(ok)
         result.predictions.append({"example_id": ids[k], "reference": ref, "answer": answer, "correct": ok})
         if progress is not None:
-            progress(k + 1, len(conversations))
+            progress(n_all + k + 1, work)
     n = len(pairs)
     result.exact_match = sum(correct_by_label.values()) / n if n else None
     result.per_label = {

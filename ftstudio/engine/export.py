@@ -75,8 +75,13 @@ def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> 
         tokenizer = load_tokenizer(model_dir)
     except ModelError as exc:
         raise ExportError(str(exc)) from None
+    from transformers import AutoConfig
+
+    # The dtype the base was published in, read before loading (loading in fp32 rewrites config.dtype).
+    saved_dtype = getattr(AutoConfig.from_pretrained(str(model_dir)), "dtype", None) or torch.float32
+    if isinstance(saved_dtype, str):
+        saved_dtype = getattr(torch, saved_dtype, torch.float32)
     base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True)
-    saved_dtype = getattr(base.config, "dtype", None) or torch.float32
     try:
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     except (RuntimeError, ValueError, KeyError) as exc:

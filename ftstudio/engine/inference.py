@@ -78,6 +78,16 @@ def _load_model(model_dir: Path, device: str):
     return model
 
 
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The union of the model's generation_config.eos_token_id and the tokenizer's eos token."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (configured if isinstance(configured, (list, tuple)) else [configured]) + [tokenizer.eos_token_id]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    return ids
+
+
 class _Streamer:
     """Receives token ids from ``generate`` and hands out text as soon as it is whole."""
 
@@ -126,6 +136,11 @@ class Generator:
         self._peft = None
         self._adapters: dict[str, Path] = {}
         self._lock = threading.RLock()  # one generation at a time: adapters are switched on one model
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Tokens that end an answer: the model's own (end of turn, for many chat models) and the tokenizer's."""
+        return stop_token_ids(self.base, self.tokenizer)
 
     @property
     def adapters(self) -> list[str]:
@@ -205,7 +220,7 @@ class Generator:
             # The same seed gives the same sample for every model, so columns differ only by the model.
             torch.manual_seed(settings.seed)
             net.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                         max_new_tokens=settings.max_new_tokens, eos_token_id=tok.eos_token_id,
+                         max_new_tokens=settings.max_new_tokens, eos_token_id=self.stop_token_ids,
                          pad_token_id=tok.pad_token_id, streamer=streamer, use_cache=True,
                          stopping_criteria=StoppingCriteriaList([_Stop()]), **sampling)
         return tok.decode(streamer.ids, skip_special_tokens=True).strip()

@@ -121,7 +121,14 @@ def available_models() -> list[ModelChoice]:
     return [ModelChoice(BUNDLED_MODEL, "SmolLM2-135M-Instruct (bundled, offline)", "bundled"), *hf_cache_models()]
 
 
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+# Config, tokenizer and the sharded weights at the top of the repo; not the
+# other copies some repos carry (consolidated.safetensors, subfolders).
+HUB_PATTERNS = ["*.json", "model*.safetensors", "*.model", "*.txt", "*.jinja"]
+HUB_IGNORE = ["*/*"]
+
+
+class DownloadCancelled(ModelError):
+    """The download was stopped by the user; what came in so far stays in the cache."""
 
 
 def looks_like_hub_id(spec: str) -> bool:
@@ -133,11 +140,13 @@ def looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts)
 
 
-def download_model(spec: str, progress=None) -> Path:
+def download_model(spec: str, progress=None, should_stop=None) -> Path:
     """Download hub model ``spec`` (config, tokenizer, safetensors weights) into the Hugging Face cache.
 
-    ``progress(done_bytes, total_bytes)`` is called as the files come in.
-    Raises ModelError in words (offline, no such model, no safetensors).
+    ``progress(done_bytes, total_bytes)`` is called as the files come in (at
+    most once per thousandth); ``should_stop()`` is polled with it and ends
+    the download with DownloadCancelled. Raises ModelError in words
+    (offline, no such model, no safetensors).
     """
     if not looks_like_hub_id(spec):
         raise ModelError(f"'{spec}' is not a Hugging Face hub id (owner/name)")
@@ -147,17 +156,38 @@ def download_model(spec: str, progress=None) -> Path:
     except ImportError as exc:  # pragma: no cover - both come with transformers
         raise ModelError(f"Downloading needs huggingface_hub: {exc}") from None
 
+    last_reported = [-1]
+
     class _Reporting(tqdm):
-        """Byte counts from huggingface_hub's progress bars, passed to ``progress``."""
+        """Byte counts from huggingface_hub's progress bars, passed to ``progress``.
+
+        huggingface_hub may run two byte bars at once (bytes transferred and
+        bytes written); only the one that ends first in the cache is reported,
+        so the numbers never jump between the two."""
+
+        def __init__(self, *args, **kwargs):
+            if progress is not None:
+                kwargs["disable"] = False
+                kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - the bar lives as long as the download
+            super().__init__(*args, **kwargs)
 
         def update(self, n=1):
             out = super().update(n)
-            if progress is not None and self.unit == "B":
-                progress(int(self.n), int(self.total or 0))
+            if should_stop is not None and should_stop():
+                raise DownloadCancelled(f"The download of '{spec}' was stopped")
+            if progress is not None and self.unit == "B" and not str(self.desc or "").lower().startswith("transfer"):
+                total = int(self.total or 0)
+                step = int(1000 * self.n / total) if total else int(self.n >> 20)
+                if step != last_reported[0]:
+                    last_reported[0] = step
+                    progress(int(self.n), total)
             return out
 
     try:
-        folder = Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS, tqdm_class=_Reporting))
+        folder = Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE,
+                                        tqdm_class=_Reporting))
+    except DownloadCancelled:
+        raise
     except Exception as exc:  # offline, unknown id, gated model: said in words
         name = type(exc).__name__
         if "Offline" in name or "offline" in str(exc).lower() or "connect" in str(exc).lower():
@@ -185,7 +215,8 @@ def resolve_model(spec: str, allow_download: bool = False) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
+                                      ignore_patterns=HUB_IGNORE))
     except Exception:
         if not allow_download:
             raise ModelError(

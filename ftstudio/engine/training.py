@@ -524,6 +524,8 @@ class _Run:
     def samples(self) -> None:
         import torch
 
+        from ftstudio.engine.inference import stop_token_ids
+
         if not self.main or self.cfg.samples <= 0 or not self.eval_enc.examples:
             return
         tok = self.tokenizer
@@ -536,7 +538,7 @@ class _Run:
                 with torch.no_grad():
                     out = self.model.generate(
                         input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.cfg.sample_max_new_tokens,
-                        do_sample=False, use_cache=True, eos_token_id=tok.eos_token_id,
+                        do_sample=False, use_cache=True, eos_token_id=stop_token_ids(self.model, tok),
                         pad_token_id=tok.pad_token_id, top_p=None, top_k=None, temperature=None)
                 answer = tok.decode(out[0, len(prompt_ids):], skip_special_tokens=True).strip()
                 user = next((m.get("content") for m in reversed(conv) if m.get("role") == "user"), "") or ""

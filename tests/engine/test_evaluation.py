@@ -69,3 +69,30 @@ def test_loss_is_the_mean_over_answer_tokens(generator):
     assert result.exact_match is None and result.predictions == []
     assert result.tokens == sum(n for _s, n in sums)
     assert result.loss == pytest.approx(sum(s for s, _n in sums) / result.tokens)
+
+
+def test_evaluation_reports_progress_over_both_passes_and_stops_between_examples(generator):
+    labels = ["billing", "shipping"]
+    convs = [_conv(f"Ticket {i}", labels[i % 2]) for i in range(6)]
+    seen = []
+    result = evaluate(generator, convs, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, 12) for k in range(1, 13)] and result.exact_match is not None
+
+    calls = []
+    stopped = evaluate(generator, convs, progress=lambda done, total: calls.append(done),
+                       should_stop=lambda: len(calls) >= 2)
+    assert calls == [1, 2] and stopped.predictions == [] and stopped.exact_match is None
+
+
+def test_answers_end_at_the_model_s_own_end_of_turn_tokens(generator):
+    from ftstudio.engine.inference import stop_token_ids
+
+    config = generator.base.generation_config
+    saved = config.eos_token_id
+    try:
+        config.eos_token_id = [7, generator.tokenizer.eos_token_id]
+        assert stop_token_ids(generator.base, generator.tokenizer) == [7, generator.tokenizer.eos_token_id]
+        config.eos_token_id = None
+        assert stop_token_ids(generator.base, generator.tokenizer) == [generator.tokenizer.eos_token_id]
+    finally:
+        config.eos_token_id = saved

@@ -38,3 +38,18 @@ def test_merged_model_gives_the_same_logits_as_base_plus_adapter(adapter, tiny_m
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=ids).logits, tuned(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_merged_model_keeps_the_dtype_the_base_was_published_in(adapter, tiny_model_dir, tmp_path):
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bf16_base = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.bfloat16).save_pretrained(bf16_base)
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(bf16_base)
+    out = export_merged(str(bf16_base), adapter, tmp_path / "merged")
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    merged = AutoModelForCausalLM.from_pretrained(str(out))
+    assert next(merged.parameters()).dtype == torch.bfloat16

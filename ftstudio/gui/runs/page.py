@@ -31,7 +31,6 @@ from ftstudio.gui.workers import TaskThread
 
 log = logging.getLogger("ftstudio.gui.runs")
 
-TRAINING_HOLDER = "Training"  # ftstudio.gui.training.page.HOLDER
 # Least width of each column (the header's own width is added where larger).
 COLUMN_MIN_WIDTHS = (172, 68, 150, 60, 124, 52, 70, 70, 70, 70)
 RUN_ID = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})-(\w+)$")
@@ -392,6 +391,8 @@ class RunsPage(QWidget):
     # -- samples and details --------------------------------------------------------------------
 
     def _show_samples(self, run) -> None:
+        from ftstudio.engine.evaluation import normalise_answer  # plain Python: no torch
+
         if run is None:
             self.samples_view.setHtml(f"<p style='color:{style.MUTED}'>Select one run to read its sample answers.</p>")
             return
@@ -406,7 +407,7 @@ class RunsPage(QWidget):
                 parts.append(f"<p style='margin:8px 0 2px 0; color:{style.MUTED}; font-weight:600'>Step {step}</p>")
             ref = ""
             if s.reference is not None:
-                ok = s.output.strip() == s.reference.strip()
+                ok = normalise_answer(s.output) == normalise_answer(s.reference)
                 ref = (f"<br><span style='color:{style.GOOD if ok else style.MUTED}'>"
                        f"{'matches' if ok else 'expected'}: {html.escape(s.reference[:200])}</span>")
             parts.append(f"<p style='margin:2px 0 6px 0'><span style='color:{style.MUTED}'>"
@@ -452,6 +453,8 @@ class RunsPage(QWidget):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.project.run_dir(ids[0]))))
 
     def _is_training(self, run) -> bool:
+        from ftstudio.gui.training.page import HOLDER as TRAINING_HOLDER
+
         return run.status == "running" and self.context.compute.holder == TRAINING_HOLDER
 
     def ask_delete(self) -> None:

@@ -57,7 +57,7 @@ def _detect_device(report, interrupted) -> DeviceBudget:
 def _download_model(spec: str, *, report, interrupted) -> str:
     from ftstudio.engine.models import download_model
 
-    return str(download_model(spec, progress=lambda done, total: report((done, total))))
+    return str(download_model(spec, progress=lambda done, total: report((done, total)), should_stop=interrupted))
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -432,7 +432,7 @@ class TrainPage(QWidget):
         cfg = self.form.config()
         data = self.project.prepared_data()
         if not data.train:
-            self._notify("There are no training examples with answers yet: import or label some on the Data page, "
+            self._notify("There are no training examples with answers yet: import some on the Data page or label them on the Label page, "
                          "then start again.", "bad")
             return False
         if not self._acquire():
