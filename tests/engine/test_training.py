@@ -98,7 +98,10 @@ def test_events_come_in_a_sane_order_with_the_right_fields(tiny_model_dir, tmp_p
     assert [m.step for m in metrics] == list(range(1, 7))
     for m in metrics:
         assert m.loss > 0 and m.grad_norm > 0 and m.tokens_per_s > 0 and 0 < m.tokens <= 256
-        assert m.vram_total == 0 and m.gpu_util is None  # on the CPU
+        if torch.cuda.is_available():  # the run goes to the GPU: its memory is reported
+            assert m.vram_total > 0 and 0 < m.vram_allocated <= m.vram_peak <= m.vram_total
+        else:
+            assert m.vram_total == 0 and m.gpu_util is None
     lrs = [m.lr for m in metrics]
     assert lrs[0] == pytest.approx(1e-2) and lrs[-1] < lrs[0]  # cosine decay, no warm-up
 
@@ -376,7 +379,7 @@ def test_a_cpu_thread_budget_is_kept_for_the_whole_run(tiny_model_dir, tmp_path)
             seen.append(torch.get_num_threads())
 
     try:
-        result = train(tiny_cfg(tiny_model_dir, max_steps=2, eval_every=0, samples=0), memorise_data(), sink,
+        result = train(tiny_cfg(tiny_model_dir, max_steps=2, eval_every=0, samples=0, device="cpu"), memorise_data(), sink,
                        lambda: False, run_dir=tmp_path / "run", cpu_threads=1)
     finally:
         torch.set_num_threads(before)
