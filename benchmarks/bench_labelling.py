@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  key press -> next example painted : {summary(to_paint)}")
     print(f"  key press -> handled (commit+show): {summary(handled)}")
     print(f"  database commit alone (accept)    : {summary(commits)}")
-    print(f"Baseline: plain QLabel.setText on a key press, same window size")
+    print("Baseline: plain QLabel.setText on a key press, same window size")
     print(f"  key press -> text painted         : {summary(baseline)}")
     ratio = statistics.median(to_paint) / statistics.median(baseline)
     goal = statistics.median(to_paint) < 30.0

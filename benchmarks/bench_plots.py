@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         naive_at[size] = times
     sizes = sorted(naive_at)
     top = sizes[-1]
-    naive_med, naive_p99 = statistics.median(naive_at[top]), p99(naive_at[top])
+    naive_med = statistics.median(naive_at[top])
 
     # GUI time per second of training: the dashboard redraws 1000/REDRAW_MS times a
     # second; the naive one redraws once per step (a StepMetrics event).

@@ -22,15 +22,20 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from ftstudio import __version__
+
+if TYPE_CHECKING:
+    from ftstudio.core.events import Event
+    from ftstudio.core.project import Project, Run
 
 
 class CommandError(Exception):
     """An expected failure: printed as one clear message, exit code 1, no traceback."""
 
 
-def _open_project(path: str):
+def _open_project(path: str) -> Project:
     from ftstudio.core.project import Project, ProjectError
 
     try:
@@ -41,7 +46,7 @@ def _open_project(path: str):
 
 # -- new / import / validate / export dataset -----------------------------------------
 
-def cmd_new(args) -> int:
+def cmd_new(args: argparse.Namespace) -> int:
     from ftstudio.core.project import Project, ProjectError
 
     try:
@@ -52,7 +57,7 @@ def cmd_new(args) -> int:
     return 0
 
 
-def cmd_import(args) -> int:
+def cmd_import(args: argparse.Namespace) -> int:
     from ftstudio.core.formats import ImportFailed, import_dataset, parse_column_map
 
     project = _open_project(args.dir)
@@ -75,7 +80,7 @@ def cmd_import(args) -> int:
     return 0
 
 
-def _token_counter(model_spec: str):
+def _token_counter(model_spec: str) -> Callable[[list[dict]], int]:
     from ftstudio.engine.models import load_tokenizer, resolve_model
     from ftstudio.engine.tokenize import encode_conversation
 
@@ -83,7 +88,7 @@ def _token_counter(model_spec: str):
     return lambda conv: len(encode_conversation(tokenizer, conv, "all").input_ids)
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     from ftstudio.core.validation import validate_project
 
     project = _open_project(args.dir)
@@ -103,7 +108,7 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def cmd_export(args) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     project = _open_project(args.dir)
     if args.dataset:
         from ftstudio.core.formats import export_dataset
@@ -131,7 +136,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _get_run(project, run_id: str):
+def _get_run(project: Project, run_id: str) -> Run:
     try:
         return project.get_run(run_id)
     except KeyError:
@@ -139,7 +144,7 @@ def _get_run(project, run_id: str):
         raise CommandError(f"No run '{run_id}' in {project.path} (recent runs: {known})") from None
 
 
-def cmd_runs(args) -> int:
+def cmd_runs(args: argparse.Namespace) -> int:
     project = _open_project(args.dir)
     runs = project.runs()
     if not runs:
@@ -153,55 +158,6 @@ def cmd_runs(args) -> int:
 
 # -- train ------------------------------------------------------------------------------
 
-DEMO_DATA = "support_tickets.jsonl"
-# The demo's label set, in the order of its system prompt; keys 1-5 pick them in the labelling mode.
-DEMO_LABELS = ("billing", "technical", "account", "shipping", "feedback")
-DEMO_INSTRUCTIONS = (
-    "Read the ticket and choose the one team that should handle it. Billing: payments, charges, refunds, "
-    "invoices. Technical: the shop or the app not working. Account: signing in, passwords, the profile. "
-    "Shipping: delivery, customs, damaged or missing parcels. Feedback: praise or suggestions, nothing to fix. "
-    "Not sure? Flag it (F) and say why."
-)
-
-
-def demo_project_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("ftstudio", appauthor=False)) / "demo.ftstudio"
-
-
-def ensure_demo_project(path: Path | None = None):
-    """The demo project (support-ticket triage), created and filled on first use."""
-    from ftstudio.core.formats import import_dataset
-    from ftstudio.core.project import DB_NAME, Project
-    from ftstudio.paths import resource
-
-    path = Path(path) if path else demo_project_dir()
-    if (path / DB_NAME).exists():
-        project = Project.open(path)
-        if project.count_examples() > 0:
-            return project
-    else:
-        project = Project.create(path, name="Support ticket triage (demo)")
-    import_dataset(project, resource("demo", DEMO_DATA), eval_fraction=0.1, actor="demo")
-    _set_up_demo_labelling(project)
-    return project
-
-
-def _set_up_demo_labelling(project) -> None:
-    """The demo's label schema, so its Label page is ready to use: choose one of the five
-    categories, each with its key (1-5) and colour, and a word for annotators."""
-    from ftstudio.core.labelling import Labelling
-
-    labelling = Labelling(project)
-    if labelling.labels():
-        return  # someone set it up already
-    labelling.set_kind("classification")
-    for key, name in enumerate(DEMO_LABELS, start=1):
-        labelling.add_label(name, "demo", shortcut=str(key))
-    labelling.set_instructions(DEMO_INSTRUCTIONS)
-
-
 class TerminalReporter:
     """Shows engine events in the terminal: a progress bar and a line per logged step."""
 
@@ -209,9 +165,9 @@ class TerminalReporter:
         from tqdm import tqdm
 
         self._tqdm = tqdm
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar once the first Progress event comes
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: Event) -> None:
         from ftstudio.core import events as ev
 
         if isinstance(event, ev.Progress):
@@ -259,8 +215,9 @@ def _world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     from ftstudio.core.config import ConfigError, TrainConfig, preset, validate
+    from ftstudio.core.demo import ensure_demo_project
 
     if args.demo:
         project = ensure_demo_project(Path(args.dir) if args.dir else None)
@@ -309,7 +266,7 @@ def cmd_train(args) -> int:
 
     stop_requested = {"flag": False}
 
-    def on_interrupt(signum, frame):
+    def on_interrupt(signum: int, frame: object) -> None:
         if stop_requested["flag"]:
             raise KeyboardInterrupt
         stop_requested["flag"] = True
@@ -317,14 +274,15 @@ def cmd_train(args) -> int:
               file=sys.stderr, flush=True)
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
-    reporter = TerminalReporter() if main_process else (lambda event: None)
+    reporter = TerminalReporter() if main_process else None
     from ftstudio.engine.training import train
 
     try:
-        result = train(cfg, data, reporter, lambda: stop_requested["flag"], run_dir=run_dir, resume=resume)
+        result = train(cfg, data, reporter if reporter is not None else (lambda event: None),
+                       lambda: stop_requested["flag"], run_dir=run_dir, resume=resume)
     finally:
         signal.signal(signal.SIGINT, previous)
-        if main_process:
+        if reporter is not None:
             reporter.close()
     if main_process:
         project.update_run(run_id, status=result.status, steps=result.steps, train_loss=result.train_loss,
@@ -340,7 +298,7 @@ def cmd_train(args) -> int:
 
 # -- evaluate ---------------------------------------------------------------------------
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from ftstudio.core.config import BUNDLED_MODEL
     from ftstudio.engine.evaluation import evaluate
     from ftstudio.engine.inference import Generator
@@ -364,7 +322,7 @@ def cmd_evaluate(args) -> int:
             raise CommandError(f"Run {run.id} has no adapter yet; finish or resume it first")
     try:
         generator = Generator(model_spec)
-        if adapter is not None:
+        if run_id is not None and adapter is not None:
             generator.add_adapter(run_id, adapter)
     except ModelError as exc:
         raise CommandError(str(exc)) from None
@@ -386,7 +344,7 @@ def cmd_evaluate(args) -> int:
 
 # -- download ---------------------------------------------------------------------------
 
-def cmd_download(args) -> int:
+def cmd_download(args: argparse.Namespace) -> int:
     from ftstudio.engine.models import ModelError, download_model
 
     print(f"Downloading {args.model} into the Hugging Face cache...")
@@ -400,7 +358,8 @@ def cmd_download(args) -> int:
 
 # -- GUI --------------------------------------------------------------------------------
 
-def cmd_gui(args) -> int:
+def cmd_gui(args: argparse.Namespace) -> int:
+    from ftstudio.core.demo import ensure_demo_project
     from ftstudio.gui.app import run_app
 
     path = None
@@ -486,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0] not in parser._subparsers._group_actions[0].choices and not argv[0].startswith("-"):
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if not argv or argv[0] not in commands and not argv[0].startswith("-"):
         # "ftstudio" and "ftstudio PROJECT_DIR" open the app.
         argv = ["open", *argv]
     elif argv and argv[0] == "--demo":

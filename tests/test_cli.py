@@ -133,7 +133,7 @@ def test_train_evaluate_export_on_tiny_model(tmp_path, capsys, tiny_model_dir):
 
 
 def test_demo_project_comes_with_its_label_schema(tmp_path):
-    from ftstudio.cli import DEMO_LABELS, ensure_demo_project
+    from ftstudio.core.demo import DEMO_LABELS, ensure_demo_project
     from ftstudio.core.labelling import PALETTE, Labelling
 
     project = ensure_demo_project(tmp_path / "demo.ftstudio")

@@ -1,6 +1,11 @@
-"""The layer rule of DESIGN.md: core and engine never import Qt; the GUI
-never imports torch at module level (start-up time), and core never imports
-torch at all."""
+"""The layer rules of docs/architecture.md that import-linter cannot see.
+
+The contracts in pyproject.toml (run by .ci/gate) check every import our own
+modules make, at any depth and inside functions too. Two rules are about what
+actually gets loaded, which a static graph does not show: a third-party
+library that core imports must not drag in Qt or torch, and the GUI must not
+load torch when its modules are imported (start-up time), although its
+functions may, through the engine, once a model is needed."""
 
 import subprocess
 import sys
@@ -31,11 +36,6 @@ def _imported_after(modules: list[str]) -> set[str]:
 def test_core_imports_neither_qt_nor_torch():
     loaded = _imported_after(_modules("core"))
     assert not loaded & {"PySide6", "pyqtgraph", "shiboken6", "torch", "transformers", "peft"}
-
-
-def test_engine_imports_no_qt():
-    loaded = _imported_after(_modules("engine"))
-    assert not loaded & {"PySide6", "pyqtgraph", "shiboken6"}
 
 
 def test_gui_does_not_import_torch_at_module_level():

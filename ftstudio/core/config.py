@@ -18,7 +18,7 @@ import yaml
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
 
 
-def _f(default, help: str, detail: str = "", advanced: bool = False, **kw):
+def _f(default: Any, help: str, detail: str = "", advanced: bool = False, **kw: Any) -> Any:
     meta = {"help": help, "detail": detail or help, "advanced": advanced}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)

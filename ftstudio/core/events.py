@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -107,7 +108,7 @@ def event_to_json(event: Event) -> str:
     return json.dumps(event_to_dict(event), ensure_ascii=False)
 
 
-def read_events(path) -> list[Event]:
+def read_events(path: Path | str) -> list[Event]:
     """Read a metrics.jsonl file back; a torn last line (crash mid-write) is skipped."""
     events: list[Event] = []
     try:
@@ -143,7 +144,7 @@ class FanOut:
 class JsonlSink:
     """Appends each event as one JSON line, flushed at once so a crash keeps every line written."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self._fh = open(path, "a", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:

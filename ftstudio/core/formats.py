@@ -19,10 +19,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ftstudio.core.examples import NewExample, check_conversation, split_system
 from ftstudio.core.fileio import write_text_atomic
+
+if TYPE_CHECKING:
+    from ftstudio.core.project import Project
 
 FORMATS = ("auto", "messages", "alpaca", "sharegpt", "csv", "parquet", "hf-dataset")
 # JSON/JSONL whose records are plain fields ({"text": ..., "label": ...}): read
@@ -258,7 +261,11 @@ def _json_array_rows(text: str, problems: _Problems) -> Iterator[_Row]:
         return line
 
     ws = re.compile(r"\s*")
-    pos = ws.match(text, pos).end()
+
+    def skip_space(at: int) -> int:
+        return at + len(ws.match(text, at).group())  # type: ignore[union-attr]  # \s* always matches
+
+    pos = skip_space(pos)
     if text.startswith("]", pos):
         return
     while True:
@@ -270,9 +277,9 @@ def _json_array_rows(text: str, problems: _Problems) -> Iterator[_Row]:
                          "file cannot be read until this is fixed", line=exc.lineno)
             return
         yield _Row(data, line_at(pos), record)
-        pos = ws.match(text, end).end()
+        pos = skip_space(end)
         if text.startswith(",", pos):
-            pos = ws.match(text, pos + 1).end()
+            pos = skip_space(pos + 1)
             continue
         if text.startswith("]", pos):
             rest = text[pos + 1:].strip()
@@ -867,6 +874,7 @@ def read_dataset(path: Path | str, format: str = "auto", column_map: dict[str, s
             if table is not None:
                 ex = _from_table(r.data, table, source, r.split)
             else:
+                assert convert is not None  # every shape but "table" has a converter
                 ex = convert(r.data, source, r.split)
         except _RowError as exc:
             record = r.record if r.line is None or layout_name == "JSON" else None
@@ -892,7 +900,7 @@ def read_dataset(path: Path | str, format: str = "auto", column_map: dict[str, s
     return done(description)
 
 
-def import_dataset(project, path: Path | str, format: str = "auto", column_map: dict[str, str] | None = None,
+def import_dataset(project: Project, path: Path | str, format: str = "auto", column_map: dict[str, str] | None = None,
                    system: str | None = None, eval_fraction: float | None = None,
                    actor: str | None = None) -> DatasetPreview:
     """Read ``path`` and add all its examples in one transaction, or raise ImportFailed and add none."""
@@ -905,7 +913,7 @@ def import_dataset(project, path: Path | str, format: str = "auto", column_map: 
 
 # -- writing ----------------------------------------------------------------------------
 
-def export_dataset(project, out_path: Path | str, split: str | None = None) -> int:
+def export_dataset(project: Project, out_path: Path | str, split: str | None = None) -> int:
     """Write the project's live examples (or one split) as messages JSONL, system first; returns the count.
 
     Each line is {"messages": [...]}, plus "label" on every line when any

@@ -41,8 +41,9 @@ import json
 import re
 import sqlite3
 import time
+import dataclasses
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ftstudio.core.examples import Example
@@ -270,17 +271,17 @@ class AgreementReport:
     annotators: list[str]
     pairs: list[PairAgreement]
     # label -> {"both": n, "either": n, "agreement": 2·both / (chosen by A + chosen by B) or None}
-    per_label: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_label: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     disagreements: int = 0
     examples_compared: int = 0  # examples labelled by two or more annotators
 
     @property
     def kappa(self) -> float | None:
         """The pairs' kappas averaged, each weighted by the examples the pair shares."""
-        usable = [p for p in self.pairs if p.kappa is not None and p.n]
+        usable = [(p.kappa, p.n) for p in self.pairs if p.kappa is not None and p.n]
         if not usable:
             return None
-        return sum(p.kappa * p.n for p in usable) / sum(p.n for p in usable)
+        return sum(kappa * n for kappa, n in usable) / sum(n for _, n in usable)
 
     @property
     def observed(self) -> float | None:
@@ -486,7 +487,7 @@ class Labelling:
         return key
 
     @staticmethod
-    def _label_row(c, name: str) -> dict | None:
+    def _label_row(c: sqlite3.Connection, name: str) -> dict | None:
         row = c.execute("SELECT * FROM label_set WHERE name = ?", (name,)).fetchone()
         return dict(row) if row else None
 
@@ -513,7 +514,7 @@ class Labelling:
         c.execute("INSERT INTO label_set (name, position, colour, shortcut) VALUES (?, ?, ?, ?)",
                   tuple(row.values()))
         edit.row("label_set", None, None, row)
-        return LabelDef(**row)
+        return LabelDef(name, len(rows), colour.lower(), shortcut)
 
     def adopt_data_labels(self, actor: str) -> list[str]:
         """Add the labels the examples carry to the label set, most used first (one undoable step)."""
@@ -671,7 +672,7 @@ class Labelling:
     # -- annotations -------------------------------------------------------------------------
 
     @staticmethod
-    def _annotation(row) -> Annotation:
+    def _annotation(row: sqlite3.Row) -> Annotation:
         return Annotation(row["id"], row["example_id"], row["annotator"], row["label"], row["answer"],
                           row["status"], row["comment"], row["created_at"], row["updated_at"])
 
@@ -734,7 +735,7 @@ class Labelling:
             trained = answer
         else:
             answer = None
-            trained = label
+            trained = label or ""  # a classification schema: the label was checked above
         changes: dict[str, Any] = {"status": "labelled", "annotator": annotator,
                                    "messages": training_messages(example, schema.template, trained)}
         if schema.uses_labels:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from ftstudio.core.examples import SPLITS, STATUSES, Example, NewExample
+from ftstudio.core.examples import SPLITS, STATUSES, Example, NewExample, PreparedData, check_conversation
 
 DB_NAME = "project.db"
 RUNS_DIR = "runs"
@@ -184,6 +184,13 @@ class ProjectError(Exception):
     """A problem with the project folder or database, in words a user can act on."""
 
 
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The id of the row the INSERT on ``cur`` just made (sqlite3 types lastrowid as optional)."""
+    if cur.lastrowid is None:
+        raise RuntimeError("the statement inserted no row")
+    return cur.lastrowid
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -289,7 +296,7 @@ class Project:
     def __enter__(self) -> "Project":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @property
@@ -369,7 +376,8 @@ class Project:
         return [out[i] for i in ids if i in out]
 
     def _where(self, flt: ExampleFilter | None) -> tuple[str, list[Any]]:
-        clauses, params = ["deleted = 0"], []
+        clauses: list[str] = ["deleted = 0"]
+        params: list[Any] = []
         if flt is not None:
             if flt.text:
                 clauses.append("(messages LIKE ? ESCAPE '\\' OR IFNULL(system, '') LIKE ? ESCAPE '\\' "
@@ -429,7 +437,7 @@ class Project:
         c.execute("UPDATE journal SET undone = 2 WHERE undone = 1")
         return (c.execute("SELECT IFNULL(MAX(group_id), 0) FROM journal").fetchone()[0]) + 1
 
-    def _journal(self, c, group: int, actor: str, action: str, example_id: int,
+    def _journal(self, c: sqlite3.Connection, group: int, actor: str, action: str, example_id: int | None,
                  before: dict | None, after: dict | None) -> None:
         c.execute(
             "INSERT INTO journal (group_id, at, actor, action, example_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -469,8 +477,9 @@ class Project:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (row["messages"], ex.system, split, ex.status, ex.label, source, stamp, stamp),
                 )
-                ids.append(cur.lastrowid)
-                self._journal(c, group, actor, "insert", cur.lastrowid, None, row)
+                new_id = inserted_id(cur)
+                ids.append(new_id)
+                self._journal(c, group, actor, "insert", new_id, None, row)
         return ids
 
     def add_example(self, messages: list[dict], system: str | None = None, label: str | None = None,
@@ -622,10 +631,8 @@ class Project:
 
     # -- training data --------------------------------------------------------------
 
-    def prepared_data(self):
+    def prepared_data(self) -> PreparedData:
         """The live examples that have an answer, as the engine trains on them."""
-        from ftstudio.core.examples import PreparedData, check_conversation
-
         data = PreparedData(train=[], eval=[])
         for ex in self.examples():
             if ex.status in ("unlabelled", "skipped", "flagged"):

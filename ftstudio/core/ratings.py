@@ -25,13 +25,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ftstudio.core.fileio import write_text_atomic
-from ftstudio.core.project import Project, now
+from ftstudio.core.project import Project, inserted_id, now
 
 VERDICTS = ("pick", "tie", "both_bad")
 BASE_PREFIX = "base:"
@@ -120,7 +121,7 @@ class Generation:
         return decode_prompt(self.prompt)
 
 
-def _generation(row) -> Generation:
+def _generation(row: sqlite3.Row) -> Generation:
     return Generation(row["id"], row["model"], row["example_id"], row["prompt"], row["output"],
                       json.loads(row["settings"]), row["created_at"])
 
@@ -137,7 +138,7 @@ def add_generation(project: Project, model: str, messages: list[dict[str, Any]],
             "VALUES (?, ?, ?, ?, ?, ?)",
             (model, example_id, encode_prompt(messages), output, _settings_json(settings), now()),
         )
-        return cur.lastrowid
+        return inserted_id(cur)
 
 
 def get_generations(project: Project, ids: Iterable[int]) -> dict[int, Generation]:
@@ -211,7 +212,7 @@ def add_vote(project: Project, shown: list[int], verdict: str, voter: str, chose
             (first.prompt, first.example_id, json.dumps(shown), chosen, verdict, comment or None,
              voter.strip(), now()),
         )
-        return cur.lastrowid
+        return inserted_id(cur)
 
 
 def votes(project: Project) -> list[Vote]:
@@ -459,7 +460,7 @@ def store_evaluation(project: Project, run_id: str | None, model: str, results_d
             "INSERT INTO evaluations (run_id, model, results, created_at) VALUES (?, ?, ?, ?)",
             (run_id, model, text, now()),
         )
-        return cur.lastrowid
+        return inserted_id(cur)
 
 
 def evaluations(project: Project, run_id: str | None = None) -> list[StoredEvaluation]:

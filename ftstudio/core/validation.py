@@ -16,11 +16,14 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from ftstudio.core.examples import Example, check_conversation
+
+if TYPE_CHECKING:
+    from ftstudio.core.project import Project
 
 KINDS = ("empty_turn", "duplicate", "near_duplicate", "too_long", "leakage", "no_answer", "bad_roles")
 KIND_TITLES = {
@@ -279,7 +282,7 @@ def near_duplicate_groups(texts: list[str], threshold: float = NEAR_DUPLICATE_JA
 
 # -- the report -------------------------------------------------------------------------
 
-def validate_project(project, count_tokens: Callable[[list[dict]], int] | None = None,
+def validate_project(project: Project, count_tokens: Callable[[list[dict]], int] | None = None,
                      max_length: int | None = None) -> ValidationReport:
     """Run every check over the project's live examples."""
     return validate_examples(project.examples(), count_tokens=count_tokens, max_length=max_length)
@@ -368,9 +371,9 @@ def _duplicate_findings(examples: list[Example], prompts: list[str]) -> list[Fin
             uf.union(group[0], t)
     for t in range(len(texts)):
         members.setdefault(uf.find(t), set()).add(t)
-    for group in members.values():
-        ids = sorted(i for t in group for i in by_text[texts[t]])
-        if not texts[next(iter(group))] and len(group) == 1:
+    for component in members.values():
+        ids = sorted(i for t in component for i in by_text[texts[t]])
+        if not texts[next(iter(component))] and len(component) == 1:
             continue  # examples with no text at all are reported as empty turns
         if len({exact_group_of[i] for i in ids}) < 2:
             continue  # only exact copies: reported above
@@ -380,7 +383,7 @@ def _duplicate_findings(examples: list[Example], prompts: list[str]) -> list[Fin
             "than it is; keep the best one and delete the others.")))
 
     # The same question with different answers: the model cannot learn both.
-    answers_by_prompt: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    answers_by_prompt: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for ex, prompt in zip(examples, prompts):
         answer = ex.reference_answer()
         if answer is not None and prompt:

@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ftstudio.core.ratings import ADAPTER_PREFIX, BASE_PREFIX, RUN_PREFIX
 from ftstudio.engine.models import ModelError
+
+if TYPE_CHECKING:
+    from ftstudio.engine.evaluation import EvalResult
+    from ftstudio.engine.inference import Generator, SamplingSettings
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class ComparisonError(Exception):
     """A model or adapter that cannot be used, in words a user can act on."""
 
 
-def settings_dict(settings) -> dict[str, Any]:
+def settings_dict(settings: SamplingSettings) -> dict[str, Any]:
     """The sampling settings as stored beside each generation."""
     return dataclasses.asdict(settings)
 
@@ -61,7 +65,7 @@ class ComparisonEngine:
     def __init__(self, base_spec: str, device: str = "auto") -> None:
         self.base_spec = base_spec
         self.device = device
-        self._generator = None
+        self._generator: Generator | None = None
         self._names: dict[str, str] = {}  # model key -> adapter name inside the generator
 
     @property
@@ -69,7 +73,7 @@ class ComparisonEngine:
         return self._generator is not None
 
     @property
-    def generator(self):
+    def generator(self) -> Generator:
         if self._generator is None:
             from ftstudio.engine.inference import Generator
 
@@ -80,7 +84,7 @@ class ComparisonEngine:
         """Load the base model and add every adapter of ``refs`` not added yet."""
         gen = self.generator
         for ref in refs:
-            if ref.is_base or ref.key in self._names:
+            if ref.adapter_dir is None or ref.key in self._names:  # the base model, or added already
                 continue
             problem = adapter_problem(ref.adapter_dir)
             if problem:
@@ -105,17 +109,18 @@ class ComparisonEngine:
     def model_name(self, ref: ModelRef) -> str:
         return "base" if ref.is_base else self._names[ref.key]
 
-    def generate(self, ref: ModelRef, messages: list[dict[str, Any]], settings,
+    def generate(self, ref: ModelRef, messages: list[dict[str, Any]], settings: SamplingSettings | None,
                  on_token: Callable[[str], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> str:
         self.ensure([ref])
         return self.generator.generate(messages, model=self.model_name(ref), settings=settings,
                                        on_token=on_token, should_stop=should_stop)
 
-    def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]], example_ids=None,
+    def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]],
+                 example_ids: Sequence[int] | None = None,
                  max_length: int = 512, exact_match: bool | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None) -> EvalResult:
         """Held-out loss, perplexity and (for short answers) exact match of one model.
 
         The result's ``model`` names the column (its model key), not the
@@ -142,7 +147,8 @@ class ComparisonEngine:
             torch.cuda.empty_cache()
 
 
-def run_prompts(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Sequence[PromptItem], settings,
+def run_prompts(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Sequence[PromptItem],
+                settings: SamplingSettings | None,
                 on_piece: Callable[[int, str, str], None] | None = None,
                 on_output: Callable[[int, str, str], None] | None = None,
                 should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, str]]:

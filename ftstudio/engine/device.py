@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def device_info(index: int | None = None) -> DeviceInfo:
     return DeviceInfo("cpu", f"{_cpu_name()} ({cores} cores)", total, free)
 
 
-def memory_snapshot(device=None) -> dict[str, int]:
+def memory_snapshot(device: Any = None) -> dict[str, int]:
     """Bytes allocated, reserved and peak (since the last reset) by torch, and the total, on CUDA; zeros elsewhere."""
     import torch
 

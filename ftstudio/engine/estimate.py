@@ -34,9 +34,12 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftstudio.core.config import BUNDLED_MODEL, TrainConfig
+
+if TYPE_CHECKING:
+    from ftstudio.engine.device import DeviceInfo
 
 GIB = 1024**3
 
@@ -114,9 +117,10 @@ class ModelShape:
     @classmethod
     def from_config(cls, config: dict[str, Any], name: str = "") -> "ModelShape":
         """Read a Hugging Face ``config.json`` (also multimodal ones with a ``text_config``)."""
-        cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+        text_config = config.get("text_config")
+        cfg: dict[str, Any] = text_config if isinstance(text_config, dict) else config
 
-        def pick(*keys, default=None):
+        def pick(*keys: str, default: int | None = None) -> int:
             for k in keys:
                 v = cfg.get(k, config.get(k))
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
@@ -248,7 +252,7 @@ class DeviceBudget:
         return "GPU memory" if self.kind == "cuda" else "RAM"
 
     @classmethod
-    def from_info(cls, info) -> "DeviceBudget":
+    def from_info(cls, info: DeviceInfo) -> "DeviceBudget":
         """From ftstudio.engine.device.DeviceInfo."""
         cores = _cores()
         if info.kind == "cuda":
@@ -319,8 +323,8 @@ class MemoryEstimate:
         """One line: "fits with 3.1 GB to spare" / "needs 9 GB, you have 8: switch to QLoRA or halve the batch"."""
         if self.available is None:
             return f"needs about {gb(self.total)} GB"
-        if self.fits:
-            return f"fits with {gb(self.spare)} GB to spare"
+        if self.total <= self.available:
+            return f"fits with {gb(self.available - self.total)} GB to spare"
         line = f"needs {gb(self.total)} GB, you have {gb(self.available)}"
         if self.advice:
             line += ": " + " or ".join(self.advice)

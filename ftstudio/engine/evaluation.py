@@ -14,7 +14,10 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    from ftstudio.engine.inference import Generator
 
 # Answers at most this many words long, from a set this small, make a short-answer task.
 SHORT_ANSWER_WORDS = 6
@@ -39,8 +42,7 @@ def normalise_answer(text: str) -> str:
 
 def is_short_answer_task(conversations: Sequence[Sequence[dict[str, Any]]]) -> bool:
     """True when every reference answer is a few words and they come from a small set (labels)."""
-    answers = [reference_answer(c) for c in conversations]
-    answers = [a for a in answers if a is not None]
+    answers = [a for a in (reference_answer(c) for c in conversations) if a is not None]
     if not answers:
         return False
     if any(len(a.split()) > SHORT_ANSWER_WORDS for a in answers):
@@ -76,7 +78,7 @@ def _confusion(pairs: list[tuple[str, str]], labels: list[str]) -> dict[str, Any
     return {"labels": labels, "predicted_labels": predicted, "matrix": matrix}
 
 
-def evaluate(generator, conversations: Sequence[list[dict[str, Any]]], example_ids: Sequence[int] | None = None,
+def evaluate(generator: Generator, conversations: Sequence[list[dict[str, Any]]], example_ids: Sequence[int] | None = None,
              model: str | None = None, max_length: int = 512, exact_match: bool | None = None,
              max_new_tokens: int | None = None,
              progress: Callable[[int, int], None] | None = None,
@@ -117,7 +119,7 @@ def evaluate(generator, conversations: Sequence[list[dict[str, Any]]], example_i
         max_new_tokens = longest + 8  # room for a trailing full stop or end token, not for an essay
     settings = SamplingSettings(temperature=0.0, max_new_tokens=max_new_tokens)
     labels = sorted({normalise_answer(r) for r in references})
-    display = {}
+    display: dict[str, str] = {}
     for r in references:
         display.setdefault(normalise_answer(r), r.strip())
     pairs: list[tuple[str, str]] = []

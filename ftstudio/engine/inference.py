@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
+from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model, stop_token_ids
 from ftstudio.engine.tokenize import encode_conversation, encode_prompt, fit_length
 
 BASE = "base"
@@ -66,7 +66,7 @@ def check_adapter_dir(path: Path | str) -> str | None:
     return None
 
 
-def _load_model(model_dir: Path, device: str):
+def _load_model(model_dir: Path, device: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -78,27 +78,17 @@ def _load_model(model_dir: Path, device: str):
     return model
 
 
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """The union of the model's generation_config.eos_token_id and the tokenizer's eos token."""
-    ids: list[int] = []
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (configured if isinstance(configured, (list, tuple)) else [configured]) + [tokenizer.eos_token_id]:
-        if value is not None and int(value) not in ids:
-            ids.append(int(value))
-    return ids
-
-
 class _Streamer:
     """Receives token ids from ``generate`` and hands out text as soon as it is whole."""
 
-    def __init__(self, tokenizer, on_text: Callable[[str], None] | None) -> None:
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None) -> None:
         self.tokenizer = tokenizer
         self.on_text = on_text
         self.ids: list[int] = []
         self.sent = ""
         self._prompt_seen = False
 
-    def put(self, value) -> None:
+    def put(self, value: Any) -> None:
         if not self._prompt_seen:  # generate() hands the prompt over first
             self._prompt_seen = True
             return
@@ -133,7 +123,7 @@ class Generator:
             self.base = _load_model(self.model_dir, self.device)
         except (OSError, ValueError) as exc:
             raise ModelError(f"Could not load the model from {self.model_dir}: {exc}") from None
-        self._peft = None
+        self._peft: Any = None  # the PeftModel once the first adapter is added
         self._adapters: dict[str, Path] = {}
         self._lock = threading.RLock()  # one generation at a time: adapters are switched on one model
 
@@ -205,7 +195,7 @@ class Generator:
         ids = torch.tensor([self.prompt_ids(messages)], device=self.device)
 
         class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
+            def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
                 stop = bool(should_stop()) if should_stop is not None else False
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
@@ -235,7 +225,7 @@ class Generator:
         import torch
 
         from ftstudio.engine.packing import collate
-        from ftstudio.engine.training import packed_loss_module
+        from ftstudio.engine.loss import packed_loss_module
 
         out: list[tuple[float, int]] = []
         with self.use(model) as net, torch.no_grad():

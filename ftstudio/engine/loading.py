@@ -9,11 +9,16 @@ The add-on weights themselves are always fp32, so AdamW updates them exactly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ftstudio.core.config import TrainConfig
 
+if TYPE_CHECKING:
+    import torch
+    from peft import LoraConfig, PeftModel
 
-def compute_dtype(cfg: TrainConfig, device: str):
+
+def compute_dtype(cfg: TrainConfig, device: str) -> torch.dtype:
     """The dtype the frozen weights (LoRA) or the 4-bit matmuls (QLoRA) work in."""
     import torch
 
@@ -26,7 +31,7 @@ def compute_dtype(cfg: TrainConfig, device: str):
     return torch.float32
 
 
-def lora_config(cfg: TrainConfig):
+def lora_config(cfg: TrainConfig) -> LoraConfig:
     from peft import LoraConfig
 
     modules = cfg.target_modules
@@ -37,7 +42,7 @@ def lora_config(cfg: TrainConfig):
     )
 
 
-def _from_pretrained(model_dir: Path, **kwargs):
+def _from_pretrained(model_dir: Path, **kwargs: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
@@ -50,7 +55,7 @@ def _from_pretrained(model_dir: Path, **kwargs):
         return AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
 
 
-def load_for_training(cfg: TrainConfig, model_dir: Path, device):
+def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | str) -> PeftModel:
     """A PeftModel on ``device`` whose only trainable weights are the LoRA add-ons."""
     import torch
     from peft import get_peft_model
@@ -85,5 +90,5 @@ def load_for_training(cfg: TrainConfig, model_dir: Path, device):
     return peft_model
 
 
-def trainable_parameters(model) -> list:
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from ftstudio.core.config import BUNDLED_MODEL
 from ftstudio.paths import cache_dir
@@ -140,7 +141,8 @@ def looks_like_hub_id(spec: str) -> bool:
     return len(parts) == 2 and all(parts)
 
 
-def download_model(spec: str, progress=None, should_stop=None) -> Path:
+def download_model(spec: str, progress: Callable[[int, int], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> Path:
     """Download hub model ``spec`` (config, tokenizer, safetensors weights) into the Hugging Face cache.
 
     ``progress(done_bytes, total_bytes)`` is called as the files come in (at
@@ -165,13 +167,13 @@ def download_model(spec: str, progress=None, should_stop=None) -> Path:
         bytes written); only the one that ends first in the cache is reported,
         so the numbers never jump between the two."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             if progress is not None:
                 kwargs["disable"] = False
                 kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - the bar lives as long as the download
             super().__init__(*args, **kwargs)
 
-        def update(self, n=1):
+        def update(self, n: float | None = 1) -> bool | None:
             out = super().update(n)
             if should_stop is not None and should_stop():
                 raise DownloadCancelled(f"The download of '{spec}' was stopped")
@@ -226,7 +228,7 @@ def resolve_model(spec: str, allow_download: bool = False) -> Path:
     return download_model(spec)
 
 
-def load_tokenizer(model_dir: Path):
+def load_tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
@@ -235,3 +237,14 @@ def load_tokenizer(model_dir: Path):
     if not tokenizer.chat_template:
         raise ModelError(f"The model in {model_dir} has no chat template; choose an instruction-tuned model")
     return tokenizer
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The token ids that end an answer: the union of the model's generation_config.eos_token_id
+    and the tokenizer's eos token."""
+    ids: list[int] = []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in [*(configured if isinstance(configured, (list, tuple)) else [configured]), tokenizer.eos_token_id]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    return ids

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample
+
+if TYPE_CHECKING:
+    import torch
 
 # Batches still open for filling while packing in shuffled order: enough to
 # fill rows well, few enough that the order stays close to the shuffle.
@@ -27,14 +30,14 @@ OPEN_BATCHES = 4
 
 @dataclass(frozen=True)
 class PackedBatch:
-    input_ids: "torch.Tensor"  # (1, T) long  # noqa: F821
-    position_ids: "torch.Tensor"  # (1, T) long  # noqa: F821
+    input_ids: "torch.Tensor"  # (1, T) long
+    position_ids: "torch.Tensor"  # (1, T) long
     labels: "torch.Tensor"  # (1, T) long, Hugging Face convention (not shifted)
     # Positions t whose next token carries loss, and those next tokens: what
     # the loss needs, worked out here so the training step never has to ask
     # the device how many there are.
-    loss_positions: "torch.Tensor"  # (N,) long  # noqa: F821
-    targets: "torch.Tensor"  # (N,) long  # noqa: F821
+    loss_positions: "torch.Tensor"  # (N,) long
+    targets: "torch.Tensor"  # (N,) long
     examples: tuple[int, ...]  # indices into the example list
     lengths: tuple[int, ...]  # token count of each example, in row order
     num_tokens: int
@@ -141,8 +144,10 @@ def collate(examples: Sequence[EncodedExample], indices: Sequence[int]) -> Packe
 SEGMENT_ATTENTION = "ftstudio_segments"
 
 
-def _segment_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                       segments=None, **kwargs):
+def _segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                       attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                       is_causal: bool | None = None, segments: Sequence[int] | None = None,
+                       **kwargs: Any) -> tuple[torch.Tensor, None]:
     """sdpa over each packed example separately when the row's example lengths are given.
 
     The block-diagonal mask gives the same result, but costs the full T x T
@@ -170,7 +175,7 @@ def _segment_attention(module, query, key, value, attention_mask, dropout=0.0, s
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
 
-def enable_segment_attention(model) -> bool:
+def enable_segment_attention(model: Any) -> bool:
     """Switch a model that uses sdpa to per-example attention for packed rows; False if it cannot."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask

@@ -11,6 +11,7 @@ offsets of the assistant text decide instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 IGNORE_INDEX = -100
 
@@ -26,14 +27,14 @@ class EncodedExample:
         return sum(1 for t in self.labels if t != IGNORE_INDEX)
 
 
-def _render_ids(tokenizer, messages, add_generation_prompt: bool) -> list[int]:
+def _render_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool) -> list[int]:
     out = tokenizer.apply_chat_template(
         messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
     )
     return list(out["input_ids"])
 
 
-def encode_conversation(tokenizer, messages: list[dict], train_on: str = "assistant") -> EncodedExample:
+def encode_conversation(tokenizer: Any, messages: list[dict], train_on: str = "assistant") -> EncodedExample:
     """Token ids and labels for one conversation (system prompt, if any, first)."""
     full = _render_ids(tokenizer, messages, add_generation_prompt=False)
     if train_on == "all":
@@ -57,7 +58,7 @@ def encode_conversation(tokenizer, messages: list[dict], train_on: str = "assist
     return EncodedExample(full, labels)
 
 
-def _encode_by_offsets(tokenizer, messages: list[dict]) -> EncodedExample:
+def _encode_by_offsets(tokenizer: Any, messages: list[dict]) -> EncodedExample:
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     spans = []
@@ -90,7 +91,7 @@ def fit_length(example: EncodedExample, max_length: int, overlength: str) -> Enc
     return cut if cut.loss_tokens > 0 else None
 
 
-def encode_prompt(tokenizer, messages: list[dict]) -> list[int]:
+def encode_prompt(tokenizer: Any, messages: list[dict]) -> list[int]:
     """Token ids that ask the model for the next assistant turn."""
     if messages and messages[-1].get("role") == "assistant":
         messages = messages[:-1]

@@ -16,7 +16,6 @@ share of each step.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import hashlib
 import json
@@ -28,22 +27,23 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ftstudio.core.config import TrainConfig, validate
 from ftstudio.core.events import (
-    Checkpoint, EvalMetrics, EventSink, Failed, FanOut, Finished, JsonlSink, Log, Progress, Sample,
+    Checkpoint, EvalMetrics, Event, EventSink, Failed, FanOut, Finished, JsonlSink, Log, Progress, Sample,
     StepMetrics, event_to_json,
 )
 from ftstudio.core.examples import PreparedData
+from ftstudio.engine.loss import packed_loss_module
+from ftstudio.engine.models import stop_token_ids
 from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, epoch_batches, pack
 from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample, encode_conversation, encode_prompt, fit_length
 
+if TYPE_CHECKING:
+    import torch
+
 MAX_GRAD_NORM = 1.0
-# Above this many logits (rows x vocabulary) the loss is computed in chunks
-# whose logits are recomputed in the backward pass instead of kept.
-CHUNKED_LOSS_ELEMENTS = 1 << 26
-LOSS_CHUNK_ROWS = 2048
 # Test mode: every process writes a digest of its trained weights into the run folder.
 DIGEST_ENV = "FTSTUDIO_WRITE_WEIGHT_DIGESTS"
 
@@ -67,83 +67,6 @@ class _Abort(Exception):
         self.failure = failure
 
 
-# -- the loss ---------------------------------------------------------------------------
-
-
-def _model_parts(model):
-    """(transformer body, output layer, logit soft-cap or None) of a (PEFT-wrapped) causal LM."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body = getattr(lm, lm.base_model_prefix)
-    head = lm.get_output_embeddings()
-    softcap = getattr(lm.config, "final_logit_softcapping", None)
-    return body, head, softcap
-
-
-def _head_loss_sum(head, hidden, targets, softcap):
-    import torch.nn.functional as F
-
-    logits = head(hidden).float()
-    if softcap:
-        logits = softcap * (logits / softcap).tanh()
-    return F.cross_entropy(logits, targets, reduction="sum")
-
-
-@functools.cache
-def _build_loss_module():
-    import torch
-    from torch import nn
-    from torch.utils.checkpoint import checkpoint
-
-    class _PackedCausalLMLoss(nn.Module):
-        """forward(input_ids, position_ids, labels) -> (sum of token losses, number of loss tokens).
-
-        Runs the transformer body, picks the hidden states whose next token
-        carries loss, and applies the output layer and an fp32 cross-entropy
-        to those rows only. This module is what DDP wraps, so gradients of
-        everything inside it are synchronised.
-        """
-
-        def __init__(self, model) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, position_ids, labels=None, loss_positions=None, targets=None,
-                    segments=None):
-            body, head, softcap = _model_parts(self.model)
-            extra = {"segments": tuple(segments)} if segments is not None else {}
-            hidden = body(input_ids=input_ids, position_ids=position_ids, attention_mask=None,
-                          use_cache=False, **extra).last_hidden_state
-            hidden = hidden.reshape(-1, hidden.shape[-1])
-            if loss_positions is None:
-                # Shift within each row; the last position of a row predicts nothing.
-                shifted = torch.full_like(labels, IGNORE_INDEX)
-                shifted[:, :-1] = labels[:, 1:]
-                shifted = shifted.reshape(-1)
-                loss_positions = (shifted != IGNORE_INDEX).nonzero().squeeze(-1)
-                targets = shifted.index_select(0, loss_positions)
-            rows = hidden.index_select(0, loss_positions)
-            n = targets.shape[0]
-            vocab = head.weight.shape[0]
-            if n * vocab <= CHUNKED_LOSS_ELEMENTS:
-                return _head_loss_sum(head, rows, targets, softcap), n
-            total = rows.new_zeros((), dtype=torch.float32)
-            for start in range(0, n, LOSS_CHUNK_ROWS):
-                part = slice(start, start + LOSS_CHUNK_ROWS)
-                if torch.is_grad_enabled():
-                    total = total + checkpoint(_head_loss_sum, head, rows[part], targets[part], softcap,
-                                               use_reentrant=False)
-                else:
-                    total = total + _head_loss_sum(head, rows[part], targets[part], softcap)
-            return total, n
-
-    return _PackedCausalLMLoss
-
-
-def packed_loss_module(model):
-    """The loss module around ``model`` (see _PackedCausalLMLoss)."""
-    return _build_loss_module()(model)
-
-
 # -- data -------------------------------------------------------------------------------
 
 
@@ -156,7 +79,7 @@ class _Encoded:
     no_loss: int = 0
 
 
-def _encode_all(tokenizer, conversations: Sequence[list[dict]], cfg: TrainConfig) -> _Encoded:
+def _encode_all(tokenizer: Any, conversations: Sequence[list[dict]], cfg: TrainConfig) -> _Encoded:
     out = _Encoded([], [])
     for i, conv in enumerate(conversations):
         ex = encode_conversation(tokenizer, conv, cfg.train_on)
@@ -212,7 +135,7 @@ def _plan(examples: list[EncodedExample], cfg: TrainConfig, world: int) -> list[
             break
         batches = epoch_batches(lengths, cfg.batch_tokens, cfg.seed, epoch, parts=world)
         count = math.ceil(len(batches) / per_step)
-        if cfg.max_steps <= 0 and epoch == whole_epochs - 1 and cfg.epochs < whole_epochs:
+        if whole_epochs is not None and epoch == whole_epochs - 1 and cfg.epochs < whole_epochs:
             count = max(1, round(count * (cfg.epochs - epoch)))
         for k in range(count):
             group = tuple(tuple(b) for b in batches[k * per_step : (k + 1) * per_step])
@@ -285,7 +208,7 @@ def _fresh_tmp(parent: Path, name: str) -> Path:
     return tmp
 
 
-def weights_digest(model) -> str:
+def weights_digest(model: torch.nn.Module) -> str:
     """sha256 of the trainable weights (names and exact bytes)."""
     h = hashlib.sha256()
     for name, p in sorted(model.named_parameters()):
@@ -309,7 +232,8 @@ class _State:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, data: PreparedData, emit, should_stop, run_dir: Path,
+    def __init__(self, cfg: TrainConfig, data: PreparedData, emit: EventSink, should_stop: Callable[[], bool],
+                 run_dir: Path,
                  resume: bool, main: bool, cpu_threads: int | None = None) -> None:
         self.cfg = cfg
         self.data = data
@@ -536,7 +460,6 @@ class _Run:
     def samples(self) -> None:
         import torch
 
-        from ftstudio.engine.inference import stop_token_ids
 
         if not self.main or self.cfg.samples <= 0 or not self.eval_enc.examples:
             return
@@ -666,7 +589,7 @@ class _Run:
         return sum(recent) / len(recent) if recent else None
 
 
-def _inputs(batch: PackedBatch, device) -> dict:
+def _inputs(batch: PackedBatch, device: torch.device) -> dict[str, Any]:
     nb = device.type == "cuda"
     return {
         "input_ids": batch.input_ids.to(device, non_blocking=nb),
@@ -694,7 +617,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _device_words(device) -> str:
+def _device_words(device: torch.device) -> str:
     if device.type == "cuda":
         import torch
 
@@ -752,18 +675,18 @@ def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Ca
         samples_file = open(run_dir / "samples.jsonl", "a", encoding="utf-8")
         closers = [metrics.close, samples_file.close]
 
-        def samples_sink(event) -> None:
+        def samples_sink(event: Event) -> None:
             if isinstance(event, Sample):
                 samples_file.write(event_to_json(event) + "\n")
                 samples_file.flush()
 
-        emit = FanOut([metrics, samples_sink, sink])
+        emit: EventSink = FanOut([metrics, samples_sink, sink])
         try:
             cfg.save(run_dir / "config.yaml")
         except Exception as exc:  # a config that cannot even be written is reported by validate below
             emit(Log(f"Could not write config.yaml: {exc}", "warning"))
     else:
-        def emit(event) -> None:
+        def emit(event: Event) -> None:
             return None
 
     run = _Run(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads)

@@ -20,7 +20,7 @@ import shiboken6
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMainWindow,
+    QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMainWindow,
     QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
@@ -375,7 +375,7 @@ class MainWindow(QMainWindow):
         return True
 
     def open_demo_project(self) -> bool:
-        from ftstudio.cli import ensure_demo_project
+        from ftstudio.core.demo import ensure_demo_project
 
         try:
             project = ensure_demo_project()

@@ -41,40 +41,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
+
+from ftstudio.gui.workers import wait_for
 
 WIDTH, HEIGHT = 1280, 800
 SETTLE_MS = 400
 DEFAULT_OUT = Path("docs") / "screenshots"
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, poll_ms: int = 50) -> bool:
-    """Run an event loop until ``predicate()`` is true (or the time is up); True if it became true.
-
-    A timer asks the predicate every ``poll_ms``; in between the GUI thread waits for events, so
-    worker threads run and nothing sleeps."""
-    from PySide6.QtCore import QEventLoop, QTimer
-
-    if predicate():
-        return True
-    loop = QEventLoop()
-    end = time.monotonic() + timeout_s
-    met = [False]
-
-    def check() -> None:
-        if predicate():
-            met[0] = True
-            loop.quit()
-        elif time.monotonic() > end:
-            loop.quit()
-
-    timer = QTimer()
-    timer.setInterval(poll_ms)
-    timer.timeout.connect(check)
-    timer.start()
-    loop.exec()
-    timer.stop()
-    return met[0]
 
 
 def settle(ms: int | None = None) -> None:
@@ -362,7 +335,7 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
         os.environ[SETTINGS_ENV] = str(Path(tmp) / "settings.ini")
         from PySide6.QtWidgets import QApplication
 
-        from ftstudio.cli import ensure_demo_project
+        from ftstudio.core.demo import ensure_demo_project
         from ftstudio.gui.main_window import PAGES, MainWindow, load_page_class
         from ftstudio.gui.settings import APPLICATION, ORGANISATION, AppSettings
         from ftstudio.gui.style import apply_style

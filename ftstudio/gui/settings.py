@@ -39,7 +39,7 @@ class AppSettings:
         value = self._qs.value("recent/projects", [])
         if isinstance(value, str):  # QSettings gives a lone string for a one-item list
             value = [value]
-        return [str(v) for v in (value or []) if v]
+        return [str(v) for v in value if v] if isinstance(value, list) else []
 
     def add_recent_project(self, path: str | Path) -> None:
         path = str(Path(path).resolve())

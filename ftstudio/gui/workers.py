@@ -8,10 +8,11 @@ thread object lives in the GUI thread, so its signals arrive there.
 
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import QEventLoop, QThread, QTimer, Signal
 
 
 class TaskThread(QThread):
@@ -31,3 +32,30 @@ class TaskThread(QThread):
             self.failed.emit(str(exc) or type(exc).__name__, traceback.format_exc())
             return
         self.succeeded.emit(result)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0, poll_ms: int = 50) -> bool:
+    """Run an event loop until ``predicate()`` is true (or the time is up); True if it became true.
+
+    A timer asks the predicate every ``poll_ms``; in between the GUI thread waits for events, so
+    worker threads run and nothing sleeps."""
+    if predicate():
+        return True
+    loop = QEventLoop()
+    end = time.monotonic() + timeout_s
+    met = [False]
+
+    def check() -> None:
+        if predicate():
+            met[0] = True
+            loop.quit()
+        elif time.monotonic() > end:
+            loop.quit()
+
+    timer = QTimer()
+    timer.setInterval(poll_ms)
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    return met[0]

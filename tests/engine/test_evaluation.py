@@ -85,7 +85,7 @@ def test_evaluation_reports_progress_over_both_passes_and_stops_between_examples
 
 
 def test_answers_end_at_the_model_s_own_end_of_turn_tokens(generator):
-    from ftstudio.engine.inference import stop_token_ids
+    from ftstudio.engine.models import stop_token_ids
 
     config = generator.base.generation_config
     saved = config.eos_token_id

@@ -112,7 +112,7 @@ def test_packed_logits_equal_each_example_run_alone(tiny, attn):
 
 
 def test_loss_module_equals_the_standard_loss(tiny):
-    from ftstudio.engine.training import packed_loss_module
+    from ftstudio.engine.loss import packed_loss_module
 
     tokenizer, model = tiny
     module = packed_loss_module(model)
@@ -141,12 +141,12 @@ def test_loss_module_equals_the_standard_loss(tiny):
 
 def test_chunked_loss_matches_the_direct_loss(tiny, monkeypatch):
     """Long batches compute the loss in recomputed chunks; the result and gradients must not change."""
-    from ftstudio.engine import training
+    from ftstudio.engine import loss as loss_module
 
     tokenizer, model = tiny
     examples = [encode_conversation(tokenizer, c, "all") for c in conversations(6, seed=5)]
     batch = collate(examples, range(6))
-    module = training.packed_loss_module(model)
+    module = loss_module.packed_loss_module(model)
 
     def loss_and_grad():
         model.zero_grad()
@@ -157,8 +157,8 @@ def test_chunked_loss_matches_the_direct_loss(tiny, monkeypatch):
         return loss.detach(), grad
 
     direct, direct_grad = loss_and_grad()
-    monkeypatch.setattr(training, "CHUNKED_LOSS_ELEMENTS", 0)
-    monkeypatch.setattr(training, "LOSS_CHUNK_ROWS", 16)
+    monkeypatch.setattr(loss_module, "CHUNKED_LOSS_ELEMENTS", 0)
+    monkeypatch.setattr(loss_module, "LOSS_CHUNK_ROWS", 16)
     chunked, chunked_grad = loss_and_grad()
     model.zero_grad()
     torch.testing.assert_close(chunked, direct, rtol=1e-5, atol=1e-4)
@@ -173,7 +173,7 @@ def test_per_example_attention_equals_the_block_mask(tiny_model_dir):
 
     from ftstudio.engine.models import load_tokenizer
     from ftstudio.engine.packing import SEGMENT_ATTENTION, enable_segment_attention
-    from ftstudio.engine.training import packed_loss_module
+    from ftstudio.engine.loss import packed_loss_module
 
     tokenizer = load_tokenizer(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32,

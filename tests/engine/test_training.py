@@ -133,7 +133,7 @@ def test_run_folder_holds_checkpoints_and_an_adapter_plain_peft_loads(tiny_model
 
     from ftstudio.engine.packing import collate, pack
     from ftstudio.engine.tokenize import encode_conversation
-    from ftstudio.engine.training import packed_loss_module
+    from ftstudio.engine.loss import packed_loss_module
 
     data = memorise_data()
     run_dir = tmp_path / "run"

@@ -410,7 +410,7 @@ def test_sample_state_for_screenshots_on_the_demo(qtbot, tmp_path, qapp):
     """The views ``python -m ftstudio.gui.screenshots`` takes of this page, on a copy of the demo: the
     mode with the demo's five labels on keys 1-5, the set-up, the agreement of three annotators;
     afterwards the sample tickets are gone again."""
-    from ftstudio.cli import DEMO_LABELS, ensure_demo_project
+    from ftstudio.core.demo import DEMO_LABELS, ensure_demo_project
     from ftstudio.gui.context import ProjectContext
     from ftstudio.gui.labelling.sample import NEW_TICKETS, SAMPLE_TEMPLATE
 
@@ -454,7 +454,7 @@ def test_sample_state_for_screenshots_on_the_demo(qtbot, tmp_path, qapp):
     assert project.count_examples() == 300 and context.actor == ""
     assert page.setup.template.toPlainText() == "{input}"
     # Each example kept the label it came with: the last annotator on each gave that one.
-    from ftstudio.cli import DEMO_DATA
+    from ftstudio.core.demo import DEMO_DATA
     from ftstudio.paths import resource
 
     with open(resource("demo", DEMO_DATA), encoding="utf-8") as fh:

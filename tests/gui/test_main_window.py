@@ -327,9 +327,9 @@ class BrokenPage(QWidget):
 
 
 def test_demo_project_opens(make_window, tmp_path, monkeypatch):
-    import ftstudio.cli as cli
+    import ftstudio.core.demo as demo
 
-    monkeypatch.setattr(cli, "demo_project_dir", lambda: tmp_path / "demo.ftstudio")
+    monkeypatch.setattr(demo, "demo_project_dir", lambda: tmp_path / "demo.ftstudio")
     w = make_window()
     assert w.open_demo_project()
     assert w.context.project.count_examples() == 300

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 from ftstudio.core import ratings
 from ftstudio.core.config import preset
@@ -127,7 +128,7 @@ def store_sample_evaluations(page) -> int:
             matrix[labels.index(r)][predicted.index(p)] += 1
         run = next((r for r in SAMPLE_RUNS if r[0] == ratings.run_id_of(ref.key)), None)
         loss = run[4] if run else BASE_LOSS
-        results = {
+        results: dict[str, Any] = {
             "model": None, "examples": len(examples), "loss": loss, "perplexity": math.exp(loss),
             "tokens": 2 * len(examples), "exact_match": sum(correct.values()) / len(pairs),
             "per_label": {label: {"n": count[label], "correct": correct[label],

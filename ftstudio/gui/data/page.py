@@ -9,7 +9,7 @@ from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, Qt, 
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
-    QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget,
+    QStackedWidget, QTableView, QTabWidget, QWidget,
 )
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
@@ -19,7 +19,7 @@ from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
 from ftstudio.gui.data.conversation_editor import ConversationEditor
 from ftstudio.gui.data.import_wizard import ImportWizard
-from ftstudio.gui.data.table_model import COLUMNS, ExamplesTableModel
+from ftstudio.gui.data.table_model import ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
 from ftstudio.gui.workers import TaskThread
 
@@ -530,7 +530,7 @@ class DataPage(QWidget):
 
     def screenshot_states(self) -> dict:
         """Views for ``python -m ftstudio.gui.screenshots``: {name: callable putting the page in it}."""
-        from ftstudio.gui.screenshots import wait_for
+        from ftstudio.gui.workers import wait_for
 
         def first() -> None:
             self.clear_filters()

@@ -576,7 +576,7 @@ class LabelMode(QWidget):
             self.done.setText(f"<p style='font-size:13pt'>Nothing left in \u201c{title}\u201d.</p>"
                               "<p>Choose another queue above, or <a href='todo'>go to the examples still to "
                               "label</a>.</p>" if self.queue_name != "todo" else
-                              f"<p style='font-size:13pt'>All done: you have labelled every example.</p>"
+                              "<p style='font-size:13pt'>All done: you have labelled every example.</p>"
                               "<p>Look over <a href='mine'>what you labelled</a>, or review "
                               "<a href='disagreements'>disagreements</a>.</p>")
         self.stack.setCurrentWidget(self.done)

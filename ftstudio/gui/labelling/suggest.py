@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -35,7 +35,7 @@ class SuggestionModel:
     ref: ModelRef
 
 
-def suggestion_models(context: ProjectContext, extra_bases: list[str] = ()) -> list[SuggestionModel]:
+def suggestion_models(context: ProjectContext, extra_bases: Sequence[str] = ()) -> list[SuggestionModel]:
     """The base models of this project's runs (the bundled one first), and each finished run's adapter."""
     project = context.project
     runs = [r for r in project.runs() if (project.run_dir(r.id) / "adapter" / "adapter_config.json").is_file()]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
+    QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate

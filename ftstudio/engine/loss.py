@@ -1,0 +1,109 @@
+"""The training loss on packed rows: the output layer applied only where a token carries loss.
+
+Most prompt tokens never go through the vocabulary-sized matmul; above a size
+the rows are taken in chunks whose logits are recomputed in the backward pass
+instead of kept. Training wraps this module in DDP; evaluation calls it for
+the held-out loss, so both measure the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Sequence
+
+from ftstudio.engine.tokenize import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    import torch
+
+# Above this many logits (rows x vocabulary) the loss is computed in chunks
+# whose logits are recomputed in the backward pass instead of kept.
+CHUNKED_LOSS_ELEMENTS = 1 << 26
+LOSS_CHUNK_ROWS = 2048
+
+
+def _model_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
+    """(transformer body, output layer, logit soft-cap or None) of a (PEFT-wrapped) causal LM."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    body = getattr(lm, lm.base_model_prefix)
+    head = lm.get_output_embeddings()
+    softcap = getattr(lm.config, "final_logit_softcapping", None)
+    return body, head, softcap
+
+
+def _head_loss_sum(
+    head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None
+) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    logits = head(hidden).float()
+    if softcap:
+        logits = softcap * (logits / softcap).tanh()
+    return F.cross_entropy(logits, targets, reduction="sum")
+
+
+@functools.cache
+def _build_loss_module() -> type[torch.nn.Module]:
+    import torch
+    from torch import nn
+    from torch.utils.checkpoint import checkpoint
+
+    class _PackedCausalLMLoss(nn.Module):
+        """forward(input_ids, position_ids, labels) -> (sum of token losses, number of loss tokens).
+
+        Runs the transformer body, picks the hidden states whose next token
+        carries loss, and applies the output layer and an fp32 cross-entropy
+        to those rows only. This module is what DDP wraps, so gradients of
+        everything inside it are synchronised.
+        """
+
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            position_ids: torch.Tensor,
+            labels: torch.Tensor | None = None,
+            loss_positions: torch.Tensor | None = None,
+            targets: torch.Tensor | None = None,
+            segments: Sequence[int] | None = None,
+        ) -> tuple[torch.Tensor, int]:
+            body, head, softcap = _model_parts(self.model)
+            extra = {"segments": tuple(segments)} if segments is not None else {}
+            hidden = body(
+                input_ids=input_ids, position_ids=position_ids, attention_mask=None, use_cache=False, **extra
+            ).last_hidden_state
+            hidden = hidden.reshape(-1, hidden.shape[-1])
+            if loss_positions is None or targets is None:
+                if labels is None:
+                    raise ValueError("the loss needs labels, or loss positions with their targets")
+                # Shift within each row; the last position of a row predicts nothing.
+                shifted = torch.full_like(labels, IGNORE_INDEX)
+                shifted[:, :-1] = labels[:, 1:]
+                shifted = shifted.reshape(-1)
+                loss_positions = (shifted != IGNORE_INDEX).nonzero().squeeze(-1)
+                targets = shifted.index_select(0, loss_positions)
+            rows = hidden.index_select(0, loss_positions)
+            n = targets.shape[0]
+            vocab = head.weight.shape[0]
+            if n * vocab <= CHUNKED_LOSS_ELEMENTS:
+                return _head_loss_sum(head, rows, targets, softcap), n
+            total = rows.new_zeros((), dtype=torch.float32)
+            for start in range(0, n, LOSS_CHUNK_ROWS):
+                part = slice(start, start + LOSS_CHUNK_ROWS)
+                if torch.is_grad_enabled():
+                    total = total + checkpoint(
+                        _head_loss_sum, head, rows[part], targets[part], softcap, use_reentrant=False
+                    )
+                else:
+                    total = total + _head_loss_sum(head, rows[part], targets[part], softcap)
+            return total, n
+
+    return _PackedCausalLMLoss
+
+
+def packed_loss_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The loss module around ``model`` (see _PackedCausalLMLoss)."""
+    return _build_loss_module()(model)
