@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import json
 import math
 import os
 import random
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from ftstudio.core.events import (
     StepMetrics, event_to_json,
 )
 from ftstudio.core.examples import PreparedData
+from ftstudio.engine import checkpoints
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
 from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, epoch_batches, pack
@@ -172,40 +171,6 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 # -- files ------------------------------------------------------------------------------
-
-
-def _checkpoints(run_dir: Path) -> list[Path]:
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = []
-    for p in folder.iterdir():
-        if p.is_dir() and p.name.startswith("step-") and (p / "state.json").exists():
-            try:
-                found.append((int(p.name[5:]), p))
-            except ValueError:
-                continue
-    return [p for _, p in sorted(found)]
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Put the finished folder ``tmp`` at ``target``; an old ``target`` is moved aside first."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _fresh_tmp(parent: Path, name: str) -> Path:
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -352,28 +317,16 @@ class _Run:
     # -- checkpoints ------------------------------------------------------------------
 
     def _load_checkpoint(self) -> None:
-        import torch
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        found = _checkpoints(self.run_dir)
+        found = checkpoints.list_checkpoints(self.run_dir)
         if not found:
             self.emit(Log("No checkpoint to resume from in this run: starting from the beginning", "warning"))
             return
         ckpt = found[-1]
-        meta = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        meta = checkpoints.read_state(ckpt)
         if meta.get("data") != self.fingerprint or meta.get("total_steps") != self.total:
             self.emit(Log("The training data or settings changed since this run was stopped: the resumed run "
                           "will not follow the same order", "warning"))
-        weights = load_file(str(ckpt / "adapter_model.safetensors"), device=str(self.device))
-        set_peft_model_state_dict(self.model, weights)
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location=self.device, weights_only=True))
-        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True))
-        rng = torch.load(ckpt / "rng.pt", weights_only=True)
-        torch.set_rng_state(rng["torch"])
-        if torch.cuda.is_available() and rng.get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        random.setstate((meta["python_rng"][0], tuple(meta["python_rng"][1]), meta["python_rng"][2]))
+        checkpoints.restore_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, self.device)
         st = self.state
         st.step = int(meta["step"])
         st.losses = [float(x) for x in meta["losses"]]
@@ -384,47 +337,29 @@ class _Run:
         self.emit(Log(f"Resuming from step {st.step} of {self.total} ({ckpt.name})"))
 
     def save_checkpoint(self, elapsed: float) -> None:
-        import torch
-
         st = self.state
         if st.checkpointed_step == st.step:
             return
         if self.main:
-            folder = self.run_dir / "checkpoints"
-            name = f"step-{st.step}"
-            tmp = _fresh_tmp(folder, name)
-            self.model.save_pretrained(str(tmp), safe_serialization=True)
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-            rng = {"torch": torch.get_rng_state(),
-                   "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
-            torch.save(rng, tmp / "rng.pt")
             where = self.steps[st.step] if st.step < self.total else None
-            py_state = random.getstate()
             meta = {
                 "step": st.step, "total_steps": self.total,
                 "epoch": where.epoch if where else (self.steps[-1].epoch + 1 if self.steps else 0),
                 "batch_in_epoch": where.index * self.world * self.cfg.grad_accum if where else 0,
                 "losses": st.losses, "eval_loss": st.eval_loss, "elapsed_s": elapsed,
                 "data": self.fingerprint, "world_size": self.world, "seed": self.cfg.seed,
-                "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
             }
-            (tmp / "state.json").write_text(json.dumps(meta), encoding="utf-8")
-            _replace_dir(tmp, folder / name)
-            for old in _checkpoints(self.run_dir)[: -self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            st.last_checkpoint = folder / name
-            self.emit(Checkpoint(st.step, str(folder / name)))
+            st.last_checkpoint = checkpoints.write_checkpoint(
+                self.run_dir, st.step, self.model, self.optimizer, self.scheduler, self.device, meta,
+                keep=self.cfg.keep_checkpoints)
+            self.emit(Checkpoint(st.step, str(st.last_checkpoint)))
         else:
             st.last_checkpoint = self.run_dir / "checkpoints" / f"step-{st.step}"
         st.checkpointed_step = st.step
 
     def save_adapter(self) -> None:
         if self.main:
-            tmp = _fresh_tmp(self.run_dir, "adapter")
-            self.model.save_pretrained(str(tmp), safe_serialization=True)
-            self.tokenizer.save_pretrained(str(tmp))
-            _replace_dir(tmp, self.run_dir / "adapter")
+            checkpoints.write_adapter(self.run_dir, self.model, self.tokenizer)
         self.adapter_dir = self.run_dir / "adapter"
 
     # -- evaluation ----------------------------------------------------------------------
