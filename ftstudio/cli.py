@@ -216,7 +216,8 @@ def _world() -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ftstudio.core.config import ConfigError, TrainConfig, preset, validate
+    from ftstudio.core import runs
+    from ftstudio.core.config import ConfigError, TrainConfig, preset
     from ftstudio.core.demo import ensure_demo_project
 
     if args.demo:
@@ -227,40 +228,31 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError("Say which project to train: ftstudio train DIR (or ftstudio train --demo)")
         project = _open_project(args.dir)
 
-    resume = bool(args.resume)
+    main_process = _rank() == 0
     try:
-        if resume:
-            run = _get_run(project, args.resume)
-            cfg = TrainConfig.load(project.run_dir(run.id) / "config.yaml")
-            run_id = run.id
+        if args.resume:
+            plan = runs.plan_resume(project, _get_run(project, args.resume).id)
         else:
             cfg = TrainConfig.load(Path(args.config)) if args.config else preset(args.preset)
             cfg = cfg.with_overrides(args.set or [])
-            run_id = args.run_id
-    except ConfigError as exc:
-        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) from None
+            if _world() > 1 and not args.run_id:
+                raise CommandError("When launching on several processes, give every process the same "
+                                   "--run-id NAME")
+            plan = runs.plan_new(project, cfg, run_id=args.run_id)
+    except (ConfigError, runs.RunProblem) as exc:
+        if isinstance(exc, ConfigError) or exc.kind == "config":
+            raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) \
+                from None
+        if exc.kind == "no_data":
+            raise CommandError(f"{project.path} has no training examples with answers yet; import some with "
+                               f"'ftstudio import {project.path} FILE'") from None
+        raise CommandError(str(exc)) from None
     except FileNotFoundError as exc:
         raise CommandError(f"{exc.filename}: no such file") from None
-    problems = validate(cfg)
-    if problems:
-        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in problems))
-
-    data = project.prepared_data()
-    if not data.train:
-        raise CommandError(f"{project.path} has no training examples with answers yet; import some with "
-                           f"'ftstudio import {project.path} FILE'")
-    if _world() > 1 and not run_id and not resume:
-        raise CommandError("When launching on several processes, give every process the same --run-id NAME")
-
-    main_process = _rank() == 0
-    if not resume:
-        if main_process:
-            run_id = project.create_run(cfg.to_dict(), run_id=run_id)
-        else:
-            project.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    cfg, data = plan.config, plan.data
+    run_id = runs.begin(project, plan, record=main_process)
     run_dir = project.run_dir(run_id)
     if main_process:
-        project.update_run(run_id, status="running")
         print(f"Run {run_id}: {cfg.method.upper()} on {cfg.model}, {len(data.train)} training and "
               f"{len(data.eval)} held-out examples")
 
@@ -279,15 +271,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, data, reporter if reporter is not None else (lambda event: None),
-                       lambda: stop_requested["flag"], run_dir=run_dir, resume=resume)
+                       lambda: stop_requested["flag"], run_dir=run_dir, resume=plan.resume)
     finally:
         signal.signal(signal.SIGINT, previous)
         if reporter is not None:
             reporter.close()
     if main_process:
-        project.update_run(run_id, status=result.status, steps=result.steps, train_loss=result.train_loss,
-                           eval_loss=result.eval_loss,
-                           message=result.failure.message if result.failure else None)
+        runs.record_outcome(project, run_id, result)
         print(f"Run id: {run_id}")
         if result.adapter_dir:
             print(f"Adapter: {result.adapter_dir}")

@@ -20,7 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import yaml
+
 from ftstudio.core.examples import SPLITS, STATUSES, Example, NewExample, PreparedData, check_conversation
+from ftstudio.core.fileio import write_text_atomic
 
 DB_NAME = "project.db"
 RUNS_DIR = "runs"
@@ -649,25 +652,28 @@ class Project:
 
     # -- runs -----------------------------------------------------------------------
 
-    def create_run(self, config: dict[str, Any], run_id: str | None = None) -> str:
+    def create_run(self, config: dict[str, Any], run_id: str | None = None, created_at: str | None = None) -> str:
+        """A new run row with its settings, and its folder with ``config.yaml`` written from them.
+
+        The row is the settings' one source of truth; a run's settings never change after this,
+        so the file, written once from the same dict, cannot disagree with it."""
         run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
         stamp = now()
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO runs (id, created_at, updated_at, status, model, method, config) "
                 "VALUES (?, ?, ?, 'created', ?, ?, ?)",
-                (run_id, stamp, stamp, config.get("model", ""), config.get("method", ""), json.dumps(config)),
+                (run_id, created_at or stamp, stamp, config.get("model", ""), config.get("method", ""), json.dumps(config)),
             )
         (self.runs_dir / run_id).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.runs_dir / run_id / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        allowed = {"status", "steps", "train_loss", "eval_loss", "message", "config"}
+        allowed = {"status", "steps", "train_loss", "eval_loss", "message"}  # settings never change
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot set {', '.join(sorted(bad))} on a run")
-        if "config" in fields:
-            fields["config"] = json.dumps(fields["config"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self.transaction() as c:
             c.execute(f"UPDATE runs SET {cols}, updated_at = ? WHERE id = ?", (*fields.values(), now(), run_id))

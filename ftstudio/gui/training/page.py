@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
+from ftstudio.core import runs
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
 from ftstudio.core.events import (
     Checkpoint, EvalMetrics, Failed, Finished, Log, Progress, Sample, StepMetrics, read_events,
@@ -45,7 +46,6 @@ CONFIG_SETTING = "train_config"
 # Characters per token for the rough size of the data (JSON of the messages, template included).
 CHARS_PER_TOKEN = 4.2
 CLOSE_TIMEOUT_MS = 10 * 60 * 1000
-RESUMABLE = ("stopped", "failed", "running")
 
 
 def _detect_device(report, interrupted) -> DeviceBudget:
@@ -58,11 +58,6 @@ def _download_model(spec: str, *, report, interrupted) -> str:
     from ftstudio.engine.models import download_model
 
     return str(download_model(spec, progress=lambda done, total: report((done, total)), should_stop=interrupted))
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    folder = Path(run_dir) / "checkpoints"
-    return folder.is_dir() and any((p / "state.json").exists() for p in folder.glob("step-*"))
 
 
 def history_events(run_dir: Path, resuming: bool = True) -> list:
@@ -211,7 +206,7 @@ class TrainPage(QWidget):
         for run in candidates:
             if self.is_busy() and run.id == self._run_id:
                 continue
-            if run.status in RESUMABLE and has_checkpoint(self.project.run_dir(run.id)):
+            if runs.can_resume(self.project, run):
                 return run
         return None
 
@@ -429,17 +424,18 @@ class TrainPage(QWidget):
         if self._problems or self._blocking_problem:
             self._notify("Fix the settings marked in red first.", "bad")
             return False
-        cfg = self.form.config()
-        data = self.project.prepared_data()
-        if not data.train:
-            self._notify("There are no training examples with answers yet: import some on the Data page or label them on the Label page, "
-                         "then start again.", "bad")
+        try:
+            plan = runs.plan_new(self.project, self.form.config())
+        except runs.RunProblem as exc:
+            if exc.kind == "no_data":
+                self._notify("There are no training examples with answers yet: import some on the Data page or "
+                             "label them on the Label page, then start again.", "bad")
+            else:
+                self._notify("Fix the settings marked in red first.", "bad")
             return False
         if not self._acquire():
             return False
-        run_id = self.project.create_run(cfg.to_dict())
-        self.project.update_run(run_id, status="running")
-        self._launch(run_id, cfg, data, resume=False)
+        self._launch(runs.begin(self.project, plan), plan)
         return True
 
     def resume(self, run_id: str | None = None) -> bool:
@@ -457,25 +453,18 @@ class TrainPage(QWidget):
             except KeyError:
                 self._notify(f"There is no run {run_id} in this project.", "bad")
                 return False
-        run_dir = self.project.run_dir(run.id)
         try:
-            cfg = TrainConfig.load(run_dir / "config.yaml")
-        except (ConfigError, OSError) as exc:
-            self._notify(f"Run {run.id} cannot be resumed: its settings cannot be read ({exc}).", "bad")
-            return False
-        problems = validate(cfg)
-        if problems:
-            self._notify(f"Run {run.id} cannot be resumed: " + "; ".join(str(p) for p in problems), "bad")
-            return False
-        data = self.project.prepared_data()
-        if not data.train:
-            self._notify("There are no training examples with answers to resume on.", "bad")
+            plan = runs.plan_resume(self.project, run.id)
+        except runs.RunProblem as exc:
+            if exc.kind == "no_data":
+                self._notify("There are no training examples with answers to resume on.", "bad")
+            else:
+                self._notify(f"Run {run.id} cannot be resumed: {exc}", "bad")
             return False
         if not self._acquire():
             return False
-        self.form.set_config(cfg)
-        self.project.update_run(run.id, status="running", message=None)
-        self._launch(run.id, cfg, data, resume=True)
+        self.form.set_config(plan.config)
+        self._launch(runs.begin(self.project, plan), plan)
         return True
 
     def _acquire(self) -> bool:
@@ -486,7 +475,8 @@ class TrainPage(QWidget):
             return False
         return True
 
-    def _launch(self, run_id: str, cfg: TrainConfig, data, resume: bool) -> None:
+    def _launch(self, run_id: str, plan: runs.RunPlan) -> None:
+        cfg, data, resume = plan.config, plan.data, plan.resume
         run_dir = self.project.run_dir(run_id)
         self._run_id = run_id
         self._result, self._crash = None, None
@@ -565,19 +555,10 @@ class TrainPage(QWidget):
         self.dashboard.end()
         run_id = self._run_id
         if result is not None:
-            status = result.status
-            if result.failure is not None:
-                message = result.failure.message
-            elif status == "stopped":
-                message = f"Stopped at step {result.steps}; resume to continue"
-            else:
-                message = None
-            self.project.update_run(run_id, status=status, steps=result.steps, train_loss=result.train_loss,
-                                    eval_loss=result.eval_loss, message=message)
+            status = runs.record_outcome(self.project, run_id, result)
         else:
             status = "failed"
-            message = f"Training stopped on an unexpected error: {self._crash or 'unknown'}"
-            self.project.update_run(run_id, status="failed", message=message)
+            runs.record_crash(self.project, run_id, self._crash or "")
             self.dashboard.banner.show_message(
                 "bad", "Training stopped on an unexpected error",
                 html.escape(self._crash or "") + "<br>Details are in the log. Checkpoints already written are kept.")
@@ -610,9 +591,9 @@ class TrainPage(QWidget):
 
     def _show_last_run(self) -> None:
         """On opening: the newest run, and a word about resuming it if it stopped."""
-        runs = self.project.runs()
-        if runs:
-            self.show_run(runs[0].id)
+        newest = self.project.runs()[:1]
+        if newest:
+            self.show_run(newest[0].id)
 
     def show_run(self, run_id: str) -> bool:
         """Show a past run on the dashboard (its curves, samples, log and outcome); False while training."""
@@ -632,7 +613,7 @@ class TrainPage(QWidget):
         if run.status in ("finished", "stopped"):
             result = _RowResult(run.steps, run.train_loss, run.eval_loss, run_dir / "adapter")
             self._show_outcome(run.status, result)
-        if run.status in RESUMABLE and has_checkpoint(run_dir):
+        if runs.can_resume(self.project, run):
             words = "was interrupted" if run.status == "running" else run.status
             self._notify(f"Run {run.id} {words} at step {run.steps or '?'}. "
                          "Resume continues it from its last checkpoint.", "info")

@@ -53,11 +53,8 @@ def stage_sample_runs(project: Project) -> list[str]:
         if run_id in known:
             continue
         cfg = preset(preset_name, **overrides)
-        project.create_run(cfg.to_dict(), run_id=run_id)
-        with project.transaction() as c:  # started when its id says
-            c.execute("UPDATE runs SET created_at = ? WHERE id = ?", (_started(run_id), run_id))
+        project.create_run(cfg.to_dict(), run_id=run_id, created_at=_started(run_id))  # started when its id says
         folder = project.run_dir(run_id)
-        cfg.save(folder / "config.yaml")
         rng = random.Random(n)
         sink = JsonlSink(folder / "metrics.jsonl")
         sink(Log(f"Training {cfg.method.upper()} (rank {cfg.lora_rank}) on 270 examples, 30 held out; "

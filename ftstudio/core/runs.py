@@ -1,0 +1,166 @@
+"""A training run's life cycle, shared by ``ftstudio train`` and the Train page.
+
+A run is a row in the project's ``runs`` table and a folder ``runs/<id>/``.
+Its settings live in the row (``Run.config``); the folder's ``config.yaml`` is
+written from the row whenever the row is written, for people and tools that
+read the folder, and nothing reads it back. So resume, export and evaluate
+all see the same settings.
+
+The steps, in order, for either front end:
+
+1. ``plan_new(project, cfg)`` or ``plan_resume(project, run_id)``: checks the
+   settings and the data and returns a ``RunPlan`` (nothing written yet), or
+   raises ``RunProblem`` saying what is wrong, for the front end to word.
+2. ``begin(project, plan)``: the row is created (or marked running again).
+3. The engine trains (``engine.training.train``) on the plan's data into
+   ``plan.run_dir``.
+4. ``record_outcome(project, run_id, result)`` or ``record_crash(...)``.
+
+The front end in between owns what is particular to it: the terminal's
+Ctrl+C and progress bar, or the page's thread, device lock and dashboard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from ftstudio.core.config import ConfigError, Problem, TrainConfig, validate
+from ftstudio.core.examples import PreparedData
+
+if TYPE_CHECKING:
+    from ftstudio.core.project import Project, Run
+
+CONFIG_FILE = "config.yaml"
+# A run in one of these states can be continued from its last checkpoint
+# ("running": the process that trained it ended without saying how).
+RESUMABLE = ("stopped", "failed", "running")
+
+
+class RunProblem(Exception):
+    """Why a run cannot start: ``kind`` is "config", "no_data" or "no_run"; ``problems`` the
+    settings' problems (for "config")."""
+
+    def __init__(self, kind: str, message: str, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.problems = problems or []
+
+
+class Outcome(Protocol):
+    """What the engine's TrainResult tells about how a run ended."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def train_loss(self) -> float | None: ...
+    @property
+    def eval_loss(self) -> float | None: ...
+    @property
+    def failure(self) -> object | None: ...
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run about to train: its settings, its data and where it goes. ``run_id`` is None for a
+    new run that ``begin`` names."""
+
+    config: TrainConfig
+    data: PreparedData
+    resume: bool
+    run_id: str | None = None
+
+
+def run_config(project: Project, run_id: str) -> TrainConfig:
+    """The run's settings (from its row: the one source of truth). Raises ConfigError."""
+    return TrainConfig.from_dict(project.get_run(run_id).config)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether the run folder holds a complete checkpoint to resume from."""
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any((p / "state.json").exists() for p in folder.glob("step-*"))
+
+
+def can_resume(project: Project, run: Run) -> bool:
+    return run.status in RESUMABLE and has_checkpoint(project.run_dir(run.id))
+
+
+def _check(cfg: TrainConfig, project: Project) -> PreparedData:
+    problems = validate(cfg)
+    if problems:
+        raise RunProblem("config", "; ".join(str(p) for p in problems), problems)
+    data = project.prepared_data()
+    if not data.train:
+        raise RunProblem("no_data", f"{project.path} has no training examples with answers yet")
+    return data
+
+
+def plan_new(project: Project, cfg: TrainConfig, run_id: str | None = None) -> RunPlan:
+    """A new run of ``cfg`` on the project's data (``run_id``: a name chosen by the caller)."""
+    return RunPlan(cfg, _check(cfg, project), resume=False, run_id=run_id)
+
+
+def plan_resume(project: Project, run_id: str) -> RunPlan:
+    """Continue run ``run_id`` from its last checkpoint, with its own settings."""
+    try:
+        cfg = run_config(project, run_id)
+    except KeyError:
+        raise RunProblem("no_run", f"There is no run {run_id} in {project.path}") from None
+    except ConfigError as exc:
+        raise RunProblem(
+            "config", "its settings cannot be read: " + "; ".join(map(str, exc.problems)), exc.problems
+        ) from None
+    return RunPlan(cfg, _check(cfg, project), resume=True, run_id=run_id)
+
+
+def begin(project: Project, plan: RunPlan, record: bool = True) -> str:
+    """Create the run's row (or mark a resumed one running again); returns the run id.
+
+    ``record`` False: a secondary process of a distributed run, which only
+    needs the folder (the main process keeps the row)."""
+    if not record:
+        if plan.run_id is None:
+            raise ValueError("a secondary process needs the run id the main process uses")
+        project.run_dir(plan.run_id).mkdir(parents=True, exist_ok=True)
+        return plan.run_id
+    if plan.resume:
+        assert plan.run_id is not None  # plan_resume always names the run
+        project.update_run(plan.run_id, status="running", message=None)
+        return plan.run_id
+    run_id = project.create_run(plan.config.to_dict(), run_id=plan.run_id)
+    project.update_run(run_id, status="running")
+    return run_id
+
+
+def outcome_message(outcome: Outcome) -> str | None:
+    """The word a run's row keeps about how it ended."""
+    failure = outcome.failure
+    if failure is not None:
+        return str(getattr(failure, "message", failure))
+    if outcome.status == "stopped":
+        return f"Stopped at step {outcome.steps}; resume to continue"
+    return None
+
+
+def record_outcome(project: Project, run_id: str, outcome: Outcome) -> str:
+    """Keep how the run ended (status, steps, losses, a word) in its row; returns the status."""
+    project.update_run(
+        run_id,
+        status=outcome.status,
+        steps=outcome.steps,
+        train_loss=outcome.train_loss,
+        eval_loss=outcome.eval_loss,
+        message=outcome_message(outcome),
+    )
+    return outcome.status
+
+
+def record_crash(project: Project, run_id: str, error: str) -> str:
+    """The training process failed outside the engine's own reporting; returns the message kept."""
+    message = f"Training stopped on an unexpected error: {error or 'unknown'}"
+    project.update_run(run_id, status="failed", message=message)
+    return message
