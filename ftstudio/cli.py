@@ -5,7 +5,7 @@ and engine headless, so everything the app does can be scripted:
 
     ftstudio new DIR
     ftstudio import DIR FILE [--format F] [--map FIELD=COLUMN ...] [--system TEXT] [--eval-fraction F]
-    ftstudio validate DIR [--max-length N] [--json]
+    ftstudio validate DIR [--model M] [--max-length N] [--json]
     ftstudio train DIR [--config RUN.yaml] [--preset NAME] [--set key=value ...] [--resume RUN_ID]
     ftstudio train --demo [DIR]
     ftstudio evaluate DIR --run RUN_ID|base
@@ -29,6 +29,9 @@ from ftstudio import __version__
 if TYPE_CHECKING:
     from ftstudio.core.events import Event
     from ftstudio.core.project import Project, Run
+    from ftstudio.core.validation import TokenCounter
+
+BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
 
 
 class CommandError(Exception):
@@ -80,12 +83,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_counter(model_spec: str) -> Callable[[list[dict]], int]:
+def _token_counter(model_spec: str) -> TokenCounter:
     from ftstudio.engine.models import load_tokenizer, resolve_model
-    from ftstudio.engine.tokenize import encode_conversation
+    from ftstudio.engine.tokenize import token_count
 
-    tokenizer = load_tokenizer(resolve_model(model_spec))
-    return lambda conv: len(encode_conversation(tokenizer, conv, "all").input_ids)
+    # A folder may hold only a tokenizer and its chat template: that is all the checks need.
+    folder = Path(model_spec).expanduser()
+    tokenizer = load_tokenizer(folder if folder.is_dir() and not (folder / "config.json").exists()
+                               else resolve_model(model_spec))
+    return lambda conv: token_count(tokenizer, conv)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -93,11 +99,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     project = _open_project(args.dir)
     count = None
-    if args.max_length:
+    # The model's tokenizer counts the tokens and shows where its chat template
+    # ends each answer; loading it takes seconds, so only when a model or a
+    # context size is given.
+    if args.max_length or args.model:
         from ftstudio.engine.models import ModelError
 
         try:
-            count = _token_counter(args.model)
+            count = _token_counter(args.model or BUNDLED_MODEL)
         except ModelError as exc:
             raise CommandError(str(exc)) from None
     report = validate_project(project, count_tokens=count, max_length=args.max_length)
@@ -105,6 +114,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(report.summary())
+        if count is None:
+            print("\nToken lengths and the chat template's end-of-turn tokens were not checked: give --model "
+                  "(and --max-length) to check them.")
     return 0
 
 
@@ -394,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="report problems in a project's examples")
     p.add_argument("dir")
     p.add_argument("--max-length", type=int, default=None, help="context size in tokens to check lengths against")
-    p.add_argument("--model", default="bundled:SmolLM2-135M-Instruct", help="whose tokenizer counts the tokens")
+    p.add_argument("--model", default=None,
+                   help="whose tokenizer counts the tokens and whose chat template is checked for end-of-turn "
+                        f"tokens (default with --max-length: {BUNDLED_MODEL})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)
 

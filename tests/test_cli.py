@@ -177,3 +177,29 @@ def test_validate_with_a_model_that_is_not_there_says_so(tmp_path, capsys):
     assert main(["validate", str(target), "--max-length", "64", "--model", str(tmp_path / "no-model")]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err
+
+
+def test_validate_warns_when_the_chat_template_gives_answers_no_end_of_turn_token(tmp_path, capsys):
+    from chat_templates.tokenizers import build_tokenizer
+
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    main(["import", str(target), str(_write_jsonl(tmp_path / "d.jsonl", [_conv("q1", "a1"), _conv("q2", "a2")]))])
+    for name in ("no_end_of_turn", "smollm2"):
+        build_tokenizer(name).save_pretrained(tmp_path / name)  # a folder with only the tokenizer
+    capsys.readouterr()
+
+    assert main(["validate", str(target), "--model", str(tmp_path / "no_end_of_turn")]) == 0
+    out = capsys.readouterr().out
+    assert "Answers with no end-of-turn token: 2 examples" in out
+    assert "does not learn to stop" in out
+    assert main(["validate", str(target), "--model", str(tmp_path / "no_end_of_turn"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"]["no_end_of_turn"] == 1
+    assert sorted(report["findings"][0]["example_ids"]) == sorted(int(k) for k in report["token_lengths"])
+
+    assert main(["validate", str(target), "--model", str(tmp_path / "smollm2")]) == 0
+    out = capsys.readouterr().out
+    assert "end-of-turn" not in out and "Tokens per example" in out
+    assert main(["validate", str(target)]) == 0  # no model given: no tokenizer loaded, and it says so
+    assert "were not checked: give --model" in capsys.readouterr().out

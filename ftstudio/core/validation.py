@@ -2,7 +2,8 @@
 
 Empty turns, exact and near duplicates, examples longer than the context,
 the same prompt in training and evaluation (leakage), examples without an
-answer, turns out of order, and label counts per split.
+answer, turns out of order, answers the model's chat template ends with no
+end-of-turn token, and label counts per split.
 
 Near-duplicates are found with MinHash over word shingles and banded
 locality-sensitive hashing, so the check grows linearly with the number of
@@ -25,8 +26,10 @@ from ftstudio.core.examples import Example, check_conversation
 if TYPE_CHECKING:
     from ftstudio.core.project import Project
 
-KINDS = ("empty_turn", "duplicate", "near_duplicate", "too_long", "leakage", "no_answer", "bad_roles")
+KINDS = ("no_end_of_turn", "empty_turn", "duplicate", "near_duplicate", "too_long", "leakage", "no_answer",
+         "bad_roles")
 KIND_TITLES = {
+    "no_end_of_turn": "Answers with no end-of-turn token",
     "empty_turn": "Empty turns",
     "duplicate": "Exact duplicates",
     "near_duplicate": "Near-duplicates",
@@ -52,6 +55,16 @@ class Finding:
     kind: str
     example_ids: tuple[int, ...]
     message: str
+
+
+@dataclass(frozen=True)
+class TokenCount:
+    """What a token counter tells about one conversation: its length, and the
+    assistant turns (indexes into the conversation) the chat template ends with
+    no end-of-turn token."""
+
+    tokens: int
+    unended_turns: tuple[int, ...] = ()
 
 
 @dataclass
@@ -282,19 +295,23 @@ def near_duplicate_groups(texts: list[str], threshold: float = NEAR_DUPLICATE_JA
 
 # -- the report -------------------------------------------------------------------------
 
-def validate_project(project: Project, count_tokens: Callable[[list[dict]], int] | None = None,
+TokenCounter = Callable[[list[dict]], int | TokenCount]
+
+
+def validate_project(project: Project, count_tokens: TokenCounter | None = None,
                      max_length: int | None = None) -> ValidationReport:
     """Run every check over the project's live examples."""
     return validate_examples(project.examples(), count_tokens=count_tokens, max_length=max_length)
 
 
-def validate_examples(examples: list[Example], count_tokens: Callable[[list[dict]], int] | None = None,
+def validate_examples(examples: list[Example], count_tokens: TokenCounter | None = None,
                       max_length: int | None = None) -> ValidationReport:
     findings: list[Finding] = []
     label_counts: dict[str | None, dict[str, int]] = defaultdict(lambda: {"train": 0, "eval": 0})
     split_counts = {"train": 0, "eval": 0}
     token_lengths: dict[int, int] = {}
     no_answer: list[int] = []
+    unended: list[int] = []
 
     for ex in examples:
         label_counts[ex.label][ex.split] = label_counts[ex.label].get(ex.split, 0) + 1
@@ -313,9 +330,15 @@ def validate_examples(examples: list[Example], count_tokens: Callable[[list[dict
             no_answer.append(ex.id)
         if count_tokens is not None:
             try:
-                token_lengths[ex.id] = int(count_tokens(conversation))
+                counted = count_tokens(conversation)
             except Exception:  # e.g. a chat template that rejects turns out of order (reported above)
                 continue
+            if isinstance(counted, TokenCount):
+                token_lengths[ex.id] = counted.tokens
+                if counted.unended_turns:
+                    unended.append(ex.id)
+            else:
+                token_lengths[ex.id] = int(counted)
             if max_length is not None and token_lengths[ex.id] > max_length:
                 findings.append(Finding("too_long", (ex.id,), (
                     f"Example {ex.id} is {token_lengths[ex.id]:,} tokens long, more than the context size of "
@@ -328,6 +351,14 @@ def validate_examples(examples: list[Example], count_tokens: Callable[[list[dict
             f"{'have' if len(no_answer) != 1 else 'has'} no answer yet, so "
             f"{'they are' if len(no_answer) != 1 else 'it is'} left out of training. Label or answer "
             f"{'them' if len(no_answer) != 1 else 'it'}, or delete {'them' if len(no_answer) != 1 else 'it'}.")))
+
+    if unended:
+        findings.insert(0, Finding("no_end_of_turn", tuple(unended), (
+            f"The model's chat template ends the answers of {_n(len(unended), 'example')} (example"
+            f"{'s' if len(unended) != 1 else ''} {_id_list(unended)}) with no end-of-turn token, so a model "
+            "trained on them does not learn to stop and writes on past its answer. Choose a model whose chat "
+            "template closes each assistant turn with an end-of-turn token (an instruct or chat model), or "
+            "give the model a chat template that does; the template preview shows what is trained.")))
 
     prompts = [_prompt_key(ex) for ex in examples]
     findings += _duplicate_findings(examples, prompts)

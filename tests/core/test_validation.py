@@ -9,7 +9,8 @@ import random
 
 from ftstudio.core.examples import Example
 from ftstudio.core.validation import (
-    KINDS, Finding, ValidationReport, near_duplicate_groups, normalise, validate_examples, validate_project,
+    KINDS, Finding, TokenCount, ValidationReport, near_duplicate_groups, normalise, validate_examples,
+    validate_project,
 )
 
 LONG_TEXT = ("The parcel left our warehouse on Monday morning and the tracking page has not changed since then, "
@@ -26,6 +27,17 @@ def qa(q: str, a: str | None) -> list[dict]:
 def words(conversation: list[dict]) -> int:
     """A stand-in token counter the way the engine supplies one: conversation -> count."""
     return sum(len(str(m.get("content") or "").split()) for m in conversation)
+
+
+UNENDED_ANSWER = "Yes, over 20 euros."
+
+
+def words_and_turn_ends(conversation: list[dict]) -> TokenCount:
+    """As ``words``, and as the engine's counter reports a chat template that writes no
+    end-of-turn token: here, after one particular answer (tests/engine covers the real templates)."""
+    unended = tuple(i for i, m in enumerate(conversation)
+                    if m.get("role") == "assistant" and m.get("content") == UNENDED_ANSWER)
+    return TokenCount(words(conversation), unended)
 
 
 def clean_project(project) -> dict[str, int]:
@@ -69,8 +81,9 @@ def test_every_kind_is_found(project):
                                         split="train"),
         "badroles": project.add_example([{"role": "assistant", "content": "Hello!"},
                                          {"role": "user", "content": "Hi"}], split="train"),
+        "unended": project.add_example(qa("Is shipping free?", UNENDED_ANSWER), split="train"),
     }
-    report = validate_project(project, count_tokens=words, max_length=100)
+    report = validate_project(project, count_tokens=words_and_turn_ends, max_length=100)
     kinds = report.by_kind()
     assert set(kinds) == set(KINDS)
 
@@ -88,6 +101,11 @@ def test_every_kind_is_found(project):
     assert ids_of("no_answer") == [(ids["noanswer"],)]
     assert ids_of("bad_roles") == [(ids["badroles"],)]
     assert "assistant turn before any user turn" in kinds["bad_roles"][0].message
+    assert ids_of("no_end_of_turn") == [(ids["unended"],)]
+    assert "no end-of-turn token, so a model trained on them does not learn to stop" in \
+        kinds["no_end_of_turn"][0].message
+    assert report.token_lengths[ids["unended"]] == 7
+    assert "Answers with no end-of-turn token: 1 example" in report.summary()
     # the app-crash pair also asks the same thing with different answers
     assert (base["c"], ids["leak"]) in ids_of("near_duplicate")
     assert report.token_lengths[ids["long"]] == 151 and len(report.token_lengths) == project.count_examples()
@@ -98,7 +116,7 @@ def test_every_kind_is_found(project):
         assert title in summary
     data = json.loads(json.dumps(report.to_dict()))
     assert data["counts"]["duplicate"] == 1 and data["max_length"] == 100
-    assert {"label": None, "train": 6, "eval": 0} in data["label_counts"]
+    assert {"label": None, "train": 7, "eval": 0} in data["label_counts"]
     assert report.problem_ids() >= {ids[k] for k in ids}
 
 

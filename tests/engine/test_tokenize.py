@@ -32,13 +32,17 @@ def test_train_on_all(bundled_dir):
     assert enc.labels == enc.input_ids
 
 
-def test_offsets_path_agrees_with_prefix_path(bundled_dir):
-    from ftstudio.engine.tokenize import _encode_by_offsets
+def test_offsets_path_gives_the_prefix_paths_labels(bundled_dir):
+    from ftstudio.engine.tokenize import _encode_by_offsets, _encode_by_prefixes
 
     tok = load_tokenizer(bundled_dir)
-    enc = _encode_by_offsets(tok, CONV)
-    assert "billing" in _trained_text(tok, enc) and "technical" in _trained_text(tok, enc)
-    assert "Classify" not in _trained_text(tok, enc) and "charged" not in _trained_text(tok, enc)
+    full = tok.apply_chat_template(CONV, tokenize=True, return_dict=True)["input_ids"]
+    by_prefixes = _encode_by_prefixes(tok, CONV, full)
+    by_offsets = _encode_by_offsets(tok, CONV)
+    assert by_prefixes is not None  # the bundled template takes the prefix path
+    assert by_offsets.input_ids == by_prefixes.input_ids
+    assert by_offsets.labels == by_prefixes.labels
+    assert _trained_text(tok, by_offsets) == "billing<|im_end|>technical<|im_end|>"
 
 
 def test_fit_length_drops_or_truncates(bundled_dir):

@@ -504,3 +504,52 @@ def test_checks_and_preview_follow_the_train_pages_choice(qtbot, page, tokenizer
     page.project.set_setting(TRAIN_CONFIG_SETTING, {"max_length": 2048})
     page.tabs.setCurrentWidget(page.checks)
     assert page.checks.context_size.value() == 300
+
+
+def test_the_preview_shows_the_end_of_turn_token_as_trained_when_the_template_moves_the_system_prompt(
+        qtbot, page, tmp_path):
+    """Mistral v0.3 writes the system prompt into the last user turn, so its masks come from
+    the answers' offsets: the preview highlights each answer with its </s>, and nothing else."""
+    from chat_templates.tokenizers import build_tokenizer
+
+    build_tokenizer("mistral_v0_3").save_pretrained(tmp_path / "mistral")
+    example_id = page.project.add_example(
+        [{"role": "user", "content": "My card was charged twice"}, {"role": "assistant", "content": "billing"},
+         {"role": "user", "content": "And the app crashes"}, {"role": "assistant", "content": "technical"}],
+        system="Classify the ticket.", label="technical", actor="fixture")
+    page.context.examples_changed.emit([])
+    page.preview.set_model_dir(tmp_path / "mistral")
+    page.tabs.setCurrentWidget(page.preview)
+    page.select_ids([example_id])
+    qtbot.waitUntil(lambda: page.preview.rendered is not None
+                    and "technical" in "".join(t for t, _l, _s in page.preview.rendered.pieces), timeout=60000)
+    pieces = page.preview.rendered.pieces
+    runs, run = [], ""
+    for text, loss, _special in pieces + [("", False, False)]:
+        if loss:
+            run += text
+        elif run:
+            runs.append(run)
+            run = ""
+    assert runs == [" billing</s>", " technical</s>"]
+    eots = [(loss, special) for text, loss, special in pieces if text == "</s>"]
+    assert eots == [(True, True), (True, True)]
+    # highlighted, not greyed: the stop token shows as something the model learns to write
+    assert f'<span style="background:{style.LOSS_BG}">&lt;/s&gt;</span>' in page.preview.rendered.to_html(
+        style.LOSS_BG, style.SPECIAL_FG)
+
+
+def test_checks_warn_when_the_template_gives_answers_no_end_of_turn_token(qtbot, page, tmp_path):
+    from chat_templates.tokenizers import build_tokenizer
+
+    build_tokenizer("no_end_of_turn").save_pretrained(tmp_path / "plain")
+    page.preview.set_model_dir(tmp_path / "plain")
+    page.tabs.setCurrentWidget(page.checks)
+    page.checks.run_checks()
+    qtbot.waitUntil(lambda: page.checks.report is not None and bool(page.checks.report.token_lengths)
+                    and not page.checks.running, timeout=60000)
+    found = page.checks.report.by_kind().get("no_end_of_turn", [])
+    assert len(found) == 1 and len(found[0].example_ids) == 30
+    titles = [page.checks.findings.topLevelItem(i).text(0) for i in range(page.checks.findings.topLevelItemCount())]
+    assert any(t.startswith("Answers with no end-of-turn token") for t in titles)
+    page.checks.grab().save(str(tmp_path / "checks.png"))

@@ -60,7 +60,7 @@ class TemplatePreview(QWidget):
         self.text.setFont(mono)
         layout.addWidget(self.text, 1)
         legend = QLabel(f'<span style="background:{style.LOSS_BG}">&nbsp;highlighted&nbsp;</span> '
-                        f'tokens carry loss (the model learns to write them); '
+                        f'tokens carry loss (the model learns to write them, the end-of-turn marker included: that is how it learns to stop); '
                         f'<span style="color:{style.SPECIAL_FG}">grey</span> ones are the template\'s own markers.')
         legend.setObjectName("Hint")
         legend.setWordWrap(True)

@@ -89,11 +89,12 @@ def render_conversation(tokenizer, messages: list[dict], report=None, interrupte
 
 def token_counter(tokenizer):
     """Worker thread: a ``count_tokens(messages)`` for validate_project."""
-    from ftstudio.engine.tokenize import encode_conversation
+    from ftstudio.core.validation import TokenCount
+    from ftstudio.engine.tokenize import token_count
 
-    def count(messages: list[dict]) -> int:
+    def count(messages: list[dict]) -> TokenCount:
         with TOKENIZER_LOCK:
-            return len(encode_conversation(tokenizer, messages).input_ids)
+            return token_count(tokenizer, messages)
 
     return count
 
