@@ -50,8 +50,9 @@ def _render_ids(tokenizer: Any, messages: Messages, add_generation_prompt: bool)
 
 
 def _render_text(tokenizer: Any, messages: Messages, add_generation_prompt: bool) -> str:
-    return str(tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
-                                             tokenize=False))
+    return str(
+        tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    )
 
 
 def special_token_ids(tokenizer: Any) -> set[int]:
@@ -138,7 +139,9 @@ def _find_first(text: str, candidates: list[str], start: int, stop: int) -> tupl
     return -1, ""
 
 
-def _how_turn_is_written(tokenizer: Any, messages: Messages, i: int, forms: list[str]) -> tuple[str, str, str]:
+def _how_turn_is_written(
+    tokenizer: Any, messages: Messages, i: int, forms: list[str]
+) -> tuple[str, str, str]:
     """(lead, answer, closing) of assistant turn ``i`` rendered as the last turn: the text the
     template writes between the generation prompt and the answer (a reasoning block, a
     space), the form of the answer it writes, and everything after the answer."""
@@ -149,7 +152,7 @@ def _how_turn_is_written(tokenizer: Any, messages: Messages, i: int, forms: list
         at = rendered.rfind(form, turn_from or 0)
         if at >= 0:
             lead = rendered[turn_from:at] if turn_from is not None else ""
-            return lead, form, rendered[at + len(form):]
+            return lead, form, rendered[at + len(form) :]
     return "", "", ""
 
 
@@ -185,7 +188,7 @@ def _encode_by_offsets(tokenizer: Any, messages: Messages) -> EncodedExample:
             continue
         lead, written, closing = _how_turn_is_written(tokenizer, messages, i, forms)
         bound = len(text)
-        following = next((m for m in messages[i + 1:] if m.get("role") == "user"), None)
+        following = next((m for m in messages[i + 1 :] if m.get("role") == "user"), None)
         if following is not None and isinstance(following.get("content"), str):
             next_at, _ = _find_first(text, _answer_forms(following["content"]), cursor, len(text))
             bound = next_at if next_at >= 0 else bound
@@ -198,8 +201,11 @@ def _encode_by_offsets(tokenizer: Any, messages: Messages) -> EncodedExample:
         if at < 0:
             continue  # the template does not write this answer at all
         span_end = at + len(found)
-        while span_end - at - len(found) < len(closing) and span_end < len(text) \
-                and text[span_end] == closing[span_end - at - len(found)]:
+        while (
+            span_end - at - len(found) < len(closing)
+            and span_end < len(text)
+            and text[span_end] == closing[span_end - at - len(found)]
+        ):
             span_end += 1
         cursor = span_end
         # The turn's tokens: every token with a character in the answer (a token may
@@ -234,8 +240,12 @@ def fit_length(example: EncodedExample, max_length: int, overlength: str) -> Enc
         return example
     if overlength != "truncate":
         return None
-    cut = EncodedExample(example.input_ids[:max_length], example.labels[:max_length], truncated=True,
-                         unended_turns=example.unended_turns)
+    cut = EncodedExample(
+        example.input_ids[:max_length],
+        example.labels[:max_length],
+        truncated=True,
+        unended_turns=example.unended_turns,
+    )
     return cut if cut.loss_tokens > 0 else None
 
 

@@ -28,38 +28,85 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "llama3": Family("llama3", "<|eot_id|>",
-                     ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                      "<|eot_id|>"), bos="<|begin_of_text|>", eos="<|eot_id|>"),
-    "qwen2_5": Family("qwen2_5", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-                      eos="<|im_end|>"),
-    "qwen3": Family("qwen3", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-                    eos="<|im_end|>", plain_added=("<think>", "</think>")),
-    "gemma2": Family("gemma2", "<end_of_turn>", ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
-                     bos="<bos>", eos="<eos>"),
-    "gemma3": Family("gemma3", "<end_of_turn>", ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
-                     bos="<bos>", eos="<eos>"),
-    "mistral_v0_3": Family("mistral_v0_3", "</s>", ("<s>", "</s>", "[INST]", "[/INST]"), bos="<s>", eos="</s>"),
-    "mistral_nemo": Family("mistral_nemo", "</s>", ("<s>", "</s>", "[INST]", "[/INST]"), bos="<s>", eos="</s>"),
-    "phi3": Family("phi3", "<|end|>", ("<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
-                   eos="<|endoftext|>"),
-    "phi4": Family("phi4", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"),
-                   eos="<|im_end|>"),
-    "smollm2": Family("smollm2", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-                      bos="<|im_start|>", eos="<|im_end|>"),
-    "deepseek_r1_distill": Family("deepseek_r1_distill", "<｜end▁of▁sentence｜>",
-                                  ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
-                                  bos="<｜begin▁of▁sentence｜>", eos="<｜end▁of▁sentence｜>",
-                                  plain_added=("<think>", "</think>")),
+    "llama3": Family(
+        "llama3",
+        "<|eot_id|>",
+        ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+    ),
+    "qwen2_5": Family(
+        "qwen2_5", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), eos="<|im_end|>"
+    ),
+    "qwen3": Family(
+        "qwen3",
+        "<|im_end|>",
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        eos="<|im_end|>",
+        plain_added=("<think>", "</think>"),
+    ),
+    "gemma2": Family(
+        "gemma2",
+        "<end_of_turn>",
+        ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>",
+        eos="<eos>",
+    ),
+    "gemma3": Family(
+        "gemma3",
+        "<end_of_turn>",
+        ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>",
+        eos="<eos>",
+    ),
+    "mistral_v0_3": Family(
+        "mistral_v0_3", "</s>", ("<s>", "</s>", "[INST]", "[/INST]"), bos="<s>", eos="</s>"
+    ),
+    "mistral_nemo": Family(
+        "mistral_nemo", "</s>", ("<s>", "</s>", "[INST]", "[/INST]"), bos="<s>", eos="</s>"
+    ),
+    "phi3": Family(
+        "phi3",
+        "<|end|>",
+        ("<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        eos="<|endoftext|>",
+    ),
+    "phi4": Family(
+        "phi4", "<|im_end|>", ("<|endoftext|>", "<|im_start|>", "<|im_sep|>", "<|im_end|>"), eos="<|im_end|>"
+    ),
+    "smollm2": Family(
+        "smollm2",
+        "<|im_end|>",
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        bos="<|im_start|>",
+        eos="<|im_end|>",
+    ),
+    "deepseek_r1_distill": Family(
+        "deepseek_r1_distill",
+        "<｜end▁of▁sentence｜>",
+        ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
+        bos="<｜begin▁of▁sentence｜>",
+        eos="<｜end▁of▁sentence｜>",
+        plain_added=("<think>", "</think>"),
+    ),
     # No end-of-turn token at all: answers run straight into the next turn.
     "no_end_of_turn": Family("no_end_of_turn", "", ("<|endoftext|>",), eos="<|endoftext|>"),
 }
 
 TRAINING_TEXT = [
-    "My card was charged twice", "And the app crashes", "Billing or technical? The app crashes",
-    "billing", "technical", "Classify the ticket.", "Classify.", "You are a helpful assistant",
-    "The same charge appears twice, so this is about money.", "Crashes are a technical problem.",
-    "Cutting Knowledge Date: December 2023", "Today Date: 26 Jul 2024", "system user assistant model",
+    "My card was charged twice",
+    "And the app crashes",
+    "Billing or technical? The app crashes",
+    "billing",
+    "technical",
+    "Classify the ticket.",
+    "Classify.",
+    "You are a helpful assistant",
+    "The same charge appears twice, so this is about money.",
+    "Crashes are a technical problem.",
+    "Cutting Knowledge Date: December 2023",
+    "Today Date: 26 Jul 2024",
+    "system user assistant model",
 ]
 
 
@@ -77,13 +124,19 @@ def build_tokenizer(name: str):
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(family.special), show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=list(family.special),
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     core.train_from_iterator(TRAINING_TEXT * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token=family.bos, eos_token=family.eos,
-                                        chat_template=template_text(name))
-    tokenizer.add_special_tokens({"additional_special_tokens": [
-        t for t in family.special if t not in (family.bos, family.eos)]})
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=family.bos, eos_token=family.eos, chat_template=template_text(name)
+    )
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [t for t in family.special if t not in (family.bos, family.eos)]}
+    )
     if family.plain_added:
         tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in family.plain_added])
     return tokenizer

@@ -55,8 +55,11 @@ TEMPLATE_FAMILIES = [name for name in FAMILIES if name != "no_end_of_turn"]
 # just the fallback with itself): conversations whose every prefix renders as
 # a token prefix of the whole under that template.
 PREFIX_PATH_APPLIES = {
-    "llama3": set(CONVERSATIONS), "qwen2_5": set(CONVERSATIONS), "gemma3": set(CONVERSATIONS),
-    "phi4": set(CONVERSATIONS), "smollm2": set(CONVERSATIONS),
+    "llama3": set(CONVERSATIONS),
+    "qwen2_5": set(CONVERSATIONS),
+    "gemma3": set(CONVERSATIONS),
+    "phi4": set(CONVERSATIONS),
+    "smollm2": set(CONVERSATIONS),
     "gemma2": {"one turn", "two turns"},
     "qwen3": {"one turn", "one turn with a system prompt", "one turn with reasoning"},
     "mistral_v0_3": {"one turn", "one turn with a system prompt", "two turns"},
@@ -123,8 +126,11 @@ def test_both_paths_train_each_answer_and_its_end_of_turn_token(family, title, c
     assert by_offsets.input_ids == full
     assert trained_spans(tokenizer, by_offsets.labels) == expected
     eot = tokenizer.convert_tokens_to_ids(FAMILIES[family].end_of_turn)
-    ends = [i for i, t in enumerate(by_offsets.labels)
-            if t != IGNORE_INDEX and (i + 1 == len(full) or by_offsets.labels[i + 1] == IGNORE_INDEX)]
+    ends = [
+        i
+        for i, t in enumerate(by_offsets.labels)
+        if t != IGNORE_INDEX and (i + 1 == len(full) or by_offsets.labels[i + 1] == IGNORE_INDEX)
+    ]
     assert [full[i] for i in ends] == [eot] * len(expected)
     assert by_offsets.unended_turns == ()
 
@@ -153,5 +159,6 @@ def test_the_bundled_template_is_the_smollm2_fixture(bundled_dir):
     bundled = load_tokenizer(bundled_dir)
     fixture = build_tokenizer("smollm2")
     conversation = CONVERSATIONS["two turns with a system prompt"]
-    assert bundled.apply_chat_template(conversation, tokenize=False) == \
-        fixture.apply_chat_template(conversation, tokenize=False)
+    assert bundled.apply_chat_template(conversation, tokenize=False) == fixture.apply_chat_template(
+        conversation, tokenize=False
+    )
