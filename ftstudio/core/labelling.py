@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ftstudio.core.examples import Example
-from ftstudio.core.project import Project, now
+from ftstudio.core.project import Project, default_actor, now
 
 KINDS = ("classification", "free_text", "both")
 KIND_TITLES = {
@@ -370,7 +370,7 @@ class _Edit:
     @property
     def group(self) -> int:
         if self._group is None:
-            self._group = self.project._next_group(self.c)  # noqa: SLF001 - one journal for the project
+            self._group = self.project._next_group(self.c, self.actor)  # noqa: SLF001 - one journal for the project
         return self._group
 
     @property
@@ -908,17 +908,20 @@ class Labelling:
 
     # -- undo --------------------------------------------------------------------------------
 
-    def _latest_group_changes_schema(self, undone: int) -> bool:
+    def _latest_group_changes_schema(self, undone: int, actor: str | None) -> bool:
         pick = "MAX" if undone == 0 else "MIN"
         row = self.project.execute(
-            f"SELECT 1 FROM journal WHERE group_id = (SELECT {pick}(group_id) FROM journal WHERE undone = ?) "
-            "AND action IN ('row:label_set', 'row:settings') LIMIT 1", (undone,)).fetchone()
+            f"SELECT 1 FROM journal WHERE group_id = (SELECT {pick}(group_id) FROM journal WHERE undone = ? "
+            "AND actor = ?) AND action IN ('row:label_set', 'row:settings') LIMIT 1",
+            (undone, actor or default_actor())).fetchone()
         return row is not None
 
-    def undo(self) -> UndoResult:
-        schema = self._latest_group_changes_schema(0)
-        return UndoResult(self.project.undo(), schema)
+    def undo(self, actor: str | None = None) -> UndoResult:
+        """Undo ``actor``'s latest change (a label, a skip, a rename...); raises UndoConflict
+        when someone else has changed the same thing since."""
+        schema = self._latest_group_changes_schema(0, actor)
+        return UndoResult(self.project.undo(actor), schema)
 
-    def redo(self) -> UndoResult:
-        schema = self._latest_group_changes_schema(1)
-        return UndoResult(self.project.redo(), schema)
+    def redo(self, actor: str | None = None) -> UndoResult:
+        schema = self._latest_group_changes_schema(1, actor)
+        return UndoResult(self.project.redo(actor), schema)

@@ -151,6 +151,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX journal_state ON journal (undone, group_id);
     CREATE INDEX examples_status ON examples (deleted, status);
     """,
+    # 5 -> 6: undo and redo go by the person who made the change: their newest and oldest
+    # group by state.
+    """
+    CREATE INDEX journal_actor_state ON journal (actor, undone, group_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -185,6 +190,29 @@ def _restore_row(c: sqlite3.Connection, table: str, target: dict | None, other: 
 
 class ProjectError(Exception):
     """A problem with the project folder or database, in words a user can act on."""
+
+
+class UndoConflict(ProjectError):
+    """Undoing (or redoing) a change would overwrite a later change someone else made to the same thing."""
+
+
+def _touches(entry: sqlite3.Row) -> set[tuple[Any, ...]]:
+    """What a journal entry changed: (example id, column) pairs, or (table, row key) for other rows."""
+    action = entry["action"]
+    if action.startswith("row:"):
+        table = action[4:]
+        state = json.loads(entry["after"] or entry["before"] or "{}")
+        return {(table, tuple(state.get(k) for k in JOURNALED_ROWS[table]))}
+    if action == "insert":
+        return {(entry["example_id"], "*")}
+    return {(entry["example_id"], column) for column in json.loads(entry["after"] or "{}")}
+
+
+def _overlap(mine: set[tuple[Any, ...]], theirs: set[tuple[Any, ...]]) -> bool:
+    if mine & theirs:
+        return True
+    whole = {t[0] for t in mine | theirs if t[1] == "*"}  # an added example: every column of it
+    return any(t[0] in whole for t in mine) and any(t[0] in whole for t in theirs)
 
 
 def inserted_id(cur: sqlite3.Cursor) -> int:
@@ -435,9 +463,9 @@ class Project:
 
     # -- examples: changing ---------------------------------------------------------
 
-    def _next_group(self, c: sqlite3.Connection) -> int:
-        # A new edit drops whatever could still be redone.
-        c.execute("UPDATE journal SET undone = 2 WHERE undone = 1")
+    def _next_group(self, c: sqlite3.Connection, actor: str) -> int:
+        # A new edit drops whatever its author could still redo (others keep theirs).
+        c.execute("UPDATE journal SET undone = 2 WHERE undone = 1 AND actor = ?", (actor,))
         return (c.execute("SELECT IFNULL(MAX(group_id), 0) FROM journal").fetchone()[0]) + 1
 
     def _journal(self, c: sqlite3.Connection, group: int, actor: str, action: str, example_id: int | None,
@@ -467,7 +495,7 @@ class Project:
         ids: list[int] = []
         with self.transaction() as c:
             splits = self._assign_splits(c, new)
-            group = self._next_group(c)
+            group = self._next_group(c, actor)
             stamp = now()
             for ex, split in zip(new, splits):
                 row = {
@@ -551,7 +579,7 @@ class Project:
                     continue
                 after = {k: encoded[k] for k in before}
                 if group is None:
-                    group = self._next_group(c)
+                    group = self._next_group(c, actor)
                 self._apply(c, example_id, after)
                 action = "delete" if after.get("deleted") == 1 else "update"
                 self._journal(c, group, actor, action, example_id, before, after)
@@ -576,50 +604,94 @@ class Project:
         self.update_examples(ids, actor, split=split)
 
     # -- undo / redo ----------------------------------------------------------------
+    # Undo and redo go by the person who made the change: one annotator's Ctrl+Z never
+    # takes back another's label. The journal is in the database, so both work the same
+    # after the project is closed and opened again. Undoing someone else's change is a
+    # separate, explicitly named action.
 
-    def can_undo(self) -> bool:
-        return self._conn.execute("SELECT 1 FROM journal WHERE undone = 0 LIMIT 1").fetchone() is not None
+    def can_undo(self, actor: str | None = None) -> bool:
+        return self._group_of(self._conn, actor or default_actor(), 0) is not None
 
-    def can_redo(self) -> bool:
-        return self._conn.execute("SELECT 1 FROM journal WHERE undone = 1 LIMIT 1").fetchone() is not None
+    def can_redo(self, actor: str | None = None) -> bool:
+        return self._group_of(self._conn, actor or default_actor(), 1) is not None
 
-    def undo(self) -> list[int]:
-        """Undo the latest change still in effect; returns the example ids it touched."""
+    @staticmethod
+    def _group_of(c: sqlite3.Connection, actor: str, undone: int) -> int | None:
+        """The actor's newest change in effect (undone=0) or oldest one undone last (undone=1)."""
+        pick = "MAX" if undone == 0 else "MIN"
+        row = c.execute(f"SELECT {pick}(group_id) FROM journal WHERE actor = ? AND undone = ?",
+                        (actor, undone)).fetchone()
+        return row[0]
+
+    def undo(self, actor: str | None = None) -> list[int]:
+        """Undo ``actor``'s latest change still in effect (default: this computer's user);
+        returns the example ids it touched. Raises UndoConflict when someone else has
+        changed the same thing since."""
         with self.transaction() as c:
-            row = c.execute("SELECT MAX(group_id) FROM journal WHERE undone = 0").fetchone()
-            if row[0] is None:
-                return []
-            group = row[0]
-            entries = c.execute("SELECT * FROM journal WHERE group_id = ? ORDER BY id DESC", (group,)).fetchall()
-            for e in entries:
-                if e["action"] == "insert":
-                    self._apply(c, e["example_id"], {"deleted": 1})
-                elif e["action"].startswith("row:"):
-                    _restore_row(c, e["action"][4:], *(None if x is None else json.loads(x)
-                                                       for x in (e["before"], e["after"])))
-                else:
-                    self._apply(c, e["example_id"], json.loads(e["before"]))
-            c.execute("UPDATE journal SET undone = 1 WHERE group_id = ?", (group,))
-            return sorted({e["example_id"] for e in entries if e["example_id"] is not None})
+            group = self._group_of(c, actor or default_actor(), 0)
+            return [] if group is None else self._replay(c, group, undo=True)
 
-    def redo(self) -> list[int]:
-        """Redo the change undone last; returns the example ids it touched."""
+    def redo(self, actor: str | None = None) -> list[int]:
+        """Redo the change ``actor`` undid last; returns the example ids it touched."""
         with self.transaction() as c:
-            row = c.execute("SELECT MIN(group_id) FROM journal WHERE undone = 1").fetchone()
-            if row[0] is None:
-                return []
-            group = row[0]
-            entries = c.execute("SELECT * FROM journal WHERE group_id = ? ORDER BY id", (group,)).fetchall()
-            for e in entries:
-                if e["action"] == "insert":
-                    self._apply(c, e["example_id"], {"deleted": 0})
-                elif e["action"].startswith("row:"):
-                    _restore_row(c, e["action"][4:], *(None if x is None else json.loads(x)
-                                                       for x in (e["after"], e["before"])))
-                else:
-                    self._apply(c, e["example_id"], json.loads(e["after"]))
-            c.execute("UPDATE journal SET undone = 0 WHERE group_id = ?", (group,))
-            return sorted({e["example_id"] for e in entries if e["example_id"] is not None})
+            group = self._group_of(c, actor or default_actor(), 1)
+            return [] if group is None else self._replay(c, group, undo=False)
+
+    def latest_change_by_others(self, actor: str | None = None) -> tuple[str, int] | None:
+        """(who, how many examples) of the newest change in effect made by anyone but ``actor``."""
+        row = self._conn.execute(
+            "SELECT group_id, actor FROM journal WHERE undone = 0 AND actor != ? ORDER BY group_id DESC LIMIT 1",
+            (actor or default_actor(),)).fetchone()
+        if row is None:
+            return None
+        n = self._conn.execute("SELECT COUNT(DISTINCT example_id) FROM journal WHERE group_id = ?",
+                               (row["group_id"],)).fetchone()[0]
+        return row["actor"], n
+
+    def undo_someone_elses_change(self, actor: str | None = None) -> tuple[str, list[int]]:
+        """Undo the newest change in effect made by anyone but ``actor``: (whose it was, example ids).
+        Their redo brings it back."""
+        with self.transaction() as c:
+            row = c.execute("SELECT group_id, actor FROM journal WHERE undone = 0 AND actor != ? "
+                            "ORDER BY group_id DESC LIMIT 1", (actor or default_actor(),)).fetchone()
+            if row is None:
+                return "", []
+            return row["actor"], self._replay(c, row["group_id"], undo=True)
+
+    def _replay(self, c: sqlite3.Connection, group: int, undo: bool) -> list[int]:
+        entries = c.execute("SELECT * FROM journal WHERE group_id = ? ORDER BY id", (group,)).fetchall()
+        self._check_no_later_change(c, group, entries)
+        for e in reversed(entries) if undo else entries:
+            if e["action"] == "insert":
+                self._apply(c, e["example_id"], {"deleted": 1 if undo else 0})
+            elif e["action"].startswith("row:"):
+                states = [None if x is None else json.loads(x) for x in (e["before"], e["after"])]
+                target, other = states if undo else states[::-1]
+                _restore_row(c, e["action"][4:], target, other)
+            else:
+                self._apply(c, e["example_id"], json.loads(e["before"] if undo else e["after"]))
+        c.execute("UPDATE journal SET undone = ? WHERE group_id = ?", (1 if undo else 0, group))
+        return sorted({e["example_id"] for e in entries if e["example_id"] is not None})
+
+    @staticmethod
+    def _check_no_later_change(c: sqlite3.Connection, group: int, entries: list[sqlite3.Row]) -> None:
+        """Undoing or redoing ``group`` must not overwrite what another person changed after it."""
+        if not entries:
+            return
+        author = entries[0]["actor"]
+        mine: set[tuple[Any, ...]] = set()
+        for e in entries:
+            mine |= _touches(e)
+        ids = sorted({e["example_id"] for e in entries if e["example_id"] is not None})
+        where = "example_id IS NULL" + (f" OR example_id IN ({', '.join('?' * len(ids))})" if ids else "")
+        later = c.execute(f"SELECT * FROM journal WHERE undone = 0 AND group_id > ? AND actor != ? AND ({where}) "
+                          "ORDER BY id", (group, author, *ids))
+        for e in later:
+            if _overlap(mine, _touches(e)):
+                what = f"example {e['example_id']}" if e["example_id"] is not None else "the label set"
+                raise UndoConflict(
+                    f"{e['actor']} has changed {what} since ({e['at'][:16].replace('T', ' ')} UTC); undoing "
+                    f"this change of {author}'s would overwrite theirs. {e['actor']} can undo theirs first.")
 
     def journal(self, example_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """The audit trail, newest first."""

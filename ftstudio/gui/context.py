@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from ftstudio.core.project import Project
+from ftstudio.core.project import Project, default_actor
 
 
 class ComputeLock(QObject):
@@ -59,6 +59,12 @@ class ProjectContext(QObject):
     def actor(self) -> str:
         """The person whose name goes on edits, labels and votes ("" until asked)."""
         return self._actor
+
+    @property
+    def author(self) -> str:
+        """Who the changes made in the app are by, in the journal (and so whose undo takes them
+        back): the annotator's name, or this computer's user until a name is given."""
+        return self._actor or default_actor()
 
     def set_actor(self, name: str) -> None:
         name = name.strip()

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core.project import PROJECT_SUFFIX, Project, ProjectError
+from ftstudio.core.project import PROJECT_SUFFIX, Project, ProjectError, UndoConflict, default_actor
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.settings import AppSettings
 from ftstudio.gui.workers import TaskThread
@@ -296,6 +296,10 @@ class MainWindow(QMainWindow):
         edit = bar.addMenu("&Edit")
         self.undo_action = self._action(edit, "&Undo", self.undo, "Ctrl+Z")
         self.redo_action = self._action(edit, "&Redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        # Undo and redo take back only your own changes; this one is for someone else's.
+        self.undo_others_action = self._action(
+            edit, "Undo &someone else's change\u2026", self.undo_someone_elses_change,
+            tip="Take back the newest change another annotator made (they can redo it)")
         edit.addSeparator()
         self.add_action = self._action(edit, "&Add example", lambda: self._on_data("add_example"), "Ctrl+Shift+N")
         self.duplicate_action = self._action(edit, "D&uplicate example", lambda: self._on_data("duplicate_selected"),
@@ -317,7 +321,7 @@ class MainWindow(QMainWindow):
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About FT Studio", self.show_about)
         self._project_actions = [self.import_action, self.export_action, self.close_project_action,
-                                 self.undo_action, self.redo_action, self.add_action, self.duplicate_action,
+                                 self.undo_action, self.redo_action, self.undo_others_action, self.add_action, self.duplicate_action,
                                  self.delete_action, self.find_action, *self.page_actions]
 
     def _fill_recent_menu(self) -> None:
@@ -576,10 +580,46 @@ class MainWindow(QMainWindow):
         if data is not None:
             getattr(data, which)()
             return
-        ids = getattr(self.context.project, which)()
+        try:
+            ids = getattr(self.context.project, which)(self.actor)
+        except UndoConflict as exc:
+            self.show_status(str(exc))
+            return
         self.context.examples_changed.emit(ids)
         self.show_status(("Undid" if which == "undo" else "Redid") + f" a change to {len(ids)} examples"
-                         if ids else f"Nothing to {which}")
+                         if ids else f"Nothing of yours to {which}")
+
+    @property
+    def actor(self) -> str:
+        """Who the changes made here are by: the annotator's name, else this computer's user."""
+        return self.context.author if self.context is not None else default_actor()
+
+    def undo_someone_elses_change(self, confirm: bool = True) -> list[int]:
+        """Undo the newest change another person made, after saying whose it is; returns the example ids."""
+        if self.context is None:
+            return []
+        project = self.context.project
+        latest = project.latest_change_by_others(self.actor)
+        if latest is None:
+            self.show_status("Nobody else has a change to undo")
+            return []
+        who, count = latest
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Undo someone else's change",
+                f"Undo the newest change {who} made ({count:,} example{'s' if count != 1 else ''})? "
+                f"It is {who}'s change, not yours; {who} can redo it.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return []
+        try:
+            who, ids = project.undo_someone_elses_change(self.actor)
+        except UndoConflict as exc:
+            self.show_status(str(exc))
+            return []
+        self.context.labels_changed.emit()  # the change may have been to the label set
+        self.context.examples_changed.emit(ids)
+        self.show_status(f"Undid {who}'s change to {len(ids):,} example{'s' if len(ids) != 1 else ''}")
+        return ids
 
     def import_data(self, path: str | Path | None = None):
         """Open the import wizard (on ``path`` when given); returns it."""

@@ -105,7 +105,7 @@ def test_label_set_editing_and_its_errors(project):
     lab.move_label("account", 0, "lead")
     assert [(d.name, d.position) for d in lab.labels()] == [("account", 0), ("billing", 1), ("technical", 2)]
     assert lab.schema().label_for_key("b") == "billing"
-    lab.undo()  # the move
+    lab.undo("lead")  # the move (undo goes by who made the change)
     assert [d.name for d in lab.labels()] == ["billing", "technical", "account"]
     ex = project.add_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "account"}],
                              label="account")
@@ -138,14 +138,14 @@ def test_rename_updates_every_example_and_undoes_as_one_step(project):
     assert lab.annotation(ids[0], "ana").label == "payments"
     assert lab.annotation(ids[1], "ben").label == "payments"
 
-    result = lab.undo()
+    result = lab.undo("lead")
     assert result.schema_changed and set(result.ids) == set(ids)
     assert [d.name for d in lab.labels()] == ["billing", "technical"]
     assert [project.get_example(i).label for i in ids] == ["billing", "billing", "billing"]
     assert project.get_example(ids[2]).messages[-1]["content"] == "billing"
     assert lab.annotation(ids[0], "ana").label == "billing"
     assert project.get_example(ids[1]).label == "billing"  # ben's accept is still in effect
-    lab.redo()
+    lab.redo("lead")
     assert [d.name for d in lab.labels()] == ["payments", "technical"]
     assert lab.annotation(ids[1], "ben").label == "payments"
 
@@ -160,7 +160,7 @@ def test_rename_into_an_existing_label_merges(project):
     assert lab.rename_label("payments", "billing", "lead") == 1
     assert [(d.name, d.position) for d in lab.labels()] == [("billing", 0), ("technical", 1)]
     assert project.get_example(i).label == "billing"
-    lab.undo()
+    lab.undo("lead")
     assert [d.name for d in lab.labels()] == ["billing", "payments", "technical"]
 
 
@@ -172,7 +172,7 @@ def test_adopting_the_labels_found_in_the_data_is_one_step(project):
     assert lab.kind() == "classification"  # labels in the data: choose-a-label by default
     assert lab.adopt_data_labels("lead") == ["b", "a", "c"]
     assert [(d.name, d.shortcut) for d in lab.labels()] == [("b", "1"), ("a", "2"), ("c", "3")]
-    lab.undo()
+    lab.undo("lead")
     assert lab.labels() == []
 
 
@@ -197,12 +197,12 @@ def test_accept_writes_annotation_example_and_template_together_and_undoes(proje
     assert not lab.accept(i, "ana", label="yes")
     assert len(project.journal()) == n
 
-    assert lab.undo().ids == [i]
+    assert lab.undo("ana").ids == [i]
     ex = project.get_example(i)
     assert (ex.status, ex.label, ex.annotator) == ("unlabelled", None, None)
     assert ex.messages == [{"role": "user", "content": "Win a prize now"}]
     assert lab.annotation(i, "ana") is None
-    lab.redo()
+    lab.redo("ana")
     assert lab.annotation(i, "ana").label == "yes" and project.get_example(i).label == "yes"
 
 
@@ -247,8 +247,8 @@ def test_changing_the_template_rerenders_labelled_examples_undoably(project, lab
     assert project.get_example(c).messages[0]["content"] == "three"
     lab.accept(c, "ana", label="yes")
     assert project.get_example(c).messages[0]["content"] == "Classify: three\nAnswer:"
-    lab.undo()  # the accept of c
-    result = lab.undo()  # the template change
+    lab.undo("ana")  # the accept of c
+    result = lab.undo("lead")  # the template change
     assert result.schema_changed
     assert lab.template() == "{input}"
     assert project.get_example(a).messages[0]["content"] == "one"
@@ -291,7 +291,7 @@ def test_queues_progress_skip_flag_and_review(project, lab):
     lab.accept(ids[0], "cy", label="yes", resolve=True)
     assert lab.queue("disagreements", "cy") == [] and lab.review(ids[0])["reviewer"] == "cy"
     assert project.get_example(ids[0]).label == "yes"
-    lab.undo()
+    lab.undo("cy")
     assert lab.queue("disagreements", "cy") == [ids[0]] and lab.review(ids[0]) is None
     sizes = lab.queue_sizes("ana")
     assert sizes == {"todo": 4, "flagged": 0, "mine": 2, "disagreements": 1}

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from ftstudio.core.examples import NewExample
-from ftstudio.core.project import SCHEMA_VERSION, ExampleFilter, Project, ProjectError
+from ftstudio.core.project import SCHEMA_VERSION, ExampleFilter, Project, ProjectError, UndoConflict
 
 
 def _ex(q: str, a: str = "a", label: str | None = None, **kw) -> NewExample:
@@ -89,6 +89,80 @@ def test_undo_redo_edits_deletes_and_imports(project):
     project.undo()  # the import itself
     assert project.count_examples() == 0
     assert not project.can_undo()
+
+
+def test_undo_and_redo_go_by_who_made_the_change(project):
+    ids = project.add_examples([_ex(f"q{i}") for i in range(3)], actor="import")
+    project.update_example(ids[0], label="billing", actor="ana")
+    project.update_example(ids[1], label="technical", actor="ben")
+    project.update_example(ids[2], label="account", actor="ana")
+    project.update_example(ids[2], split="eval", actor="ben")  # another column of ana's example
+
+    assert project.undo("ana") == [ids[2]]  # ana's newest, though ben's edit came after it
+    assert [project.get_example(i).label for i in ids] == ["billing", "technical", None]
+    assert project.get_example(ids[2]).split == "eval"  # ben's change stays
+    assert project.undo("ana") == [ids[0]]
+    assert not project.can_undo("ana") and project.can_undo("ben") and project.can_redo("ana")
+    assert not project.can_redo("ben")
+    # ben's new edit does not drop what ana can redo; ana's own does
+    project.update_example(ids[1], status="flagged", actor="ben")
+    assert project.redo("ana") == [ids[0]]
+    assert project.get_example(ids[0]).label == "billing"
+    project.update_example(ids[0], status="flagged", actor="ana")
+    assert not project.can_redo("ana") and project.redo("ana") == []
+    # and ben's history was never touched by ana's undo and redo
+    assert project.undo("ben") == [ids[1]] and project.get_example(ids[1]).status == "labelled"
+    assert project.undo("ben") == [ids[2]] and project.get_example(ids[2]).split == "train"
+    assert project.undo("ben") == [ids[1]] and project.get_example(ids[1]).label is None
+    assert not project.can_undo("ben")
+
+
+def test_undo_refuses_to_overwrite_a_later_change_by_someone_else(project):
+    (i,) = project.add_examples([_ex("q")], actor="import")
+    project.update_example(i, label="billing", actor="ana")
+    project.update_example(i, label="technical", actor="ben")
+    journal_before = project.journal()
+    with pytest.raises(UndoConflict, match="ben has changed example .* since"):
+        project.undo("ana")
+    assert project.get_example(i).label == "technical" and project.journal() == journal_before
+    assert project.undo("ben") == [i]  # ben takes back theirs; then ana can
+    assert project.undo("ana") == [i] and project.get_example(i).label is None
+    # redo is held to the same rule: ben labels it again, ana's redo would overwrite that
+    project.update_example(i, label="account", actor="ben")
+    with pytest.raises(UndoConflict, match="ben has changed"):
+        project.redo("ana")
+    assert project.get_example(i).label == "account"
+
+
+def test_undoing_someone_elses_change_is_its_own_action(project):
+    ids = project.add_examples([_ex(f"q{i}") for i in range(2)], actor="ana")
+    project.update_example(ids[0], label="billing", actor="ana")
+    project.update_example(ids[1], label="technical", actor="ben")
+    assert project.latest_change_by_others("ana") == ("ben", 1)
+    assert project.undo_someone_elses_change("ana") == ("ben", [ids[1]])
+    assert project.get_example(ids[1]).label is None and project.get_example(ids[0]).label == "billing"
+    assert project.latest_change_by_others("ana") is None  # the only other change is undone
+    assert project.redo("ben") == [ids[1]]  # it is ben's to redo
+    assert project.get_example(ids[1]).label == "technical"
+
+
+def test_undo_and_redo_work_after_the_project_is_closed_and_opened(tmp_path):
+    path = tmp_path / "p.ftstudio"
+    first = Project.create(path)
+    ids = first.add_examples([_ex(f"q{i}") for i in range(2)], actor="import")
+    first.update_example(ids[0], label="billing", actor="ana")
+    first.update_example(ids[1], label="technical", actor="ben")
+    first.update_example(ids[1], label="account", actor="ana")
+    assert first.undo("ana") == [ids[1]]
+    first.close()
+
+    again = Project.open(path)
+    assert again.can_redo("ana") and again.can_undo("ana") and again.can_undo("ben")
+    assert again.redo("ana") == [ids[1]] and again.get_example(ids[1]).label == "account"
+    assert again.undo("ana") == [ids[1]] and again.get_example(ids[1]).label == "technical"
+    assert again.undo("ana") == [ids[0]] and again.get_example(ids[0]).label is None
+    assert again.get_example(ids[1]).label == "technical"  # ben's label is still there
+    again.close()
 
 
 def test_bulk_changes_are_one_undo_step(project):

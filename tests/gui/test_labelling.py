@@ -351,6 +351,62 @@ def test_the_window_opens_the_label_page_and_its_undo(qtbot, settings, tmp_path)
     w.close()
 
 
+def test_ctrl_z_takes_back_only_your_own_labels_and_works_after_reopening(qtbot, settings, tmp_path):
+    from ftstudio.gui.main_window import MainWindow
+
+    folder = tmp_path / "two.ftstudio"
+    project = Project.create(folder)
+    ids = _unlabelled(project, TEXTS[:3])
+    _setup(project)
+    project.close()
+
+    def open_window(annotator: str) -> tuple[MainWindow, LabellingPage]:
+        settings.set_annotator(annotator)
+        w = MainWindow(settings, detect_device=False)
+        qtbot.addWidget(w)
+        w.show()
+        assert w.open_project(folder)
+        w.show_page("Label")
+        return w, w.page("Label")
+
+    def label(w, page, key) -> int:
+        shown = page.mode.current_id
+        qtbot.keyClick(page, key)
+        return shown
+
+    def ctrl_z(page) -> None:
+        qtbot.keyClick(page, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+
+    w, page = open_window("ana")
+    anas = label(w, page, Qt.Key.Key_1)
+    w.set_annotator("ben")
+    bens = label(w, page, Qt.Key.Key_2)
+    assert anas != bens
+    labels = lambda: {i: w.context.project.get_example(i).label for i in ids}  # noqa: E731
+    assert labels()[anas] == "billing" and labels()[bens] == "technical"
+    ctrl_z(page)  # ben's Ctrl+Z: ben's label goes, ana's stays
+    assert labels()[bens] is None and labels()[anas] == "billing"
+    assert Labelling(w.context.project).annotation(anas, "ana") is not None
+    ctrl_z(page)
+    assert labels()[anas] == "billing"
+    assert "Nothing of yours to undo" in page.mode.message.text()
+    # ben labels again; ana takes back ben's label only through the action named for it
+    bens = label(w, page, Qt.Key.Key_3)
+    w.set_annotator("ana")
+    assert w.undo_someone_elses_change(confirm=False) == [bens]
+    assert labels()[bens] is None and labels()[anas] == "billing"
+    assert "Undid ben's change to 1 example" in w.statusBar().currentMessage()
+    w.close()
+
+    # Closed and opened again: ana's Ctrl+Z still takes back ana's label, and redo brings it back.
+    w, page = open_window("ana")
+    ctrl_z(page)
+    assert labels()[anas] is None
+    qtbot.keyClick(page, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert labels()[anas] == "billing"
+    w.close()
+
+
 def test_killing_a_labelling_process_loses_no_confirmed_label(tmp_path):
     """A real process runs the real page offscreen and labels by key presses, printing each
     id after the page confirms it; it is SIGKILLed mid-way, and every confirmed label must be

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.examples import ROLES, SPLITS, STATUSES, Example, check_conversation
-from ftstudio.core.project import default_actor
 from ftstudio.gui.context import ProjectContext
 
 SAVE_DELAY_MS = 400
@@ -360,7 +359,7 @@ class ConversationEditor(QWidget):
                 self.state.setText("Saved")
             return
         example_id = self._example.id
-        actor = self._context.actor or default_actor()
+        actor = self._context.author
         self._context.project.update_example(example_id, actor=actor, **changes)
         self._example = self._context.project.get_example(example_id)
         self.state.setText("Saved")

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from ftstudio.core.formats import (
     FORMATS, JSON_TABLE, MAPPABLE_FIELDS, PREVIEW_ROWS, DatasetPreview, import_dataset, read_dataset,
 )
-from ftstudio.core.project import Project, default_actor
+from ftstudio.core.project import Project
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.workers import TaskThread
 
@@ -358,7 +358,7 @@ class ImportWizard(QWizard):
         if self.busy or self.preview is None or not self.preview.ok:
             return
         path, fmt, system = self._args()
-        actor = self._context.actor or default_actor()
+        actor = self._context.author
         fraction = self.file_page.eval_fraction.value() / 100
         self.preview_page.count.setText("Importing\u2026")
         self._importer = TaskThread(_import, str(self._context.project.path), path, fmt, self._column_map,

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
-from ftstudio.core.project import ExampleFilter, Project, default_actor
+from ftstudio.core.project import ExampleFilter, Project, UndoConflict
 from ftstudio.gui.page_header import page_layout
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
@@ -409,7 +409,7 @@ class DataPage(QWidget):
 
     @property
     def actor(self) -> str:
-        return self.context.actor or default_actor()
+        return self.context.author
 
     def flush_edits(self) -> None:
         self.editor.save_now()
@@ -473,16 +473,22 @@ class DataPage(QWidget):
         return len(ids)
 
     def undo(self) -> list[int]:
-        """Undo the latest change in the project's journal (typing included)."""
-        self.flush_edits()
-        ids = self.project.undo()
-        self._after_history(ids, "Undid" if ids else "Nothing to undo")
-        return ids
+        """Undo your latest change in the project's journal (typing included)."""
+        return self._history("undo")
 
     def redo(self) -> list[int]:
+        """Redo the change you undid last."""
+        return self._history("redo")
+
+    def _history(self, which: str) -> list[int]:
         self.flush_edits()
-        ids = self.project.redo()
-        self._after_history(ids, "Redid" if ids else "Nothing to redo")
+        try:
+            ids: list[int] = getattr(self.project, which)(self.actor)
+        except UndoConflict as exc:
+            self.context.status_message.emit(str(exc))
+            return []
+        done = "Undid" if which == "undo" else "Redid"
+        self._after_history(ids, done if ids else f"Nothing of yours to {which}")
         return ids
 
     def _after_history(self, ids: list[int], verb: str) -> None:

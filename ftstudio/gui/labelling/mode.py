@@ -27,6 +27,7 @@ from ftstudio.core.labelling import (
     QUEUE_HINTS, QUEUE_TITLES, QUEUES, LabelDef, Labelling, LabellingError, Schema, SessionStats, item_of,
     prompt_messages,
 )
+from ftstudio.core.project import UndoConflict
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestion_models
@@ -590,7 +591,7 @@ class LabelMode(QWidget):
         if link == "setup":
             self.setup_requested.emit()
         elif link == "adopt":
-            self.lab.adopt_data_labels(self.annotator or "user")
+            self.lab.adopt_data_labels(self.context.author)
             self.context.labels_changed.emit()
             self.load_queue(self.queue_name)
         elif link in QUEUES:
@@ -776,9 +777,13 @@ class LabelMode(QWidget):
         self._history_step("redo")
 
     def _history_step(self, which: str) -> None:
-        result = getattr(self.lab, which)()
+        try:
+            result = getattr(self.lab, which)(self.annotator)  # only this annotator's own changes
+        except UndoConflict as exc:
+            self.show_message(str(exc))
+            return
         if not result.ids and not result.schema_changed:
-            self.show_message(f"Nothing to {which}.")
+            self.show_message(f"Nothing of yours to {which}.")
             return
         if result.schema_changed:
             self.context.labels_changed.emit()  # reloads the schema here too

@@ -314,7 +314,7 @@ class SetupPanel(QWidget):
 
     @property
     def actor(self) -> str:
-        return self.context.actor or "user"
+        return self.context.author
 
     def _changed(self) -> None:
         self.context.labels_changed.emit()  # reloads this panel and the mode
