@@ -11,6 +11,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio evaluate DIR --run RUN_ID|base
     ftstudio export DIR --dataset OUT.jsonl | --run RUN_ID (--adapter OUT | --merged OUT)
     ftstudio runs DIR
+    ftstudio restore DIR [BACKUP | --list]
     ftstudio download HUB_ID
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftstudio import __version__
+from ftstudio.core.fileio import display_path
 
 if TYPE_CHECKING:
     from ftstudio.core.events import Event
@@ -62,25 +64,47 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ftstudio.core.formats import ImportFailed, import_dataset, parse_column_map
+    from ftstudio.core.project import ProjectError
 
     project = _open_project(args.dir)
     try:
         column_map = parse_column_map(args.map or [])
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    if not Path(args.file).exists():
-        raise CommandError(f"{args.file}: no such file or folder")
+    if args.system is not None and not _is_text(args.system):
+        raise CommandError("--system holds bytes that are not UTF-8 text; write the system prompt again "
+                           "(or put it in the file)")
     try:
         preview = import_dataset(project, args.file, format=args.format, column_map=column_map or None,
                                  system=args.system, eval_fraction=args.eval_fraction)
     except ImportFailed as exc:
         raise CommandError(f"Nothing was imported.\n{exc}") from None
+    except ProjectError as exc:
+        raise CommandError(f"Nothing was imported.\n{exc}") from None
     counts = project.label_counts()
     n_eval = sum(c["eval"] for c in counts.values())
     print(f"Found: {preview.description}")
-    print(f"Imported {len(preview.examples)} examples into {project.path} "
+    print(f"Imported {len(preview.examples)} examples into {display_path(project.path)} "
           f"({project.count_examples()} in the project, {n_eval} held out for evaluation)")
     return 0
+
+
+def _is_text(value: str) -> bool:
+    """Whether a command-line value is real text (bytes that are not UTF-8 arrive as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _eval_fraction(text: str) -> float:
+    from ftstudio.core.project import check_eval_fraction
+
+    try:
+        return check_eval_fraction(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _token_counter(model_spec: str) -> TokenCounter:
@@ -125,7 +149,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.dataset:
         from ftstudio.core.formats import export_dataset
 
-        n = export_dataset(project, args.dataset, split=args.split)
+        from ftstudio.core.fileio import DiskFullError
+
+        try:
+            n = export_dataset(project, args.dataset, split=args.split)
+        except DiskFullError as exc:
+            raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(f"Cannot write {display_path(args.dataset)}: {exc.strerror or exc}") from None
         print(f"Wrote {n} examples to {args.dataset}")
         return 0
     if not args.run or not (args.adapter or args.merged):
@@ -164,7 +195,38 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         tl = "-" if r.train_loss is None else f"{r.train_loss:.4f}"
         el = "-" if r.eval_loss is None else f"{r.eval_loss:.4f}"
-        print(f"{r.id}  {r.status:9s} {r.method:5s} steps {r.steps:5d}  train {tl}  eval {el}  {r.model}")
+        print(f"{r.id}  {r.status:11s} {r.method:5s} steps {r.steps:5d}  train {tl}  eval {el}  {r.model}")
+    if any(r.status == "interrupted" for r in runs):
+        print(f"Interrupted runs continue with: ftstudio train {args.dir} --resume RUN_ID")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """List the project's automatic backups, or put one back in place of project.db."""
+    from ftstudio.core.project import DamagedProject, Project, ProjectError, list_backups, restore_damaged
+
+    folder = Path(args.dir)
+    backups = list_backups(folder)
+    if args.list or not backups:
+        if not backups:
+            print(f"No backups in {display_path(folder)} yet (the app takes one every 15 minutes while it changes)")
+        for b in backups:
+            print(f"{b.name}  {b.stat().st_size / 1e6:8.1f} MB")
+        return 0 if backups or args.list else 1
+    chosen = Path(args.backup) if args.backup else backups[0]
+    if args.backup and not chosen.exists():
+        chosen = folder / "backups" / args.backup
+    try:
+        try:
+            project = Project.open(folder)
+        except DamagedProject:
+            aside = restore_damaged(folder, chosen)
+            print(f"Restored {chosen.name}; the damaged database is kept as {aside.name}")
+            return 0
+        project.restore(chosen)
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"Restored {chosen.name} into {display_path(project.db_path)} (the state before it is kept as a backup)")
     return 0
 
 
@@ -231,6 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ftstudio.core import runs
     from ftstudio.core.config import ConfigError, TrainConfig, preset
     from ftstudio.core.demo import ensure_demo_project
+    from ftstudio.core.project import ProjectError, check_run_id
 
     if args.demo:
         project = ensure_demo_project(Path(args.dir) if args.dir else None)
@@ -250,7 +313,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if _world() > 1 and not args.run_id:
                 raise CommandError("When launching on several processes, give every process the same "
                                    "--run-id NAME")
-            plan = runs.plan_new(project, cfg, run_id=args.run_id)
+            plan = runs.plan_new(project, cfg, run_id=check_run_id(args.run_id) if args.run_id else None)
     except (ConfigError, runs.RunProblem) as exc:
         if isinstance(exc, ConfigError) or exc.kind == "config":
             raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) \
@@ -261,8 +324,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     except FileNotFoundError as exc:
         raise CommandError(f"{exc.filename}: no such file") from None
+    except ProjectError as exc:
+        raise CommandError(str(exc)) from None
     cfg, data = plan.config, plan.data
-    run_id = runs.begin(project, plan, record=main_process)
+    try:
+        run_id = runs.begin(project, plan, record=main_process)
+    except (runs.RunProblem, ProjectError) as exc:
+        raise CommandError(str(exc)) from None
     run_dir = project.run_dir(run_id)
     if main_process:
         print(f"Run {run_id}: {cfg.method.upper()} on {cfg.model}, {len(data.train)} training and "
@@ -395,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
                    help="for CSV/TSV/Parquet: which column becomes prompt, response, system or label")
     p.add_argument("--system", help="system prompt for every imported example that has none")
-    p.add_argument("--eval-fraction", type=float, default=None,
+    p.add_argument("--eval-fraction", type=_eval_fraction, default=None,
                    help="share of new examples held out for evaluation (default 0.1)")
     p.set_defaults(func=cmd_import)
 
@@ -443,6 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="list a project's runs")
     p.add_argument("dir")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("restore", help="list a project's automatic backups, or restore one (the newest by default)")
+    p.add_argument("dir")
+    p.add_argument("backup", nargs="?", help="a backup's file name (see --list) or path")
+    p.add_argument("--list", action="store_true", help="list the backups, newest first")
+    p.set_defaults(func=cmd_restore)
     return parser
 
 
@@ -461,6 +535,14 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"ftstudio: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # what the project says in words; anything else stays a bug report
+        from ftstudio.core.fileio import DiskFullError
+        from ftstudio.core.project import ProjectError
+
+        if isinstance(exc, (ProjectError, DiskFullError)):
+            print(f"ftstudio: {exc}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("\nInterrupted.", file=sys.stderr)
         return 130

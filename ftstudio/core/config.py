@@ -9,6 +9,7 @@ once, each tied to its field, instead of stopping at the first.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,15 @@ _CHOICES = {
 }
 
 
+# Upper bounds in validate(): beyond them a value is a typo, and planning or seeding
+# would fail (a plan of 10^8 steps needs gigabytes; seeds are 32-bit).
+MAX_STEPS = 1_000_000
+MAX_EPOCHS = 10_000
+MAX_TOKENS = 1_048_576
+MAX_BATCH_TOKENS = 16_777_216
+MAX_SEED = 2**32 - 1
+
+
 def validate(cfg: TrainConfig) -> list[Problem]:
     """Every problem with ``cfg``, each tied to its field; empty when it can run."""
     problems: list[Problem] = []
@@ -229,7 +239,8 @@ def validate(cfg: TrainConfig) -> list[Problem]:
         if f.type in ("int", int):
             need(isinstance(value, int) and not isinstance(value, bool), f.name, "must be a whole number")
         elif f.type in ("float", float):
-            need(isinstance(value, (int, float)) and not isinstance(value, bool), f.name, "must be a number")
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), f.name,
+                 "must be a number")
         elif f.type in ("bool", bool):
             need(isinstance(value, bool), f.name, "must be true or false")
         elif f.type in ("str", str):
@@ -253,18 +264,30 @@ def validate(cfg: TrainConfig) -> list[Problem]:
     need(0.0 <= cfg.warmup_ratio < 1.0, "warmup_ratio", "must be at least 0 and below 1")
     need(cfg.weight_decay >= 0, "weight_decay", "must not be negative")
     need(cfg.epochs > 0 or cfg.max_steps > 0, "epochs", "must be above 0 (or set max_steps)")
+    need(cfg.epochs <= MAX_EPOCHS, "epochs", f"must be at most {MAX_EPOCHS:,}")
     need(cfg.max_steps >= 0, "max_steps", "must not be negative")
+    need(cfg.max_steps <= MAX_STEPS, "max_steps", f"must be at most {MAX_STEPS:,} (0: use epochs)")
     need(cfg.max_length >= 16, "max_length", "must be at least 16 tokens")
+    need(cfg.max_length <= MAX_TOKENS, "max_length", f"must be at most {MAX_TOKENS:,} tokens")
     need(cfg.batch_tokens >= cfg.max_length, "batch_tokens",
          f"must be at least max_length ({cfg.max_length}) so the longest example fits a batch")
+    need(cfg.batch_tokens <= MAX_BATCH_TOKENS, "batch_tokens", f"must be at most {MAX_BATCH_TOKENS:,}")
     need(cfg.grad_accum >= 1, "grad_accum", "must be at least 1")
+    need(cfg.grad_accum <= 4096, "grad_accum", "must be at most 4,096")
+    need(0 <= cfg.seed <= MAX_SEED, "seed", f"must be a whole number from 0 to {MAX_SEED:,}")
     need(cfg.log_every >= 1, "log_every", "must be at least 1")
     need(cfg.eval_every >= 0, "eval_every", "must not be negative")
     need(cfg.eval_batches >= 0, "eval_batches", "must not be negative")
     need(cfg.samples >= 0, "samples", "must not be negative")
+    need(cfg.samples <= 100, "samples", "must be at most 100")
     need(cfg.sample_max_new_tokens >= 1, "sample_max_new_tokens", "must be at least 1")
+    need(cfg.sample_max_new_tokens <= MAX_TOKENS, "sample_max_new_tokens", f"must be at most {MAX_TOKENS:,}")
     need(cfg.checkpoint_every >= 0, "checkpoint_every", "must not be negative")
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "must be at least 1")
+    need(cfg.keep_checkpoints <= 1000, "keep_checkpoints", "must be at most 1,000")
+    for name in ("log_every", "eval_every", "eval_batches", "checkpoint_every"):
+        need(getattr(cfg, name) <= MAX_STEPS, name, f"must be at most {MAX_STEPS:,}")
+    need(cfg.lora_alpha <= 1_000_000, "lora_alpha", "must be at most 1,000,000")
     need(not (cfg.method == "qlora" and cfg.precision == "fp32"), "precision",
          "QLoRA computes in bf16 or auto; choose one of those, or switch to LoRA")
     return problems

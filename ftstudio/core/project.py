@@ -10,24 +10,51 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
+import math
 import random
+import re
 import sqlite3
+import sys
+import time
+import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import yaml
 
+from ftstudio.core import liveness
 from ftstudio.core.examples import SPLITS, STATUSES, Example, NewExample, PreparedData, check_conversation
-from ftstudio.core.fileio import write_text_atomic
+from ftstudio.core.fileio import (
+    disk_full_message,
+    display_path,
+    is_disk_full,
+    remove_tree_inside,
+    write_text_atomic,
+)
 
 DB_NAME = "project.db"
 RUNS_DIR = "runs"
+BACKUPS_DIR = "backups"
 PROJECT_SUFFIX = ".ftstudio"
+# Automatic snapshots of project.db kept in backups/ (the oldest go first), and how
+# often the app takes one while the project is open and changing.
+BACKUPS_KEPT = 5
+BACKUP_INTERVAL_S = 15 * 60
+
+# A run id names a folder under runs/: letters, digits, '.', '_' and '-', not starting
+# with a dot, so it can never climb out of the project or hide.
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# SQLite waits this long for another writer inside each attempt; between attempts we
+# say that we are waiting, so a writer never sits silent and never gives up early.
+LOCK_STEP_S = 2.0
+WRITE_PATIENCE_S = 600.0
+EVAL_FRACTION_MAX = 0.9
 
 # Each entry moves the schema from version i to i + 1. Never edit a released
 # entry: add a new one, so old projects migrate forward on open.
@@ -159,7 +186,9 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-DEFAULT_SETTINGS = {"eval_fraction": 0.1, "split_seed": 1234, "name": ""}
+DEFAULT_EVAL_FRACTION = 0.1
+DEFAULT_SPLIT_SEED = 1234
+DEFAULT_SETTINGS = {"eval_fraction": DEFAULT_EVAL_FRACTION, "split_seed": DEFAULT_SPLIT_SEED, "name": ""}
 
 # Columns of ``examples`` that an edit may change, and what undo restores.
 EDITABLE = ("messages", "system", "split", "status", "label", "annotator", "deleted")
@@ -222,6 +251,63 @@ def inserted_id(cur: sqlite3.Cursor) -> int:
     return cur.lastrowid
 
 
+class DamagedProject(ProjectError):
+    """project.db is damaged; a backup can be restored (File > Restore from backup)."""
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it can name a run folder, else ProjectError saying what is allowed."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id) or run_id in (".", ".."):
+        shown = display_path(run_id) if isinstance(run_id, str) else repr(run_id)
+        raise ProjectError(f"'{shown}' cannot be a run id: use up to 100 letters, digits, '.', '_' or '-', "
+                           "starting with a letter or digit (no '/' and no '..')")
+    return run_id
+
+
+def run_folder(runs_dir: Path, run_id: str) -> Path:
+    """The folder of ``run_id`` under ``runs_dir``. An id that is not a valid name (a
+    row written by an older version) maps to a fixed name inside ``runs_dir`` that no
+    run uses, so it can never reach outside the project."""
+    if RUN_ID_RE.fullmatch(run_id or "") and run_id not in (".", ".."):
+        return Path(runs_dir) / run_id
+    digest = hashlib.sha1(os.fsencode(run_id or "")).hexdigest()[:16]
+    return Path(runs_dir) / f"invalid-id-{digest}"
+
+
+def check_eval_fraction(value: Any) -> float:
+    """The held-out share as a float in [0, EVAL_FRACTION_MAX], else ValueError in words."""
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"the evaluation fraction must be a number from 0 to {EVAL_FRACTION_MAX}, "
+                         f"not {value!r}") from None
+    if not math.isfinite(fraction) or not 0.0 <= fraction <= EVAL_FRACTION_MAX:
+        raise ValueError(f"the evaluation fraction must be from 0 to {EVAL_FRACTION_MAX} (0.1 holds out one "
+                         f"example in ten), not {value}")
+    return fraction
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _say_waiting(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration script, one by one (comments may hold ';')."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -261,6 +347,9 @@ class Project:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = Path(path)
         self._conn = conn
+        # Told (in words) when a write has to wait for another program holding the
+        # database; the app shows it in its status bar, the command line on stderr.
+        self.on_wait: Callable[[str], None] = _say_waiting
 
     # -- opening --------------------------------------------------------------------
 
@@ -268,12 +357,12 @@ class Project:
     def create(cls, path: Path | str, name: str | None = None) -> "Project":
         path = Path(path)
         if (path / DB_NAME).exists():
-            raise ProjectError(f"{path} already holds a project; open it instead")
+            raise ProjectError(f"{display_path(path)} already holds a project; open it instead")
         path.mkdir(parents=True, exist_ok=True)
         (path / RUNS_DIR).mkdir(exist_ok=True)
         project = cls._connect(path)
         if name is None:
-            name = path.name.removesuffix(PROJECT_SUFFIX)
+            name = display_path(path.name).removesuffix(PROJECT_SUFFIX)
         project.set_setting("name", name)
         return project
 
@@ -282,40 +371,67 @@ class Project:
         path = Path(path)
         if not (path / DB_NAME).exists():
             raise ProjectError(
-                f"{path} is not an FT Studio project (no {DB_NAME}); create one with 'ftstudio new {path}'"
+                f"{display_path(path)} is not an FT Studio project (no {DB_NAME}); create one with "
+                f"'ftstudio new {display_path(path)}'"
             )
         (path / RUNS_DIR).mkdir(exist_ok=True)
         return cls._connect(path)
 
+    @staticmethod
+    def damaged_message(path: Path, detail: object) -> str:
+        backups = list_backups(path)
+        if backups:
+            fix = (f"Restore the newest backup ({backups[0].name}, from {_backup_time(backups[0])}) with "
+                   f"File > Restore from backup, or 'ftstudio restore {display_path(path)}'")
+        else:
+            fix = "There is no backup of it yet; copy the folder somewhere safe before trying to repair it"
+        return (f"{display_path(path / DB_NAME)} is damaged and cannot be read ({detail}). Nothing was changed. "
+                f"{fix}.")
+
     @classmethod
     def _connect(cls, path: Path) -> "Project":
         try:
-            conn = sqlite3.connect(path / DB_NAME, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(path / DB_NAME, isolation_level=None, check_same_thread=False,
+                                   timeout=LOCK_STEP_S)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            project = cls(path, conn)
+            project._wait_for(lambda: conn.execute("PRAGMA journal_mode=WAL"), "open the project")
             # NORMAL in WAL mode: a killed process loses nothing committed;
             # only a power cut can lose the last transactions.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
+            # Damage anywhere in the file is found now, in words, not later as a traceback
+            # in the middle of some page. quick_check reads every page (about 1 s per GB).
+            check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
         except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{path / DB_NAME} cannot be read as a project database: {exc}") from None
+            if _is_busy(exc):
+                raise ProjectError(f"{display_path(path / DB_NAME)} is held by another program and could not "
+                                   "be opened; close it and try again") from None
+            raise DamagedProject(cls.damaged_message(path, exc)) from None
+        if check != "ok":
+            conn.close()
+            raise DamagedProject(cls.damaged_message(path, check))
         if version > SCHEMA_VERSION:
+            conn.close()
             raise ProjectError(
-                f"{path / DB_NAME} was written by a newer FT Studio (schema {version}, this one knows "
-                f"{SCHEMA_VERSION}); update FT Studio to open it"
+                f"{display_path(path / DB_NAME)} was written by a newer FT Studio (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); update FT Studio to open it"
             )
-        project = cls(path, conn)
-        project._migrate(version)
+        if version < SCHEMA_VERSION:
+            project._migrate()
         return project
 
-    def _migrate(self, version: int) -> None:
-        for target in range(version, SCHEMA_VERSION):
-            # executescript commits on its own; the version bump sits inside the
-            # script so a migration and its version land together.
-            self._conn.executescript(
-                f"BEGIN IMMEDIATE;\n{MIGRATIONS[target]}\nPRAGMA user_version = {target + 1};\nCOMMIT;"
-            )
+    def _migrate(self) -> None:
+        """Bring the schema up to date. The version is read again under the write lock,
+        so two processes opening an old project at once migrate it once, one after the other."""
+        with self.transaction() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[target]):
+                    c.execute(statement)
+            if version < SCHEMA_VERSION:
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def schema_version(self) -> int:
@@ -342,19 +458,59 @@ class Project:
     def name(self) -> str:
         return str(self.setting("name") or self.path.name.removesuffix(PROJECT_SUFFIX))
 
+    def _wait_for(self, attempt: Callable[[], Any], what: str, patience: float | None = WRITE_PATIENCE_S) -> Any:
+        """Run ``attempt`` until another program's write lock lets it through. Says once
+        that it is waiting; gives up in words after ``patience`` seconds (None: never)."""
+        started = time.monotonic()
+        told = False
+        while True:
+            try:
+                return attempt()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                waited = time.monotonic() - started
+                if patience is not None and waited >= patience:
+                    raise ProjectError(
+                        f"Could not {what}: another program has been writing to {display_path(self.db_path)} "
+                        f"for {waited:.0f} s (another FT Studio window, or a command still running?). Nothing "
+                        "was changed; close the other program and try again.") from None
+                if not told:
+                    told = True
+                    self.on_wait(f"Waiting for another program to finish writing to {display_path(self.db_path)} "
+                                 f"(to {what})\u2026")
+
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: everything inside lands together or not at all."""
+    def transaction(self, patience: float | None = WRITE_PATIENCE_S) -> Iterator[sqlite3.Connection]:
+        """One write transaction: everything inside lands together or not at all.
+
+        Waits (saying so) while another program holds the write lock. A full disk is
+        said in words; SQLite has then already rolled back, so there is nothing to undo.
+        """
         if self._conn.in_transaction:  # nested: the outer one commits
             yield self._conn
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._wait_for(lambda: self._conn.execute("BEGIN IMMEDIATE"), "save a change", patience)
         try:
             yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise self._database_error(exc) from exc
             raise
-        self._conn.execute("COMMIT")
+
+    def _database_error(self, exc: sqlite3.DatabaseError) -> BaseException:
+        """A SQLite error as words: disk full, damaged file, or the error itself."""
+        if is_disk_full(exc):
+            return ProjectError(disk_full_message(
+                "saving the change", self.path, None,
+                f"Nothing of this change was saved; {DB_NAME} keeps everything saved before it."))
+        text = str(exc).lower()
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return DamagedProject(self.damaged_message(self.path, exc))
+        return exc
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         """Plain read access for item models and reports."""
@@ -375,6 +531,14 @@ class Project:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, json.dumps(value)),
             )
+
+    def eval_fraction(self) -> float:
+        """The project's held-out share; a value out of range (stored by an older
+        version) reads as the default rather than breaking every import."""
+        try:
+            return check_eval_fraction(self.setting("eval_fraction"))
+        except ValueError:
+            return DEFAULT_EVAL_FRACTION
 
     # -- examples: reading ----------------------------------------------------------
 
@@ -491,7 +655,7 @@ class Project:
                 raise ValueError(f"unknown split {ex.split!r}")
         actor = actor or default_actor()
         if eval_fraction is not None:
-            self.set_setting("eval_fraction", float(eval_fraction))
+            self.set_setting("eval_fraction", check_eval_fraction(eval_fraction))
         ids: list[int] = []
         with self.transaction() as c:
             splits = self._assign_splits(c, new)
@@ -523,8 +687,11 @@ class Project:
         """Held-out split for new examples, per label: bring each label's eval
         share up to the project's fraction, choosing which ones with a seeded
         shuffle. Existing examples are never moved."""
-        fraction = float(self.setting("eval_fraction"))
-        seed = int(self.setting("split_seed"))
+        fraction = self.eval_fraction()
+        try:
+            seed = int(self.setting("split_seed"))
+        except (TypeError, ValueError, OverflowError):
+            seed = DEFAULT_SPLIT_SEED
         batch_no = c.execute("SELECT COUNT(*) FROM journal WHERE action = 'insert'").fetchone()[0]
         existing: dict[str | None, list[int]] = defaultdict(lambda: [0, 0])
         for row in c.execute(
@@ -728,49 +895,199 @@ class Project:
         """A new run row with its settings, and its folder with ``config.yaml`` written from them.
 
         The row is the settings' one source of truth; a run's settings never change after this,
-        so the file, written once from the same dict, cannot disagree with it."""
-        run_id = run_id or datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+        so the file, written once from the same dict, cannot disagree with it. A given
+        ``run_id`` must be a plain folder name (check_run_id)."""
+        run_id = check_run_id(run_id) if run_id else (
+            datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4])
         stamp = now()
-        with self.transaction() as c:
-            c.execute(
-                "INSERT INTO runs (id, created_at, updated_at, status, model, method, config) "
-                "VALUES (?, ?, ?, 'created', ?, ?, ?)",
-                (run_id, created_at or stamp, stamp, config.get("model", ""), config.get("method", ""), json.dumps(config)),
-            )
-        (self.runs_dir / run_id).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.runs_dir / run_id / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        try:
+            with self.transaction() as c:
+                c.execute(
+                    "INSERT INTO runs (id, created_at, updated_at, status, model, method, config) "
+                    "VALUES (?, ?, ?, 'created', ?, ?, ?)",
+                    (run_id, created_at or stamp, stamp, config.get("model", ""), config.get("method", ""),
+                     json.dumps(config)),
+                )
+        except sqlite3.IntegrityError:
+            raise ProjectError(f"There is already a run '{run_id}' in {display_path(self.path)}; choose another "
+                               "name or resume it") from None
+        self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir(run_id) / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         return run_id
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
+    def update_run(self, run_id: str, patience: float | None = WRITE_PATIENCE_S, **fields: Any) -> None:
         allowed = {"status", "steps", "train_loss", "eval_loss", "message"}  # settings never change
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"cannot set {', '.join(sorted(bad))} on a run")
         cols = ", ".join(f"{k} = ?" for k in fields)
-        with self.transaction() as c:
+        with self.transaction(patience) as c:
             c.execute(f"UPDATE runs SET {cols}, updated_at = ? WHERE id = ?", (*fields.values(), now(), run_id))
 
-    @staticmethod
-    def _run(row: sqlite3.Row) -> Run:
-        return Run(id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"], status=row["status"],
-                   model=row["model"], method=row["method"], config=json.loads(row["config"]), steps=row["steps"],
-                   train_loss=row["train_loss"], eval_loss=row["eval_loss"], message=row["message"])
+    def finish_run(self, run_id: str, **fields: Any) -> None:
+        """Record how a run ended. The outcome goes beside the run first, so it survives a
+        database that stays locked (the next reader applies it); then the database is
+        told, waiting as long as it takes."""
+        liveness.write_outcome(self.run_dir(run_id), fields)
+        self.update_run(run_id, patience=None, **fields)
+        liveness.clear_outcome(self.run_dir(run_id))
+
+    def _run(self, row: sqlite3.Row) -> Run:
+        run = Run(id=row["id"], created_at=row["created_at"], updated_at=row["updated_at"], status=row["status"],
+                  model=row["model"], method=row["method"], config=json.loads(row["config"]), steps=row["steps"],
+                  train_loss=row["train_loss"], eval_loss=row["eval_loss"], message=row["message"])
+        if run.status == "running":
+            self._settle(run)
+        return run
+
+    def _settle(self, run: Run) -> None:
+        """A run recorded as running whose process is gone: apply the outcome it left
+        beside itself, or show it as interrupted (it can be resumed)."""
+        folder = self.run_dir(run.id)
+        if liveness.is_alive(folder):
+            return
+        outcome = liveness.read_outcome(folder)
+        if outcome is not None:
+            allowed = {"status", "steps", "train_loss", "eval_loss", "message"}
+            fields = {k: v for k, v in outcome.items() if k in allowed}
+            for key, value in fields.items():
+                setattr(run, key, value)
+            with contextlib.suppress(ProjectError, sqlite3.Error):
+                self.update_run(run.id, patience=LOCK_STEP_S, **fields)
+                liveness.clear_outcome(folder)
+            return
+        run.status = "interrupted"
+        run.message = ("The process training this run stopped without finishing (closed, killed or crashed); "
+                       "Resume continues from its last checkpoint.")
+
+    def is_run_alive(self, run_id: str) -> bool:
+        return liveness.is_alive(self.run_dir(run_id))
 
     def get_run(self, run_id: str) -> Run:
         row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise KeyError(f"no run '{run_id}' in {self.path}")
+            raise KeyError(f"no run '{display_path(run_id)}' in {display_path(self.path)}")
         return self._run(row)
 
     def runs(self) -> list[Run]:
         return [self._run(r) for r in self._conn.execute("SELECT * FROM runs ORDER BY created_at DESC")]
 
     def delete_run(self, run_id: str) -> None:
-        import shutil
-
+        """Delete a run's row and its folder; never anything outside the project's runs/ folder."""
+        if self.is_run_alive(run_id):
+            raise ProjectError(f"Run {run_id} is training now; stop it before deleting it")
         with self.transaction() as c:
             c.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-        shutil.rmtree(self.runs_dir / run_id, ignore_errors=True)
+        try:
+            remove_tree_inside(self.run_dir(run_id), self.runs_dir)
+        except ValueError as exc:
+            raise ProjectError(f"The run's record was deleted, but not its folder: {exc}") from None
 
     def run_dir(self, run_id: str) -> Path:
-        return self.runs_dir / run_id
+        return run_folder(self.runs_dir, run_id)
+
+    # -- backups --------------------------------------------------------------------
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.path / BACKUPS_DIR
+
+    def backup(self, keep: int = BACKUPS_KEPT) -> Path:
+        """A snapshot of project.db taken with SQLite's online backup (consistent while
+        the project is open and being written) into backups/, keeping the newest ``keep``."""
+        self.backups_dir.mkdir(exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        final = self.backups_dir / f"project-{stamp}.db"
+        tmp = self.backups_dir / f".{final.name}.tmp"
+        try:
+            dest = sqlite3.connect(tmp)
+            try:
+                self._wait_for(lambda: self._conn.backup(dest), "take a backup")
+            finally:
+                dest.close()
+            os.replace(tmp, final)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if isinstance(exc, (OSError, sqlite3.Error)) and is_disk_full(exc):
+                raise ProjectError(disk_full_message(
+                    "a backup of the project", self.backups_dir, self.db_path.stat().st_size,
+                    "The project itself is unchanged; older backups are kept.")) from None
+            raise
+        for old in list_backups(self.path)[keep:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return final
+
+    def backup_if_due(self, interval_s: float = BACKUP_INTERVAL_S) -> Path | None:
+        """Take a backup when the newest one is older than ``interval_s`` and the
+        database changed after it."""
+        backups = list_backups(self.path)
+        if backups:
+            newest = backups[0].stat().st_mtime
+            changed = max((p.stat().st_mtime for p in (self.db_path, Path(f"{self.db_path}-wal")) if p.exists()),
+                          default=0.0)
+            if time.time() - newest < interval_s or changed <= newest:
+                return None
+        return self.backup()
+
+    def restore(self, backup_file: Path) -> None:
+        """Put the contents of ``backup_file`` into project.db (through SQLite's backup, so
+        other readers see it whole). The current state is backed up first."""
+        source = _open_backup(backup_file)
+        try:
+            self.backup(keep=BACKUPS_KEPT + 1)  # the state being replaced stays restorable
+            self._wait_for(lambda: source.backup(self._conn), "restore the backup")
+        finally:
+            source.close()
+        if self.schema_version < SCHEMA_VERSION:
+            self._migrate()
+
+
+def list_backups(project_dir: Path) -> list[Path]:
+    """The project's backups, newest first."""
+    folder = Path(project_dir) / BACKUPS_DIR
+    try:
+        return sorted(folder.glob("project-*.db"), key=lambda p: p.name, reverse=True)
+    except OSError:
+        return []
+
+
+def _backup_time(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+
+
+def _open_backup(backup_file: Path) -> sqlite3.Connection:
+    try:
+        source = sqlite3.connect(f"file:{Path(backup_file).resolve()}?mode=ro", uri=True)
+        check = source.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{display_path(backup_file)} cannot be read as a backup ({exc}); choose another one")
+    if check != "ok":
+        source.close()
+        raise ProjectError(f"{display_path(backup_file)} is damaged too ({check}); choose an older backup")
+    return source
+
+
+def restore_damaged(project_dir: Path, backup_file: Path) -> Path:
+    """Replace a damaged project.db (which cannot be opened) with ``backup_file``. The
+    damaged file is kept beside it as project.db.damaged-<time>; returns that path."""
+    project_dir = Path(project_dir)
+    source = _open_backup(backup_file)
+    db = project_dir / DB_NAME
+    aside = project_dir / f"{DB_NAME}.damaged-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if db.exists():
+            os.replace(db, aside)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{db}{suffix}")
+            if side.exists():
+                os.replace(side, Path(f"{aside}{suffix}"))
+        dest = sqlite3.connect(db)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    return aside

@@ -11,10 +11,15 @@ The steps, in order, for either front end:
 1. ``plan_new(project, cfg)`` or ``plan_resume(project, run_id)``: checks the
    settings and the data and returns a ``RunPlan`` (nothing written yet), or
    raises ``RunProblem`` saying what is wrong, for the front end to word.
-2. ``begin(project, plan)``: the row is created (or marked running again).
+2. ``begin(project, plan)``: the row is created (or marked running again), and
+   this process takes the run's liveness lock (core/liveness.py): while it is
+   held the run reads as running; once the process is gone without an outcome
+   it reads as interrupted.
 3. The engine trains (``engine.training.train``) on the plan's data into
    ``plan.run_dir``.
-4. ``record_outcome(project, run_id, result)`` or ``record_crash(...)``.
+4. ``record_outcome(project, run_id, result)`` or ``record_crash(...)``: the
+   outcome is kept beside the run first and then written to the row, waiting for
+   a locked database as long as it takes; then the liveness lock is let go.
 
 The front end in between owns what is particular to it: the terminal's
 Ctrl+C and progress bar, or the page's thread, device lock and dashboard.
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ftstudio.core import liveness
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, validate
 from ftstudio.core.examples import PreparedData
 
@@ -34,12 +40,14 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "config.yaml"
 # A run in one of these states can be continued from its last checkpoint
-# ("running": the process that trained it ended without saying how).
-RESUMABLE = ("stopped", "failed", "running")
+# ("interrupted": the process that trained it ended without saying how; "running"
+# rows whose process is gone read as interrupted).
+RESUMABLE = ("stopped", "failed", "interrupted")
 
 
 class RunProblem(Exception):
-    """Why a run cannot start: ``kind`` is "config", "no_data" or "no_run"; ``problems`` the
+    """Why a run cannot start: ``kind`` is "config", "no_data", "no_run" or "busy" (another
+    process trains it now); ``problems`` the
     settings' problems (for "config")."""
 
     def __init__(self, kind: str, message: str, problems: list[Problem] | None = None) -> None:
@@ -129,11 +137,29 @@ def begin(project: Project, plan: RunPlan, record: bool = True) -> str:
         return plan.run_id
     if plan.resume:
         assert plan.run_id is not None  # plan_resume always names the run
+        _hold(project, plan.run_id)
         project.update_run(plan.run_id, status="running", message=None)
         return plan.run_id
     run_id = project.create_run(plan.config.to_dict(), run_id=plan.run_id)
+    _hold(project, run_id)
     project.update_run(run_id, status="running")
     return run_id
+
+
+def _hold(project: Project, run_id: str) -> None:
+    """Take the run's liveness lock, held until its outcome is recorded."""
+    try:
+        liveness.RunLock(project.run_dir(run_id)).acquire()
+    except liveness.RunBusy as exc:
+        raise RunProblem(
+            "busy", f"Run {run_id} cannot start: {exc}; wait for it to finish or stop it first"
+        ) from None
+
+
+def let_go(project: Project, run_id: str) -> None:
+    """Release the run's liveness lock without recording anything (a front end that gives up
+    before training starts)."""
+    liveness.release(project.run_dir(run_id))
 
 
 def outcome_message(outcome: Outcome) -> str | None:
@@ -148,19 +174,25 @@ def outcome_message(outcome: Outcome) -> str | None:
 
 def record_outcome(project: Project, run_id: str, outcome: Outcome) -> str:
     """Keep how the run ended (status, steps, losses, a word) in its row; returns the status."""
-    project.update_run(
-        run_id,
-        status=outcome.status,
-        steps=outcome.steps,
-        train_loss=outcome.train_loss,
-        eval_loss=outcome.eval_loss,
-        message=outcome_message(outcome),
-    )
+    try:
+        project.finish_run(
+            run_id,
+            status=outcome.status,
+            steps=outcome.steps,
+            train_loss=outcome.train_loss,
+            eval_loss=outcome.eval_loss,
+            message=outcome_message(outcome),
+        )
+    finally:
+        let_go(project, run_id)
     return outcome.status
 
 
 def record_crash(project: Project, run_id: str, error: str) -> str:
     """The training process failed outside the engine's own reporting; returns the message kept."""
     message = f"Training stopped on an unexpected error: {error or 'unknown'}"
-    project.update_run(run_id, status="failed", message=message)
+    try:
+        project.finish_run(run_id, status="failed", message=message)
+    finally:
+        let_go(project, run_id)
     return message

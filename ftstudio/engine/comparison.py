@@ -183,7 +183,9 @@ def ref_for_key(key: str, label: str, project_runs_dir: Path | None = None) -> M
     if key.startswith(RUN_PREFIX):
         if project_runs_dir is None:
             raise ValueError("a run key needs the project's runs folder")
-        return ModelRef(key, label, Path(project_runs_dir) / key[len(RUN_PREFIX):] / "adapter")
+        from ftstudio.core.project import run_folder  # a stored key must not name a folder outside runs/
+
+        return ModelRef(key, label, run_folder(Path(project_runs_dir), key[len(RUN_PREFIX):]) / "adapter")
     if key.startswith(ADAPTER_PREFIX):
         return ModelRef(key, label, Path(key[len(ADAPTER_PREFIX):]))
     raise ValueError(f"unknown model key {key!r}")

@@ -17,14 +17,24 @@ from pathlib import Path
 from typing import Callable
 
 import shiboken6
-from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMainWindow,
+    QDialog, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMainWindow,
     QMessageBox, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core.project import PROJECT_SUFFIX, Project, ProjectError, UndoConflict, default_actor
+from ftstudio.core.project import (
+    PROJECT_SUFFIX,
+    DamagedProject,
+    Project,
+    ProjectError,
+    UndoConflict,
+    default_actor,
+    list_backups,
+    restore_damaged,
+)
+from ftstudio.gui.backups import RestoreDialog, backup_summary
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.settings import AppSettings
 from ftstudio.gui.workers import TaskThread
@@ -226,6 +236,7 @@ class MainWindow(QMainWindow):
             self.nav.addItem(item)
         self.nav.currentRowChanged.connect(self._nav_changed)
         self.project_label = QLabel()
+        self.project_label.setTextFormat(Qt.TextFormat.PlainText)  # the project's name is the user's text
         self.project_label.setObjectName("NavTitle")
         self.project_label.setWordWrap(True)
         side = QWidget()
@@ -256,6 +267,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.device_label)
         self.statusBar().setSizeGripEnabled(False)
 
+        self._backup_timer = QTimer(self)
+        self._backup_timer.setInterval(60_000)  # looks each minute; backs up when due (15 min, changed)
+        self._backup_timer.timeout.connect(self._backup_now_and_then)
         self._build_menus()
         self._restore_window()
         self._show_welcome()
@@ -289,6 +303,8 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         self.import_action = self._action(file, "&Import data\u2026", self.import_data, "Ctrl+I")
         self.export_action = self._action(file, "&Export dataset\u2026", self.ask_export_dataset)
+        self.restore_action = self._action(file, "Restore from &backup\u2026", self.ask_restore_backup,
+                                           tip="Put one of the project's automatic snapshots back")
         file.addSeparator()
         self.close_project_action = self._action(file, "&Close project", self.close_project)
         self._action(file, "&Quit", self.close, "Ctrl+Q")
@@ -320,8 +336,9 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About FT Studio", self.show_about)
-        self._project_actions = [self.import_action, self.export_action, self.close_project_action,
-                                 self.undo_action, self.redo_action, self.undo_others_action, self.add_action, self.duplicate_action,
+        self._project_actions = [self.import_action, self.export_action, self.restore_action,
+                                 self.close_project_action, self.undo_action, self.redo_action,
+                                 self.undo_others_action, self.add_action, self.duplicate_action,
                                  self.delete_action, self.find_action, *self.page_actions]
 
     def _fill_recent_menu(self) -> None:
@@ -369,6 +386,9 @@ class MainWindow(QMainWindow):
             return False
         try:
             project = Project.open(path)
+        except DamagedProject as exc:
+            self.show_error(str(exc))
+            return self._offer_restore(Path(path), str(exc))
         except (ProjectError, OSError) as exc:
             self.show_error(str(exc))
             if not Path(path).exists():
@@ -390,7 +410,69 @@ class MainWindow(QMainWindow):
         project.close()
         return self.open_project(path)
 
+    def _offer_restore(self, folder: Path, damage: str) -> bool:
+        """project.db cannot be read: offer its backups (the damaged file is kept aside)."""
+        if not list_backups(folder):
+            QMessageBox.warning(self, "The project is damaged", damage)
+            return False
+        dialog = RestoreDialog(folder, self, damaged=damage)
+        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.chosen() is None:
+            return False
+        try:
+            aside = restore_damaged(folder, dialog.chosen())
+        except (ProjectError, OSError) as exc:
+            self.show_error(str(exc))
+            return False
+        opened = self.open_project(folder)
+        self.show_status(f"Restored {dialog.chosen().name}; the damaged file is kept as {aside.name}")
+        return opened
+
+    def ask_restore_backup(self) -> None:
+        if self.context is None:
+            return
+        folder = self.context.project.path
+        dialog = RestoreDialog(folder, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted and dialog.chosen() is not None:
+            self.restore_backup(dialog.chosen())
+
+    def restore_backup(self, backup: Path) -> bool:
+        """Put ``backup`` in place of the open project's data and reopen it on every page."""
+        if self.context is None:
+            return False
+        folder = self.context.project.path
+        if not self._release_project():
+            return False
+        try:
+            with Project.open(folder) as project:
+                project.restore(Path(backup))
+        except ProjectError as exc:
+            self.show_error(str(exc))
+            self.open_project(folder)
+            return False
+        opened = self.open_project(folder)
+        self.show_status(f"Restored the backup of {backup_summary(Path(backup)).split('  ')[0]}; the state before "
+                         "it is kept as a backup")
+        return opened
+
+    def _backup_now_and_then(self) -> None:
+        """A snapshot of the open project when the last one is old and something changed."""
+        if self.context is None:
+            return
+        try:
+            self.context.project.backup_if_due()
+        except (ProjectError, OSError) as exc:
+            self.show_error(f"Could not take the automatic backup: {exc}")
+
+    def _say_waiting(self, message: str) -> None:
+        """A write is waiting for another program's lock: say so where the user looks."""
+        if QThread.currentThread() is self.thread():
+            self.statusBar().showMessage(message, 15000)
+            self.statusBar().repaint()  # the event loop waits with the write: paint now
+        elif self.context is not None:
+            self.context.status_message.emit(message)
+
     def _install_project(self, project: Project) -> None:
+        project.on_wait = self._say_waiting
         self.context = self._context_factory(project, self.settings.annotator())
         self.context.status_message.connect(self.show_status)
         self.context.compute.changed.connect(self._compute_changed)
@@ -405,6 +487,8 @@ class MainWindow(QMainWindow):
         self.show_page(start if start in PAGES else "Data")
         self.project_opened.emit(self.context)
         self.show_status(f"Opened {project.path}")
+        self._backup_timer.start()
+        QTimer.singleShot(0, self._backup_now_and_then)
 
     def busy_pages(self) -> dict[str, QWidget]:
         """Built pages with work going on (a training run): those with ``is_busy()`` true."""
@@ -493,6 +577,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _show_welcome(self) -> None:
+        if hasattr(self, "_backup_timer"):
+            self._backup_timer.stop()
         self.setWindowTitle("FT Studio")
         self.welcome.set_recent(self.settings.recent_projects())
         self.central.setCurrentWidget(self.welcome)

@@ -3,6 +3,7 @@ chosen), and room on the right for the page's main buttons."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 
@@ -24,6 +25,7 @@ def page_layout(page: QWidget, title: str, margins: tuple[int, int, int, int] = 
     head.addSpacing(10)
     hint = QLabel()
     hint.setObjectName("Hint")
+    hint.setTextFormat(Qt.TextFormat.PlainText)  # hints name models and runs: the user's text
     head.addWidget(hint, 1 if stretch_hint else 0)
     if not stretch_hint:
         head.addStretch(1)

@@ -1,5 +1,7 @@
 """TrainConfig: presets, validation of every field at once, YAML round trip, overrides."""
 
+import dataclasses
+
 import pytest
 
 from ftstudio.core.config import PRESETS, ConfigError, TrainConfig, field_help, preset, validate
@@ -50,3 +52,27 @@ def test_every_field_explains_itself():
     for f in dataclasses.fields(TrainConfig):
         short, detail, advanced = field_help(f.name)
         assert short and detail and isinstance(advanced, bool)
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("max_steps", 100_000_000, "max_steps"),
+    ("seed", 10**23, "seed"),
+    ("seed", -1, "seed"),
+    ("seed", 1e23, "seed"),
+    ("epochs", float("nan"), "epochs"),
+    ("learning_rate", float("inf"), "learning_rate"),
+    ("max_length", 10**9, "max_length"),
+    ("samples", 10**6, "samples"),
+])
+def test_out_of_range_numbers_are_problems_not_crashes(key, value, words):
+    problems = validate(dataclasses.replace(TrainConfig(), **{key: value}))
+    assert any(p.field == words for p in problems), problems
+
+
+def test_the_command_line_refuses_huge_max_steps_at_once(project, capsys):
+    from ftstudio import cli
+
+    project.add_example([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+    assert cli.main(["train", str(project.path), "--set", "max_steps=100000000"]) == 1
+    assert "max_steps" in capsys.readouterr().err
+    assert project.runs() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QLabel, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
 
 from ftstudio.core.project import Project
 from ftstudio.gui import main_window as mw
@@ -431,3 +431,46 @@ def test_device_words_for_a_gpu_and_for_the_cpu():
     assert mw.device_text(gpu) == "NVIDIA H100 80GB HBM3 \u00b7 61.2 of 80.0 GiB free"
     cpu = DeviceInfo(kind="cpu", name="AMD EPYC", total_bytes=64 * 2**30, free_bytes=32 * 2**30)
     assert mw.device_text(cpu).startswith("CPU (") and mw.device_text(cpu).endswith(" cores)")
+
+
+def test_restore_from_backup_puts_the_snapshot_back_on_every_page(make_window, tmp_path):
+    from ftstudio.gui.backups import RestoreDialog
+
+    folder = tmp_path / "p.ftstudio"
+    with Project.create(folder) as project:
+        for i in range(3):
+            project.add_example([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}])
+        snapshot = project.backup()
+    w = make_window()
+    assert w.open_project(folder)
+    w.add_action.trigger()  # a change after the snapshot, made through the window
+    assert w.data_page().model.rowCount() == 4
+    dialog = RestoreDialog(folder, w)
+    assert dialog.list.count() >= 1 and "3 examples" in dialog.list.item(dialog.list.count() - 1).text()
+    assert w.restore_backup(snapshot)
+    assert w.data_page().model.rowCount() == 3
+    assert "Restored the backup" in w.statusBar().currentMessage()
+    # The state it replaced is a backup of its own, listed first.
+    assert "4 examples" in RestoreDialog(folder, w).list.item(0).text()
+
+
+def test_a_damaged_project_offers_its_backups(make_window, tmp_path, monkeypatch):
+    from ftstudio.gui import backups
+
+    folder = tmp_path / "p.ftstudio"
+    with Project.create(folder) as project:
+        project.add_example([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}])
+        project.backup()
+    data = bytearray((folder / "project.db").read_bytes())
+    for start in range(4096, len(data), 4096):
+        data[start:start + 64] = b"\xde\xad" * 32
+    (folder / "project.db").write_bytes(bytes(data))
+    shown = []
+    # The dialog's own event loop cannot run under a test: accept it with the newest backup chosen.
+    monkeypatch.setattr(backups.RestoreDialog, "exec",
+                        lambda self: shown.append(self.list.count()) or QDialog.DialogCode.Accepted)
+    w = make_window()
+    assert w.open_project(folder)
+    assert shown == [1]
+    assert w.data_page().model.rowCount() == 1
+    assert list(folder.glob("project.db.damaged-*"))

@@ -174,7 +174,10 @@ def test_delete_asks_first_and_removes_the_folder(runs, page, project, qtbot):
 
 
 def test_a_run_that_is_training_cannot_be_deleted(runs, page, project, context):
+    from ftstudio.core.liveness import RunLock
+
     a, _, _ = runs
+    alive = RunLock(project.run_dir(a)).acquire()  # what the Train page holds while it trains
     project.update_run(a, status="running")
     assert context.compute.try_acquire("Training")
     context.runs_changed.emit()
@@ -183,6 +186,8 @@ def test_a_run_that_is_training_cannot_be_deleted(runs, page, project, context):
     assert "is training" in page.notice.text()
     assert page.delete_runs([a]) == 0 and project.run_dir(a).exists()
     context.compute.release("Training")
+    alive.release()
+    assert project.get_run(a).status == "interrupted"
     assert page.delete_runs([a]) == 1  # a stale "running" row (the app was killed) can go
 
 

@@ -18,6 +18,7 @@ from ftstudio.core.examples import Example, check_conversation
 from ftstudio.core.project import ExampleFilter
 from ftstudio.engine.comparison import ModelRef, PromptItem
 from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.plain import plain_tip
 
 ADAPTER_RUN_STATES = ("finished", "stopped")
 SOURCE_HELDOUT, SOURCE_MATCHING, SOURCE_TYPED = "heldout", "matching", "typed"
@@ -184,7 +185,7 @@ class SelectionPanel(QWidget):
         self.base_combo.clear()
         for spec in bases:
             self.base_combo.addItem(ratings.model_label(ratings.base_key(spec)).removeprefix("Base (")[:-1], spec)
-            self.base_combo.setItemData(self.base_combo.count() - 1, spec, Qt.ItemDataRole.ToolTipRole)
+            self.base_combo.setItemData(self.base_combo.count() - 1, plain_tip(spec), Qt.ItemDataRole.ToolTipRole)
         if current in bases:
             self.base_combo.setCurrentIndex(bases.index(current))
         elif runs:

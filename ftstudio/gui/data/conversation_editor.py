@@ -153,6 +153,7 @@ class ConversationEditor(QWidget):
         head.addWidget(self.title)
         head.addStretch(1)
         self.state = QLabel()
+        self.state.setTextFormat(Qt.TextFormat.PlainText)  # the annotator's name comes from data
         self.state.setObjectName("Hint")
         head.addWidget(self.state)
         body.addLayout(head)

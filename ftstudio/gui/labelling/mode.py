@@ -31,6 +31,7 @@ from ftstudio.core.project import UndoConflict
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestion_models
+from ftstudio.gui.plain import plain_label, plain_tip
 
 TEXT_POINT_SIZE = style.FONT_POINT_SIZE + 5
 ANSWER_POINT_SIZE = style.FONT_POINT_SIZE + 3
@@ -63,17 +64,17 @@ class LabelButton(QPushButton):
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setMinimumHeight(54)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip(f"Press {label.shortcut.upper()} to choose '{label.name}'" if label.shortcut
-                        else f"Choose '{label.name}' (give it a key in Set up)")
+        self.setToolTip(plain_tip(f"Press {label.shortcut.upper()} to choose '{label.name}'" if label.shortcut
+                                  else f"Choose '{label.name}' (give it a key in Set up)"))
         row = QHBoxLayout(self)
         row.setContentsMargins(14, 6, 14, 6)
         row.setSpacing(12)
-        self.key_badge = QLabel((label.shortcut or "").upper())
+        self.key_badge = plain_label((label.shortcut or "").upper())
         self.key_badge.setObjectName("KeyBadge")
         self.key_badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.key_badge.setFixedSize(28, 28)
         self.key_badge.setVisible(bool(label.shortcut))
-        self.name_label = QLabel(label.name)
+        self.name_label = plain_label(label.name)
         self.name_label.setObjectName("LabelName")
         for w in (self.key_badge, self.name_label):
             w.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
@@ -913,7 +914,7 @@ class LabelMode(QWidget):
         self.model_combo.clear()
         for i, m in enumerate(self._suggest_models):
             self.model_combo.addItem(m.title, m.ref.key)
-            self.model_combo.setItemData(i, m.base_spec if m.ref.is_base else str(m.ref.adapter_dir),
+            self.model_combo.setItemData(i, plain_tip(m.base_spec if m.ref.is_base else str(m.ref.adapter_dir)),
                                          Qt.ItemDataRole.ToolTipRole)
         keys = [m.ref.key for m in self._suggest_models]
         if current in keys:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.config import TrainConfig
+from ftstudio.core.project import ProjectError
 from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
@@ -482,7 +483,11 @@ class RunsPage(QWidget):
         for run in self._runs(ids):
             if self._is_training(run):
                 continue
-            self.project.delete_run(run.id)
+            try:
+                self.project.delete_run(run.id)
+            except ProjectError as exc:
+                self._notify(str(exc), "bad")
+                continue
             gone += 1
         if gone:
             self._notify(f"Deleted {gone} run{'s' * (gone != 1)}.")

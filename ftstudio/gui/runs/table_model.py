@@ -14,6 +14,7 @@ from PySide6.QtGui import QColor
 from ftstudio.core.config import BUNDLED_MODEL
 from ftstudio.core.project import Project, Run
 from ftstudio.gui import style
+from ftstudio.gui.plain import plain_tip
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -22,9 +23,9 @@ COLUMNS = ["Run", "Status", "Model", "Method", "Started", "Steps", "Train loss",
            "Exact match", "Eval loss"]
 EVAL_COLUMNS = (8, 9)
 STATUS_WORDS = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "running": "Running",
-                "created": "Created"}
+                "created": "Created", "interrupted": "Interrupted"}
 STATUS_COLOURS = {"finished": style.GOOD, "stopped": style.WARN, "failed": style.BAD, "running": style.ACCENT,
-                  "created": style.MUTED}
+                  "created": style.MUTED, "interrupted": style.WARN}
 
 
 def model_name(spec: str) -> str:
@@ -141,9 +142,11 @@ class RunsTableModel(QAbstractTableModel):
             return QColor(STATUS_COLOURS.get(run.status, style.TEXT))
         if role == Qt.ItemDataRole.ToolTipRole:
             if col == 1 and run.message:
-                return run.message
+                return plain_tip(run.message)
+            if col == 0:
+                return plain_tip(run.id)
             if col == 2:
-                return run.model
+                return plain_tip(run.model)
         if role == Qt.ItemDataRole.TextAlignmentRole and col >= 5:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

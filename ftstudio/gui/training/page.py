@@ -435,8 +435,7 @@ class TrainPage(QWidget):
             return False
         if not self._acquire():
             return False
-        self._launch(runs.begin(self.project, plan), plan)
-        return True
+        return self._begin(plan)
 
     def resume(self, run_id: str | None = None) -> bool:
         """Continue ``run_id`` (default: ``resumable_run()``) from its last checkpoint with its own settings."""
@@ -464,7 +463,17 @@ class TrainPage(QWidget):
         if not self._acquire():
             return False
         self.form.set_config(plan.config)
-        self._launch(runs.begin(self.project, plan), plan)
+        return self._begin(plan)
+
+    def _begin(self, plan: runs.RunPlan) -> bool:
+        """Start the planned run; False (with the reason) when another process trains it now."""
+        try:
+            run_id = runs.begin(self.project, plan)
+        except runs.RunProblem as exc:
+            self.context.compute.release(HOLDER)
+            self._notify(str(exc), "bad")
+            return False
+        self._launch(run_id, plan)
         return True
 
     def _acquire(self) -> bool:
@@ -608,13 +617,14 @@ class TrainPage(QWidget):
         self.dashboard.reset()
         self.dashboard.ingest(history_events(run_dir, resuming=False))
         self.dashboard.redraw()
-        state = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "running": "Interrupted"}
+        state = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed", "running": "Interrupted",
+                 "interrupted": "Interrupted"}
         self.dashboard.set_state(state.get(run.status, run.status.capitalize()))
         if run.status in ("finished", "stopped"):
             result = _RowResult(run.steps, run.train_loss, run.eval_loss, run_dir / "adapter")
             self._show_outcome(run.status, result)
         if runs.can_resume(self.project, run):
-            words = "was interrupted" if run.status == "running" else run.status
+            words = "was interrupted" if run.status in ("running", "interrupted") else run.status
             self._notify(f"Run {run.id} {words} at step {run.steps or '?'}. "
                          "Resume continues it from its last checkpoint.", "info")
         else:
