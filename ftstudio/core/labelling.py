@@ -370,7 +370,7 @@ class _Edit:
     @property
     def group(self) -> int:
         if self._group is None:
-            self._group = self.project._next_group(self.c, self.actor)  # noqa: SLF001 - one journal for the project
+            self._group = self.project.journal_group(self.c, self.actor)  # one journal for the project
         return self._group
 
     @property
@@ -390,13 +390,11 @@ class _Edit:
             return False
         after = {k: encoded[k] for k in before}
         group = self.group
-        self.project._apply(self.c, example_id, after)  # noqa: SLF001
-        self.project._journal(self.c, group, self.actor, "update", example_id, before, after)  # noqa: SLF001
+        self.project.journal_example_change(self.c, group, self.actor, example_id, before, after)
         return True
 
     def row(self, table: str, example_id: int | None, before: dict | None, after: dict | None) -> None:
-        self.project._journal(self.c, self.group, self.actor, f"row:{table}", example_id,  # noqa: SLF001
-                              before, after)
+        self.project.journal_row_change(self.c, self.group, self.actor, table, example_id, before, after)
 
 
 class Labelling:

@@ -641,6 +641,24 @@ class Project:
              None if after is None else json.dumps(after, ensure_ascii=False)),
         )
 
+    # -- the journal, for the core modules that edit inside a transaction ------------------
+    # (core/labelling.py: its annotations and label set undo in the project's one journal)
+
+    def journal_group(self, c: sqlite3.Connection, actor: str) -> int:
+        """A new undo step's group id for ``actor`` (and what they could still redo is dropped)."""
+        return self._next_group(c, actor)
+
+    def journal_example_change(self, c: sqlite3.Connection, group: int, actor: str, example_id: int,
+                               before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Write ``after`` (encoded columns) into the example and journal the change in ``group``."""
+        self._apply(c, example_id, after)
+        self._journal(c, group, actor, "update", example_id, before, after)
+
+    def journal_row_change(self, c: sqlite3.Connection, group: int, actor: str, table: str,
+                           example_id: int | None, before: dict | None, after: dict | None) -> None:
+        """Journal a row of another table written by the caller (undo puts ``before`` back)."""
+        self._journal(c, group, actor, f"row:{table}", example_id, before, after)
+
     def add_examples(self, new: list[NewExample], actor: str | None = None, source: str | None = None,
                      eval_fraction: float | None = None) -> list[int]:
         """Add examples in one transaction (all or nothing); returns their ids.

@@ -36,8 +36,9 @@ from ftstudio.core.project import (
 )
 from ftstudio.gui.backups import RestoreDialog, backup_summary
 from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.pages import Page
 from ftstudio.gui.settings import AppSettings
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
 
 log = logging.getLogger("ftstudio.gui")
 
@@ -114,7 +115,7 @@ def _close_after(context: ProjectContext, pages: list[QWidget]) -> None:
         page.deleteLater()
 
 
-class Placeholder(QWidget):
+class Placeholder(Page):
     def __init__(self, title: str, text: str, parent=None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -211,9 +212,9 @@ class MainWindow(QMainWindow):
         self.settings = settings or AppSettings()
         self._context_factory = context_factory or (lambda project, actor: ProjectContext(project, actor))
         self.context: ProjectContext | None = None
-        self._pages: dict[str, QWidget] = {}
+        self._pages: dict[str, Page] = {}
         self._first_shown = False
-        self._device_thread: TaskThread | None = None
+        self._device_job: Job | None = None
         self.device_text = ""
         self.setWindowTitle("FT Studio")
         self.setAcceptDrops(True)
@@ -490,19 +491,18 @@ class MainWindow(QMainWindow):
         self._backup_timer.start()
         QTimer.singleShot(0, self._backup_now_and_then)
 
-    def busy_pages(self) -> dict[str, QWidget]:
+    def busy_pages(self) -> dict[str, Page]:
         """Built pages with work going on (a training run): those with ``is_busy()`` true."""
         out = {}
         for name, page in self._pages.items():
-            is_busy = getattr(page, "is_busy", None)
             try:
-                if callable(is_busy) and is_busy():
+                if page.is_busy():
                     out[name] = page
             except Exception:
                 log.exception("page %s could not say whether it is busy", name)
         return out
 
-    def _confirm_stop(self, busy: dict[str, QWidget]) -> bool:
+    def _confirm_stop(self, busy: dict[str, Page]) -> bool:
         """Ask before stopping running work; True to stop it."""
         names = ", ".join(busy)
         box = QMessageBox(QMessageBox.Icon.Question, "Stop the running work?",
@@ -523,12 +523,9 @@ class MainWindow(QMainWindow):
         if not self._confirm_stop(busy):
             return False
         for name, page in busy.items():
-            stop = getattr(page, "stop_and_wait", None)
-            if not callable(stop):
-                continue
             self.show_status(f"Stopping the {name} page's run and saving its checkpoint\u2026")
             try:
-                stopped = stop(STOP_TIMEOUT_MS)
+                stopped = page.stop_and_wait(STOP_TIMEOUT_MS)
             except Exception as exc:
                 log.exception("page %s failed to stop", name)
                 self.show_error(f"The {name} page could not stop its run: {exc}")
@@ -545,22 +542,19 @@ class MainWindow(QMainWindow):
         if not self._stop_busy_pages():
             return False
         for page in self._pages.values():
-            can_close = getattr(page, "can_close", None)
-            if can_close is not None and not can_close():
+            if not page.can_close():
                 return False
         for name, page in list(self._pages.items()):
-            save_state = getattr(page, "save_state", None)
-            if callable(save_state):
-                try:
-                    self.settings.set_value(f"pages/{name}", save_state())
-                except Exception:
-                    log.exception("page %s could not save its layout", name)
-            shutdown = getattr(page, "shutdown", None)
-            if shutdown is not None:
-                try:
-                    shutdown()
-                except Exception:
-                    log.exception("page %s failed to shut down", name)
+            try:
+                state = page.save_state()
+                if state is not None:
+                    self.settings.set_value(f"pages/{name}", state)
+            except Exception:
+                log.exception("page %s could not save its layout", name)
+            try:
+                page.shutdown()
+            except Exception:
+                log.exception("page %s failed to shut down", name)
             self.page_stack.removeWidget(page)
         pages = list(self._pages.values())
         self._pages.clear()
@@ -587,7 +581,7 @@ class MainWindow(QMainWindow):
 
     # -- pages ----------------------------------------------------------------------
 
-    def page(self, name: str) -> QWidget | None:
+    def page(self, name: str) -> Page | None:
         """The page widget, built on first use (None without a project)."""
         if self.context is None or name not in PAGES:
             return None
@@ -596,10 +590,10 @@ class MainWindow(QMainWindow):
             self.page_stack.addWidget(self._pages[name])
         return self._pages[name]
 
-    def built_pages(self) -> dict[str, QWidget]:
+    def built_pages(self) -> dict[str, Page]:
         return dict(self._pages)
 
-    def _build_page(self, name: str) -> QWidget:
+    def _build_page(self, name: str) -> Page:
         try:
             cls = load_page_class(PAGES[name])
             if cls is None:
@@ -609,11 +603,10 @@ class MainWindow(QMainWindow):
             log.exception("the %s page could not be built", name)
             self.show_error(f"The {name} page could not be opened: {exc}")
             return Placeholder(name, f"This page could not be opened:\n{exc}\n\nDetails are in the log.")
-        restore = getattr(page, "restore_state", None)
         state = self.settings.value(f"pages/{name}")
-        if callable(restore) and state is not None:
+        if state is not None:
             try:
-                restore(state)
+                page.restore_state(state)
             except Exception:  # a layout saved by another version: keep the default
                 log.warning("the %s page's saved layout was not used", name)
         return page
@@ -659,12 +652,10 @@ class MainWindow(QMainWindow):
         if self.context is None:
             return
         page = self._pages.get(self.current_page_name() or "")
-        if page is not None and callable(getattr(page, which, None)):
-            getattr(page, which)()
+        if page is not None and page.history(which):
             return
         data = self._pages.get("Data")
-        if data is not None:
-            getattr(data, which)()
+        if data is not None and data.history(which):
             return
         try:
             ids = getattr(self.context.project, which)(self.actor)
@@ -774,29 +765,20 @@ class MainWindow(QMainWindow):
             self.detect_device()
 
     def detect_device(self) -> None:
-        if self._device_thread is not None:
+        if self._device_job is not None:
             return
-        self._device_thread = TaskThread(_detect_device, parent=self)
-        self._device_thread.succeeded.connect(self._device_found)
-        self._device_thread.failed.connect(self._device_failed)
-        self._device_thread.start()
-
-    def _device_thread_done(self) -> None:
-        self._device_thread.wait()
-        self._device_thread.deleteLater()
-        self._device_thread = None
+        self._device_job = Job(_detect_device, parent=self)
+        self._device_job.ended.connect(self._device_detected)
+        self._device_job.start()
 
     @Slot(object)
-    def _device_found(self, text) -> None:
-        self._device_thread_done()
-        self.device_text = str(text)
-        self.device_label.setText(self.device_text)
-
-    @Slot(str, str)
-    def _device_failed(self, message: str, trace: str) -> None:
-        self._device_thread_done()
-        log.warning("device detection failed: %s", message)
-        self.device_text = f"CPU ({os.cpu_count() or 1} cores)"
+    def _device_detected(self, outcome: Outcome) -> None:
+        self._device_job = None
+        if outcome.done:
+            self.device_text = str(outcome.value)
+        else:
+            log.warning("device detection failed: %s", outcome.value)
+            self.device_text = f"CPU ({os.cpu_count() or 1} cores)"
         self.device_label.setText(self.device_text)
 
     # -- drag and drop --------------------------------------------------------------
@@ -862,8 +844,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.settings.save_window(self.saveGeometry(), self.saveState())
-        if self._device_thread is not None:
-            self._device_thread.wait()
+        if self._device_job is not None:
+            self._device_job.wait()
         from ftstudio.gui.data.tokens import _shared
 
         if _shared is not None:

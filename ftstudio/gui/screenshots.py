@@ -387,12 +387,10 @@ def _take_page_views(window, name: str, shots: _Shots) -> None:
     """The page as it opens and the views of its ``screenshot_states()``."""
     window.show_page(name)
     page = window.page(name)
-    ready = getattr(page, "screenshot_ready", None)
-    if callable(ready):
-        wait_for(ready, 60)
+    assert page is not None  # a project is open
+    wait_for(page.screenshot_ready, 60)
     stem = name.lower()
-    states = getattr(page, "screenshot_states", None)
-    views = dict(states()) if callable(states) else {}
+    views = dict(page.screenshot_states())
     if stem not in views:  # no better picture of the page offered: as it opens
         shots.save(window, stem)
     for state, put in views.items():
@@ -406,9 +404,8 @@ def _take_page_views(window, name: str, shots: _Shots) -> None:
         if shown is not None and shown is not window and hasattr(shown, "close"):
             shown.close()
             settle(100)
-    cleanup = getattr(page, "screenshot_cleanup", None)
-    if views and callable(cleanup):
-        cleanup()
+    if views:
+        page.screenshot_cleanup()
         settle(100)
 
 

@@ -340,7 +340,7 @@ def test_waits_while_training_holds_the_device(qtbot, page, cproject):
 
         # asked again: it waits, and starts by itself when training lets go
         assert page.start_comparison() == "queued"
-        assert page._thread is None and compute.holder == "Training"
+        assert not page.running and compute.holder == "Training"
         assert cproject.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == before
         with qtbot.waitSignal(page.job_started, timeout=5000):
             compute.release("Training")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QMessageBox, QVBoxLayout
 
+from ftstudio.gui.pages import Page
 from ftstudio.core.project import Project
 from ftstudio.gui import main_window as mw
 from ftstudio.gui.main_window import PAGES, MainWindow, Placeholder
@@ -230,7 +231,7 @@ def test_status_bar_shows_the_device_and_what_runs(make_window, qtbot, tmp_path)
     assert w.activity_label.text() == "Idle"
 
 
-class FakeTrainPage(QWidget):
+class FakeTrainPage(Page):
     """Stands in for the Train page: busy while a run goes, stops (saving) when asked."""
 
     stopped = Signal()
@@ -321,7 +322,7 @@ def test_a_page_that_fails_to_build_shows_why(make_window, qtbot, tmp_path, monk
     assert "no model here" in " ".join(label.text() for label in page.findChildren(QLabel))
 
 
-class BrokenPage(QWidget):
+class BrokenPage(Page):
     def __init__(self, context, parent=None) -> None:
         raise RuntimeError("no model here")
 
@@ -336,7 +337,7 @@ def test_demo_project_opens(make_window, tmp_path, monkeypatch):
     assert w.data_page().model.rowCount() == 300
 
 
-class PageWithViews(QWidget):
+class PageWithViews(Page):
     """A page offering two extra views to the screenshot tool, one of them a dialog."""
 
     def __init__(self, context, parent=None) -> None:

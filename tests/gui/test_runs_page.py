@@ -214,7 +214,7 @@ def test_export_copies_a_loadable_adapter(page, project, context, qtbot, tmp_pat
     assert check_adapter_dir(out) is None
     assert json.loads((out / "adapter_config.json").read_text())["r"] == cfg.lora_rank
     assert "Exported the adapter" in page.notice.text()
-    qtbot.waitUntil(lambda: page._export_thread is None)
+    qtbot.waitUntil(lambda: not page.exporting)
 
     with qtbot.waitSignal(page.exported, timeout=30_000) as done:  # the folder is no longer empty
         assert page.export_adapter(run_id, out)

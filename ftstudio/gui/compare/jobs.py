@@ -1,6 +1,6 @@
 """What the Compare page runs on its worker thread.
 
-Each function takes the usual ``report`` and ``interrupted`` of TaskThread,
+Each function takes the usual ``report`` and ``interrupted`` of a ``workers.Job``,
 imports the engine only when it runs (so the GUI starts without torch), and
 reports plain tuples; the page stores and shows them on the GUI thread.
 """

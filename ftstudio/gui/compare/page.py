@@ -3,7 +3,7 @@ for domain experts, what the votes say, held-out evaluation and a chat.
 
 The left column (``SelectionPanel``) chooses models, prompts and sampling
 settings for every tab. The page runs one job at a time on a worker thread
-(``TaskThread`` over the plain functions of ``jobs``), stores what comes
+(a ``workers.Job`` over the plain functions of ``jobs``), stores what comes
 back in the project database on the GUI thread, and hands it to the tab.
 
 The device is shared with training through ``context.compute``: a job asks
@@ -40,7 +40,8 @@ from ftstudio.gui.compare.evaluate_tab import EvaluateTab
 from ftstudio.gui.compare.results_tab import ResultsTab
 from ftstudio.gui.compare.selection import SOURCE_TYPED, SelectionPanel
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
+from ftstudio.gui.pages import Page
 
 log = logging.getLogger("ftstudio.gui.compare")
 
@@ -55,7 +56,9 @@ WHAT = {COMPARE: "comparison", BLIND: "blind round", EVALUATE: "evaluation", CHA
 
 
 @dataclass
-class _Job:
+class _Task:
+    """What one of the page's jobs is for: the worker function and what to do with its news."""
+
     kind: str
     fn: Callable[..., Any]
     args: tuple
@@ -97,7 +100,7 @@ class BusyBanner(QFrame):
         self.hide()
 
 
-class ComparePage(QWidget):
+class ComparePage(Page):
     job_started = Signal(str)  # kind
     job_queued = Signal(str)  # kind, waiting for the device
     job_finished = Signal(str, str)  # kind, outcome
@@ -109,12 +112,10 @@ class ComparePage(QWidget):
         self.project = context.project
         self.engine: ComparisonEngine | None = engine
         self._owns_engine = engine is None
-        self._thread: TaskThread | None = None
-        self._job: _Job | None = None
-        self._queued: _Job | None = None
-        self._outcome: tuple[str, Any] | None = None
-        self._stop_asked = False
-        self._check_threads: list[TaskThread] = []
+        # The one model job (running, or queued behind the device's holder) and what it is for.
+        self._job: Job | None = None
+        self._task: _Task | None = None
+        self._checks: set[Job] = set()  # adapter folders being checked
         self._compare_run: dict[str, Any] | None = None
         self._blind_round: _BlindRound | None = None
         self._eval_refs: list[ModelRef] = []
@@ -185,13 +186,19 @@ class ComparePage(QWidget):
     @property
     def busy(self) -> bool:
         """A job is running or waiting for the device."""
-        return self._thread is not None or self._queued is not None
+        return self._job is not None
+
+    @property
+    def running(self) -> bool:
+        """A model job runs (not only waits for the device)."""
+        return self._job is not None and self._job.running
 
     def running_kind(self) -> str | None:
-        return self._job.kind if self._job is not None else None
+        return self._task.kind if self._task is not None and self.running else None
 
     def queued_kind(self) -> str | None:
-        return self._queued.kind if self._queued is not None else None
+        waiting = self._job is not None and self._job.waiting
+        return self._task.kind if self._task is not None and waiting else None
 
     def _update_summary(self) -> None:
         refs = self.selection.checked_refs()
@@ -229,7 +236,7 @@ class ComparePage(QWidget):
 
     def _set_buttons(self) -> None:
         busy = self.busy
-        kind = self._job.kind if self._job is not None else self.queued_kind()
+        kind = self._task.kind if self._task is not None else None
         self.compare.set_running(busy)
         self.compare.run_button.setEnabled(not busy)
         self.compare.stop_button.setEnabled(kind == COMPARE)
@@ -265,21 +272,19 @@ class ComparePage(QWidget):
     def _compute_changed(self, holder: str) -> None:
         ours = holder in HOLDERS.values()
         if holder and not ours:
-            if self._thread is None and self.engine is not None and self._owns_engine and self.engine.loaded:
+            if not self.running and self.engine is not None and self._owns_engine and self.engine.loaded:
                 self._drop_engine()
                 log.info("let go of the comparison model while %s uses the device", holder)
             self._show_banner(holder)
         elif not holder:
-            self.banner.hide()
-            if self._queued is not None and self._thread is None:
-                job, self._queued = self._queued, None
-                self._launch(job)
+            self.banner.hide()  # a queued job starts by itself now
         else:
             self.banner.hide()
 
     def _show_banner(self, holder: str) -> None:
-        if self._queued is not None:
-            what = WHAT[self._queued.kind]
+        queued = self.queued_kind()
+        if queued is not None:
+            what = WHAT[queued]
             self.banner.text.setText(f"<b>{holder}</b> is using the device. Your {what} will start by itself "
                                      "as soon as it is free.")
             self.banner.cancel_button.show()
@@ -291,74 +296,54 @@ class ComparePage(QWidget):
 
     # -- running jobs -------------------------------------------------------------------
 
-    def _launch(self, job: _Job) -> str:
-        """Start ``job`` now ("started"), or queue it while someone else holds the device ("queued")."""
-        if self._thread is not None:
+    def _launch(self, task: _Task) -> str:
+        """Start ``task`` now ("started"), or queue it while someone else holds the device ("queued")."""
+        if self._job is not None:
             return "refused"
-        holder = self.context.compute.holder
-        if not self.context.compute.try_acquire(HOLDERS[job.kind]):
-            self._queued = job
-            self._show_banner(holder)
-            self._set_buttons()
-            job.on_progress(("waiting", holder))
-            self.job_queued.emit(job.kind)
-            return "queued"
-        self._job, self._outcome, self._stop_asked = job, None, False
-        thread = TaskThread(job.fn, *job.args, parent=self)
-        thread.progressed.connect(self._on_progress)
-        thread.succeeded.connect(self._on_succeeded)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread = thread
+        job = Job(task.fn, *task.args, parent=self, lock=self.context.compute, holder=HOLDERS[task.kind],
+                  queue=True)
+        job.progressed.connect(task.on_progress)
+        job.queued.connect(self._job_queued)
+        job.started.connect(self._job_started)
+        job.ended.connect(self._job_ended)
+        self._job, self._task = job, task
+        return job.start()
+
+    @Slot(str)
+    def _job_queued(self, holder: str) -> None:
+        assert self._task is not None
+        self._show_banner(holder)
         self._set_buttons()
-        thread.start()
-        self.job_started.emit(job.kind)
-        return "started"
+        self._task.on_progress(("waiting", holder))
+        self.job_queued.emit(self._task.kind)
+
+    @Slot()
+    def _job_started(self) -> None:
+        assert self._task is not None
+        self._set_buttons()
+        self.job_started.emit(self._task.kind)
 
     @Slot()
     def stop(self) -> None:
         """Stop the running job (it keeps what is finished), or stop waiting for the device."""
-        if self._queued is not None:
-            job, self._queued = self._queued, None
-            self._compute_changed(self.context.compute.holder)
-            self._set_buttons()
-            job.on_end("cancelled", None)
-            self.job_finished.emit(job.kind, "cancelled")
-            return
-        if self._thread is not None:
-            self._stop_asked = True
-            self._thread.requestInterruption()
-
-    @Slot(object)
-    def _on_progress(self, item) -> None:
         if self._job is not None:
-            self._job.on_progress(item)
+            self._job.stop()
 
     @Slot(object)
-    def _on_succeeded(self, value) -> None:
-        # Not isInterruptionRequested(): a finished QThread always answers False.
-        self._outcome = ("stopped" if self._stop_asked else "done", value)
-
-    @Slot(str, str)
-    def _on_failed(self, message: str, trace: str) -> None:
-        log.warning("compare job failed: %s\n%s", message, trace)
-        self._outcome = ("failed", message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread, job = self._thread, self._job
-        if thread is None or job is None:
+    def _job_ended(self, outcome: Outcome) -> None:
+        task = self._task
+        self._job, self._task = None, None
+        if task is None:
             return
-        thread.wait()
-        thread.deleteLater()
-        self._thread, self._job = None, None
-        outcome, value = self._outcome or ("failed", "the job ended without a result")
-        self.context.compute.release(HOLDERS[job.kind])
+        if outcome.failed:
+            log.warning("compare job failed: %s\n%s", outcome.value, outcome.trace)
+        if outcome.status == "cancelled":
+            self._compute_changed(self.context.compute.holder)  # the banner no longer promises a start
         self._set_buttons()
         try:
-            job.on_end(outcome, value)
+            task.on_end(outcome.status, outcome.value)
         finally:
-            self.job_finished.emit(job.kind, outcome)
+            self.job_finished.emit(task.kind, outcome.status)
 
     # -- side by side -------------------------------------------------------------------
 
@@ -376,9 +361,9 @@ class ComparePage(QWidget):
         self._compare_run = {"refs": refs, "prompts": prompts, "settings": settings, "done": 0}
         self.compare.start(refs, prompts)
         self.tabs.setCurrentWidget(self.compare)
-        job = _Job(COMPARE, jobs.compare_job, (self._engine(), refs, prompts, settings),
+        task = _Task(COMPARE, jobs.compare_job, (self._engine(), refs, prompts, settings),
                    self._compare_progress, self._compare_end)
-        return self._launch(job)
+        return self._launch(task)
 
     def show_saved_answers(self) -> int:
         """Show the answers already stored for the chosen models, prompts and settings (no model runs).
@@ -488,9 +473,9 @@ class ComparePage(QWidget):
             self.blind.set_generating(False)
             return "started"
         self.blind.set_generating(True)
-        job = _Job(BLIND, jobs.answers_job, (self._engine(), missing, prompts, settings),
+        task = _Task(BLIND, jobs.answers_job, (self._engine(), missing, prompts, settings),
                    self._blind_progress, self._blind_end)
-        result = self._launch(job)
+        result = self._launch(task)
         self.blind.set_generating(result != "refused")
         self._set_buttons()
         return result
@@ -553,11 +538,11 @@ class ComparePage(QWidget):
         self._eval_n = len(examples)
         self._eval_done = 0
         self.tabs.setCurrentWidget(self.evaluate)
-        job = _Job(EVALUATE, jobs.evaluate_job,
+        task = _Task(EVALUATE, jobs.evaluate_job,
                    (self._engine(), refs, [ex.conversation() for ex in examples], [ex.id for ex in examples],
                     self.evaluate.max_length.value(), self.evaluate.exact_match.currentData()),
                    self._evaluate_progress, self._evaluate_end)
-        return self._launch(job)
+        return self._launch(task)
 
     def _evaluate_progress(self, item) -> None:
         kind = item[0]
@@ -605,9 +590,9 @@ class ComparePage(QWidget):
         self.chat.show_message("")
         messages = self.chat.begin_turn(text, ref)
         self._chat_ref = ref
-        job = _Job(CHAT, jobs.chat_job, (self._engine(), ref, messages, self.selection.sampling()),
+        task = _Task(CHAT, jobs.chat_job, (self._engine(), ref, messages, self.selection.sampling()),
                    self._chat_progress, self._chat_end)
-        return self._launch(job)
+        return self._launch(task)
 
     def _chat_progress(self, item) -> None:
         if item[0] == "piece":
@@ -637,33 +622,19 @@ class ComparePage(QWidget):
         if folder:
             self.add_adapter_folder(folder)
 
-    def add_adapter_folder(self, folder: str | Path) -> TaskThread:
+    def add_adapter_folder(self, folder: str | Path) -> Job:
         """Check ``folder`` off the GUI thread; add it to the models when it holds a loadable adapter."""
         folder = Path(folder)
         self.selection.show_model_message(f"Checking {folder.name}…")
-        thread = TaskThread(jobs.check_folder_job, str(folder), parent=self)
-        thread.setProperty("folder", str(folder))
-        thread.succeeded.connect(self._folder_check_succeeded)
-        thread.failed.connect(self._folder_check_failed)
-        thread.finished.connect(self._check_thread_finished)
-        self._check_threads.append(thread)
-        thread.start()
-        return thread
+        job = Job(jobs.check_folder_job, str(folder), parent=self)
+        job.ended.connect(lambda outcome: self._folder_check_ended(job, folder, outcome))
+        self._checks.add(job)
+        job.start()
+        return job
 
-    @Slot(object)
-    def _folder_check_succeeded(self, problem) -> None:
-        self._folder_checked(Path(self.sender().property("folder")), problem)
-
-    @Slot(str, str)
-    def _folder_check_failed(self, message: str, _trace: str) -> None:
-        self._folder_checked(Path(self.sender().property("folder")), message)
-
-    @Slot()
-    def _check_thread_finished(self) -> None:
-        for t in [t for t in self._check_threads if t.isFinished()]:
-            t.wait()
-            self._check_threads.remove(t)
-            t.deleteLater()
+    def _folder_check_ended(self, job: Job, folder: Path, outcome: Outcome) -> None:
+        self._checks.discard(job)
+        self._folder_checked(folder, outcome.value)  # the problem in words, or None
 
     def _folder_checked(self, folder: Path, problem: str | None) -> None:
         if problem:
@@ -689,17 +660,15 @@ class ComparePage(QWidget):
 
     # -- closing ------------------------------------------------------------------------
 
-    def can_close(self) -> bool:
-        return True
-
     def shutdown(self) -> None:
         """Stop what runs, wait for it, give the device back and let go of the model."""
-        self._queued = None
-        if self._thread is not None:
-            self._thread.requestInterruption()
-            self._thread.wait()
-            self._on_thread_finished()
-        for t in list(self._check_threads):
-            t.wait()
-        self._check_thread_finished()
+        job = self._job
+        if job is not None:
+            if job.waiting:  # forgotten, not reported: the page is going
+                job.ended.disconnect(self._job_ended)
+                self._job, self._task = None, None
+            job.stop()
+            job.wait()
+        for check in list(self._checks):
+            check.wait()
         self._drop_engine()

@@ -19,7 +19,7 @@ from ftstudio.core.validation import KIND_TITLES, KINDS, ValidationReport, valid
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.tokens import shared_tokenizer, token_counter, training_choice
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, JobSlot, Outcome
 
 DEFAULT_CONTEXT = 512  # TrainConfig.max_length
 RECHECK_DELAY_MS = 1500
@@ -62,8 +62,7 @@ class ChecksPanel(QWidget):
         super().__init__(parent)
         self._context = context
         self.report: ValidationReport | None = None
-        self._thread: TaskThread | None = None
-        self._again = False
+        self._slot = JobSlot(self)  # a request while checks run runs them again afterwards
         self._plot = None
         self._size_set_here = False  # a size typed here wins over the Train page's
         self._checked_with: str | None | bool = False  # the model whose tokens the report counts; False: none
@@ -132,49 +131,37 @@ class ChecksPanel(QWidget):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._slot.busy
 
     @Slot()
     def run_checks(self) -> None:
-        if self._thread is not None:
-            self._again = True
-            return
+        self._slot.request(self._checks_job)
+
+    def _checks_job(self) -> Job:
         self._tokens.ensure_loaded()
         self.run_button.setEnabled(False)
         self.summary.setText("Checking\u2026")
         self._stale = False
         self._checked_with = self._tokens.chosen if self._tokens.tokenizer is not None else False
-        self._thread = TaskThread(_run_checks, str(self._context.project.path), self._tokens.tokenizer,
-                                  self.context_size.value(), parent=self)
-        self._thread.progressed.connect(self._show)
-        self._thread.succeeded.connect(self._done)
-        self._thread.failed.connect(self._failed)
-        self._thread.start()
-
-    def _finish(self) -> None:
-        self._thread.wait()
-        self._thread.deleteLater()
-        self._thread = None
-        self.run_button.setEnabled(True)
-        if self._again:
-            self._again = False
-            self.run_checks()
+        job = Job(_run_checks, str(self._context.project.path), self._tokens.tokenizer,
+                  self.context_size.value(), parent=self)
+        job.progressed.connect(self._show)
+        job.ended.connect(self._checks_ended)
+        return job
 
     @Slot(object)
-    def _done(self, report: ValidationReport) -> None:
-        self._finish()
-        self._show(report)
-
-    @Slot(str, str)
-    def _failed(self, message: str, trace: str) -> None:
-        self._finish()
-        self.summary.setText(f"The checks could not run: {message}")
+    def _checks_ended(self, outcome: Outcome) -> None:
+        self.run_button.setEnabled(True)
+        if outcome.done:
+            self._show(outcome.value)
+        elif outcome.failed:
+            self.summary.setText(f"The checks could not run: {outcome.value}")
 
     @Slot()
     def _tokenizer_ready(self) -> None:
         # Count tokens (again) once the chosen model's tokenizer is there, also when
         # a check without it is still running.
-        if self._checked_with != self._tokens.chosen and (self.report is not None or self._thread is not None):
+        if self._checked_with != self._tokens.chosen and (self.report is not None or self._slot.busy):
             self.run_checks()
 
     @Slot()
@@ -209,9 +196,8 @@ class ChecksPanel(QWidget):
 
     def shutdown(self) -> None:
         self._again_timer.stop()
-        if self._thread is not None:
-            self._thread.requestInterruption()
-            self._thread.wait()
+        self._slot.stop()
+        self._slot.wait()
 
     # -- showing --------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from ftstudio.core.formats import (
 )
 from ftstudio.core.project import Project
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, JobSlot, Outcome
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".tab", ".parquet")
 FILE_FILTER = "Data files (*.jsonl *.json *.ndjson *.csv *.tsv *.parquet);;All files (*)"
@@ -284,9 +284,8 @@ class ImportWizard(QWizard):
         super().__init__(parent)
         self._context = context
         self.preview: DatasetPreview | None = None
-        self._reader: TaskThread | None = None
-        self._importer: TaskThread | None = None
-        self._read_again = False
+        self._reader = JobSlot(self)  # a read asked for while one runs reads again after it
+        self._importer: Job | None = None
         self._column_map: dict | None = None
         self.setWindowTitle("Import data")
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
@@ -308,7 +307,7 @@ class ImportWizard(QWizard):
 
     @property
     def busy(self) -> bool:
-        return self._reader is not None or self._importer is not None
+        return self._reader.busy or self._importer is not None
 
     # -- reading --------------------------------------------------------------------
 
@@ -320,36 +319,29 @@ class ImportWizard(QWizard):
         self._debounce.start()
 
     def read(self, column_map: dict | None) -> None:
-        if self._reader is not None:  # read again with the newest choices when this one ends
-            self._read_again = True
-            return
+        if self._reader.busy:  # read again with the newest choices when this one ends
+            self._reader.request(lambda: self._read_job(self.preview_page.column_map() or None))
+        else:
+            self._reader.request(lambda: self._read_job(column_map))
+
+    def _read_job(self, column_map: dict | None) -> Job:
         path, fmt, system = self._args()
         self._column_map = column_map
         self.preview_page.show_reading()
-        self._reader = TaskThread(_read, path, fmt, column_map, system, parent=self)
-        self._reader.succeeded.connect(self._read_done)
-        self._reader.failed.connect(self._read_failed)
-        self._reader.start()
-
-    def _reader_finished(self) -> None:
-        self._reader.wait()
-        self._reader.deleteLater()
-        self._reader = None
-        if self._read_again:
-            self._read_again = False
-            self.read(self.preview_page.column_map() or None)
+        job = Job(_read, path, fmt, column_map, system, parent=self)
+        job.ended.connect(self._read_ended)
+        return job
 
     @Slot(object)
-    def _read_done(self, preview: DatasetPreview) -> None:
-        self.preview = preview
-        self._reader_finished()
-        self.preview_page.show_preview(preview)
-
-    @Slot(str, str)
-    def _read_failed(self, message: str, trace: str) -> None:
+    def _read_ended(self, outcome: Outcome) -> None:
+        if outcome.stopped:
+            return
+        if outcome.done:
+            self.preview = outcome.value
+            self.preview_page.show_preview(outcome.value)
+            return
         self.preview = None
-        self._reader_finished()
-        self.preview_page.description.setText(f"The file could not be read: {message}")
+        self.preview_page.description.setText(f"The file could not be read: {outcome.value}")
         self.preview_page.completeChanged.emit()
 
     # -- importing ------------------------------------------------------------------
@@ -361,21 +353,22 @@ class ImportWizard(QWizard):
         actor = self._context.author
         fraction = self.file_page.eval_fraction.value() / 100
         self.preview_page.count.setText("Importing\u2026")
-        self._importer = TaskThread(_import, str(self._context.project.path), path, fmt, self._column_map,
-                                    system, fraction, actor, parent=self)
-        self._importer.succeeded.connect(self._import_done)
-        self._importer.failed.connect(self._import_failed)
+        self._importer = Job(_import, str(self._context.project.path), path, fmt, self._column_map,
+                             system, fraction, actor, parent=self)
+        self._importer.ended.connect(self._import_ended)
         self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
         self._importer.start()
 
-    def _importer_finished(self) -> None:
-        self._importer.wait()
-        self._importer.deleteLater()
-        self._importer = None
-
     @Slot(object)
+    def _import_ended(self, outcome: Outcome) -> None:
+        self._importer = None
+        if outcome.failed:
+            self._import_failed(str(outcome.value))
+        elif outcome.done:
+            self._import_done(outcome.value)
+        # stopped: only at shutdown, when nobody is left to tell
+
     def _import_done(self, preview: DatasetPreview) -> None:
-        self._importer_finished()
         n = len(preview.examples)
         self._context.examples_changed.emit([])
         self._context.status_message.emit(f"Imported {n:,} example{'s' if n != 1 else ''} from "
@@ -383,9 +376,7 @@ class ImportWizard(QWizard):
         self.imported.emit(n)
         super().accept()
 
-    @Slot(str, str)
-    def _import_failed(self, message: str, trace: str) -> None:
-        self._importer_finished()
+    def _import_failed(self, message: str) -> None:
         self.preview_page.count.setText("Nothing was imported.")
         self.preview_page.problems.clear()
         self.preview_page.problems.addItems([for_the_wizard(line) for line in message.splitlines()])
@@ -399,7 +390,8 @@ class ImportWizard(QWizard):
         super().reject()
 
     def shutdown(self) -> None:
-        for t in (self._reader, self._importer):
-            if t is not None:
-                t.requestInterruption()
-                t.wait()
+        self._reader.stop()
+        self._reader.wait()
+        if self._importer is not None:
+            self._importer.stop()
+            self._importer.wait()

@@ -9,7 +9,7 @@ from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, Qt, 
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
-    QStackedWidget, QTableView, QTabWidget, QWidget,
+    QStackedWidget, QTableView, QTabWidget,
 )
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
@@ -21,7 +21,8 @@ from ftstudio.gui.data.conversation_editor import ConversationEditor
 from ftstudio.gui.data.import_wizard import ImportWizard
 from ftstudio.gui.data.table_model import ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
+from ftstudio.gui.pages import Page
 
 ROW_HEIGHT = 26
 COLUMN_WIDTHS = (48, 50, 80, 90, 280, 130, 220, 48, 130)  # in the order of table_model.COLUMNS
@@ -46,7 +47,7 @@ def _summarise(project_path: str, report, interrupted) -> tuple[dict[str, int], 
         project.close()
 
 
-class DataPage(QWidget):
+class DataPage(Page):
     """``DataPage(context, parent=None)``. Other parts of the app call ``undo``/``redo``,
     ``add_example``, ``duplicate_selected``, ``delete_selected``, ``open_import_wizard``,
     ``select_ids``, ``can_close`` and ``shutdown``."""
@@ -176,7 +177,7 @@ class DataPage(QWidget):
 
         self._labels: list[str] = []
         self._split_counts: dict[str, int] = {}
-        self._summary_thread: TaskThread | None = None
+        self._summary_job: Job | None = None
         self._summary_again = False
         self._summary_timer = QTimer(self)
         self._summary_timer.setSingleShot(True)
@@ -347,39 +348,31 @@ class DataPage(QWidget):
     @property
     def summary_pending(self) -> bool:
         """True while the counts and labels are being read again after a change."""
-        return self._summary_timer.isActive() or self._summary_thread is not None
+        return self._summary_timer.isActive() or self._summary_job is not None
 
     @Slot()
     def _read_summary(self) -> None:
-        if self._summary_thread is not None:
-            self._summary_again = True
+        if self._summary_job is not None:
+            self._summary_again = True  # read again, a moment after this read ends
             return
-        self._summary_thread = TaskThread(_summarise, str(self.project.path), parent=self)
-        self._summary_thread.succeeded.connect(self._summary_read)
-        self._summary_thread.failed.connect(self._summary_failed)
-        self._summary_thread.start()
+        self._summary_job = Job(_summarise, str(self.project.path), parent=self)
+        self._summary_job.ended.connect(self._summary_ended)
+        self._summary_job.start()
 
-    def _summary_finished(self) -> None:
-        self._summary_thread.wait()
-        self._summary_thread.deleteLater()
-        self._summary_thread = None
+    @Slot(object)
+    def _summary_ended(self, outcome: Outcome) -> None:
+        self._summary_job = None
         if self._summary_again:
             self._summary_again = False
             self._summary_timer.start()
-
-    @Slot(object)
-    def _summary_read(self, result) -> None:
-        self._summary_finished()
-        counts, labels = result
+        if outcome.failed:
+            self.context.status_message.emit(f"Could not count the examples: {outcome.value}")
+            return
+        counts, labels = outcome.value
         self._refresh_counts(counts)
         if labels != self._labels:
             self._refresh_labels(labels)
         self._show_table_or_hint()
-
-    @Slot(str, str)
-    def _summary_failed(self, message: str, _trace: str) -> None:
-        self._summary_finished()
-        self.context.status_message.emit(f"Could not count the examples: {message}")
 
     @Slot(list)
     def _examples_changed(self, ids: list) -> None:
@@ -490,6 +483,10 @@ class DataPage(QWidget):
         done = "Undid" if which == "undo" else "Redid"
         self._after_history(ids, done if ids else f"Nothing of yours to {which}")
         return ids
+
+    def history(self, which: str) -> bool:
+        self.undo() if which == "undo" else self.redo()
+        return True
 
     def _after_history(self, ids: list[int], verb: str) -> None:
         if not ids:
@@ -606,14 +603,11 @@ class DataPage(QWidget):
 
     # -- closing --------------------------------------------------------------------
 
-    def can_close(self) -> bool:
-        return True
-
     def shutdown(self) -> None:
         self.flush_edits()
         self._summary_timer.stop()
-        if self._summary_thread is not None:
-            self._summary_thread.wait()
+        if self._summary_job is not None:
+            self._summary_job.wait()
         if self._wizard is not None:
             self._wizard.shutdown()
             self._wizard.close()

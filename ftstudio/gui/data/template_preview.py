@@ -14,7 +14,7 @@ from ftstudio.core.examples import Example
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.tokens import RenderedExample, render_conversation, shared_tokenizer, training_choice
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, JobSlot, Outcome
 
 BUNDLED_CHOICE = "Bundled: SmolLM2-135M-Instruct"
 OTHER_CHOICE = "Another model folder\u2026"
@@ -28,8 +28,7 @@ class TemplatePreview(QWidget):
         self._context = context
         self._example_id: int | None = None
         self._user_chose = False  # a model picked here wins over the Train page's
-        self._thread: TaskThread | None = None
-        self._pending = False
+        self._slot = JobSlot(self)  # newer wishes (another example, another model) win
         self.rendered: RenderedExample | None = None
         self._render_for: tuple[str | None, int | None] = (None, None)  # (model, example) of the render running
         self._tokens = shared_tokenizer()
@@ -140,63 +139,50 @@ class TemplatePreview(QWidget):
 
     @Slot()
     def _refresh(self) -> None:
+        self._slot.request(self._render_job)
+
+    def _render_job(self) -> Job | None:
+        """The render of the example shown, or None (with a word why) when there is none to make."""
         if self._example_id is None:
             self.text.clear()
             self.count.setText("Select an example to see it as the model sees it.")
-            return
+            return None
         tokenizer = self._tokens.tokenizer
         if tokenizer is None:
             if self._tokens.error:
                 self.count.setText(f"The tokenizer could not be loaded: {self._tokens.error}")
             else:
                 self.count.setText("Loading the tokenizer\u2026")
-            return
+            return None
         try:
             example: Example = self._context.project.get_example(self._example_id)
         except KeyError:
             self.text.clear()
-            return
-        if self._thread is not None:
-            self._pending = True
-            return
+            return None
         self._render_for = (self._tokens.chosen, self._example_id)
-        self._thread = TaskThread(render_conversation, tokenizer, example.conversation(), parent=self)
-        self._thread.succeeded.connect(self._rendered)
-        self._thread.failed.connect(self._render_failed)
-        self._thread.start()
-
-    def _finish(self) -> None:
-        self._thread.wait()
-        self._thread.deleteLater()
-        self._thread = None
-        if self._pending:
-            self._pending = False
-            self._refresh()
+        job = Job(render_conversation, tokenizer, example.conversation(), parent=self)
+        job.ended.connect(self._render_ended)
+        return job
 
     @Slot(object)
-    def _rendered(self, rendered: RenderedExample) -> None:
-        # Newer wishes (another example, another model) win: a newer render starts in _finish.
-        stale = self._pending or self._render_for != (self._tokens.chosen, self._example_id) \
-            or self._tokens.tokenizer is None
-        self._finish()
-        if stale:
+    def _render_ended(self, outcome: Outcome) -> None:
+        # Newer wishes (another example, another model) win: their render starts after this one.
+        stale = outcome.superseded or self._render_for != (self._tokens.chosen, self._example_id)
+        if stale or outcome.stopped:
             return
+        if outcome.failed:
+            self.rendered = None
+            self.text.clear()
+            self.count.setText(f"The chat template cannot render this example: {outcome.value}")
+            return
+        if self._tokens.tokenizer is None:
+            return
+        rendered: RenderedExample = outcome.value
         self.rendered = rendered
         share = 100 * rendered.loss_count / max(1, rendered.token_count)
         self.count.setText(f"{rendered.token_count:,} tokens; {rendered.loss_count:,} carry loss ({share:.0f}%).")
         self.text.setHtml(f'<pre style="white-space: pre-wrap; font-family: \'DejaVu Sans Mono\', monospace">'
                           f"{rendered.to_html(style.LOSS_BG, style.SPECIAL_FG)}</pre>")
 
-    @Slot(str, str)
-    def _render_failed(self, message: str, trace: str) -> None:
-        stale = self._pending or self._render_for != (self._tokens.chosen, self._example_id)
-        self._finish()
-        if stale:
-            return
-        self.rendered = None
-        self.text.clear()
-        self.count.setText(f"The chat template cannot render this example: {message}")
-
     def shutdown(self) -> None:
-        if self._thread is not None:
-            self._thread.wait()
+        self._slot.wait()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
 
 TRAIN_CONFIG_SETTING = "train_config"  # where the Train page keeps its settings in the project
 IGNORE_INDEX = -100  # ftstudio.engine.tokenize.IGNORE_INDEX, without importing the engine here
@@ -119,8 +119,7 @@ class TokenizerService(QObject):
         self._model_dir: str | None = None  # the folder the loaded tokenizer came from
         self._wanted_key = ""
         self._error = ""
-        self._thread: TaskThread | None = None
-        self._thread_key: str | None = None
+        self._job: Job | None = None
 
     @staticmethod
     def _key(model_dir: str | Path | None) -> str:
@@ -146,7 +145,7 @@ class TokenizerService(QObject):
 
     @property
     def loading(self) -> bool:
-        return self._thread is not None
+        return self._job is not None
 
     def choose(self, model_dir: str | Path | None) -> None:
         """Use this model's tokenizer from now on (None: the bundled model); loads it if needed."""
@@ -158,51 +157,39 @@ class TokenizerService(QObject):
 
     def ensure_loaded(self) -> None:
         """Start loading the chosen model's tokenizer (no-op when loaded or loading)."""
-        if self._thread is not None or self.tokenizer is not None or self._error:
+        if self._job is not None or self.tokenizer is not None or self._error:
             return
-        self._thread_key = self._wanted_key
-        self._thread = TaskThread(_load, self._wanted_key or None, parent=self)
-        self._thread.succeeded.connect(self._loaded)
-        self._thread.failed.connect(self._failed)
-        self._thread.progressed.connect(self._progressed)
-        self._thread.start()
+        key = self._wanted_key
+        self._job = Job(_load, key or None, parent=self)
+        self._job.ended.connect(lambda outcome: self._ended(key, outcome))
+        self._job.progressed.connect(self._progressed)
+        self._job.start()
 
-    @Slot(object)
-    def _loaded(self, result) -> None:
-        key = self._thread_key
-        self._finish()
-        self._model_dir, self._tokenizer = result
-        self._loaded_key = key
+    def _ended(self, key: str, outcome: Outcome) -> None:
+        self._job = None
+        if outcome.done:
+            self._model_dir, self._tokenizer = outcome.value
+            self._loaded_key = key
         if key != self._wanted_key:  # the choice changed while loading
             self.ensure_loaded()
-            return
-        self.ready.emit()
-
-    @Slot(str, str)
-    def _failed(self, message: str, _trace: str) -> None:
-        key = self._thread_key
-        self._finish()
-        if key != self._wanted_key:
-            self.ensure_loaded()
-            return
-        self._error = message
-        self.failed.emit(message)
+        elif outcome.done:
+            self.ready.emit()
+        else:
+            self._error = str(outcome.value)
+            self.failed.emit(self._error)
 
     @Slot(object)
     def _progressed(self, text) -> None:
         self.progress.emit(str(text))
 
-    def _finish(self) -> None:
-        if self._thread is not None:
-            self._thread.wait()
-            self._thread.deleteLater()
-            self._thread = None
-            self._thread_key = None
-
     def wait(self) -> None:
-        """Block until a load in progress ends (at shutdown)."""
-        if self._thread is not None:
-            self._thread.wait()
+        """Block until a load in progress ends (at shutdown: nobody is told it is ready)."""
+        if self._job is not None:
+            was_blocked = self.blockSignals(True)
+            try:
+                self._job.wait()
+            finally:
+                self.blockSignals(was_blocked)
 
 
 _shared: TokenizerService | None = None

@@ -12,9 +12,10 @@ from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.agreement import AgreementPanel
 from ftstudio.gui.labelling.mode import LabelMode
 from ftstudio.gui.labelling.setup import SetupPanel
+from ftstudio.gui.pages import Page
 
 
-class LabellingPage(QWidget):
+class LabellingPage(Page):
     """``LabellingPage(context, parent=None)``. The window calls ``undo``/``redo``,
     ``can_close``, ``shutdown``; ``saved(example_id)`` follows every committed label."""
 
@@ -118,11 +119,9 @@ class LabellingPage(QWidget):
     def redo(self) -> None:
         self.mode.redo()
 
-    def can_close(self) -> bool:
+    def history(self, which: str) -> bool:
+        self.undo() if which == "undo" else self.redo()
         return True
-
-    def is_busy(self) -> bool:
-        return False
 
     def shutdown(self) -> None:
         self.setup.flush()

@@ -12,13 +12,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
 from ftstudio.core import ratings
 from ftstudio.core.config import BUNDLED_MODEL
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, JobSlot, Outcome
 
 log = logging.getLogger("ftstudio.gui.labelling")
 
@@ -89,85 +89,47 @@ class Suggester(QObject):
         self.max_new_tokens = DEFAULT_MAX_TOKENS
         self.temperature = 0.0  # greedy: the model's most likely answer, the same each time
         self._engine: ComparisonEngine | None = None
-        self._thread: TaskThread | None = None
-        self._running_id: int | None = None
-        self._outcome: tuple[str, Any] | None = None
-        self._pending: tuple[int, SuggestionModel, list[dict[str, Any]]] | None = None
+        # A new request stops the running one, waits for it to end, then starts.
+        self._slot = JobSlot(self, stop_running=True)
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None
+        return self._slot.busy
 
     def request(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> str:
         """Ask for a suggestion: "started", "waiting" (after the running one) or "refused" (device busy)."""
-        if self._thread is not None:
-            self._pending = (example_id, model, messages)
-            self._thread.requestInterruption()
-            return "waiting"
-        if not self.context.compute.try_acquire(HOLDER):
-            self.refused.emit(example_id, self.context.compute.holder)
-            return "refused"
+        return self._slot.request(lambda: self._job(example_id, model, messages))
+
+    def _job(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> Job:
         if self._engine is None or self._engine.base_spec != model.base_spec:
             self._engine = ComparisonEngine(model.base_spec)  # the old one's model is freed with it
-        self._running_id, self._outcome = example_id, None
-        thread = TaskThread(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, self.temperature,
-                            parent=self)
-        thread.progressed.connect(self._on_progress)
-        thread.succeeded.connect(self._on_succeeded)
-        thread.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread = thread
-        thread.start()
-        return "started"
+        job = Job(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, self.temperature,
+                  parent=self, lock=self.context.compute, holder=HOLDER)
+        job.refused.connect(lambda holder: self.refused.emit(example_id, holder))
+        job.progressed.connect(lambda item: self._on_progress(example_id, item))
+        job.ended.connect(lambda outcome: self._on_ended(example_id, outcome))
+        return job
 
     def cancel(self) -> None:
-        self._pending = None
-        if self._thread is not None:
-            self._thread.requestInterruption()
+        self._slot.stop()
 
     def shutdown(self) -> None:
-        self.cancel()
-        if self._thread is not None:
-            self._thread.wait()
-            self._on_thread_finished()
+        self._slot.stop()
+        self._slot.wait()
         self._engine = None
 
-    @Slot(object)
-    def _on_progress(self, item) -> None:
+    def _on_progress(self, example_id: int, item: tuple[str, str]) -> None:
         kind, text = item
         if kind == "loading":
-            self.loading.emit(self._running_id)
+            self.loading.emit(example_id)
         elif kind == "piece":
-            self.piece.emit(self._running_id, text)
+            self.piece.emit(example_id, text)
 
-    @Slot(object)
-    def _on_succeeded(self, text) -> None:
-        stopped = self._thread is not None and self._thread.isInterruptionRequested()
-        self._outcome = ("stopped" if stopped else "done", str(text))
-
-    @Slot(str, str)
-    def _on_failed(self, message: str, trace: str) -> None:
-        log.warning("suggestion failed: %s\n%s", message, trace)
-        self._outcome = ("failed", message)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        thread.wait()
-        thread.deleteLater()
-        self._thread = None
-        self.context.compute.release(HOLDER)
-        example_id, (outcome, value) = self._running_id, (self._outcome or ("failed", "no answer came back"))
-        self._running_id = None
-        if outcome == "done":
-            self.finished.emit(example_id, value)
-        elif outcome == "failed":
-            self.failed.emit(example_id, f"No suggestion: {value}")
+    def _on_ended(self, example_id: int, outcome: Outcome) -> None:
+        if outcome.done:
+            self.finished.emit(example_id, str(outcome.value))
+        elif outcome.failed:
+            log.warning("suggestion failed: %s\n%s", outcome.value, outcome.trace)
+            self.failed.emit(example_id, f"No suggestion: {outcome.value}")
         else:
             self.stopped.emit(example_id)
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            self.request(*pending)
-

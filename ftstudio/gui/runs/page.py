@@ -28,7 +28,8 @@ from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.runs.curves import CurveCache, read_samples, smooth
 from ftstudio.gui.runs.table_model import EVAL_COLUMNS, RUN_ID_ROLE, SORT_ROLE, RunsTableModel
 from ftstudio.gui.training import plots
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
+from ftstudio.gui.pages import Page
 
 log = logging.getLogger("ftstudio.gui.runs")
 
@@ -68,7 +69,7 @@ def _value_text(value) -> str:
     return str(value)
 
 
-class RunsPage(QWidget):
+class RunsPage(Page):
     """``RunsPage(context)``: ``refresh()``, ``select_runs(ids)``, ``selected_ids()``,
     ``delete_runs(ids)``, ``export_adapter(run_id, out)``."""
 
@@ -79,8 +80,8 @@ class RunsPage(QWidget):
         self.context = context
         self.project = context.project
         self._curves = CurveCache()
-        self._export_thread: TaskThread | None = None
-        self._export_job: tuple[str, Path] | None = None
+        self._export: Job | None = None
+        self._export_job: tuple[str, Path] | None = None  # run id, folder of the export running
 
         layout, head, self.count_label = page_layout(self, "Runs")
         self.folder_button = QPushButton("Open folder")
@@ -269,7 +270,7 @@ class RunsPage(QWidget):
         runs = self._runs(ids)
         one = runs[0] if len(runs) == 1 else None
         adapter = one is not None and (self.project.run_dir(one.id) / "adapter" / "adapter_config.json").exists()
-        self.export_button.setEnabled(adapter and self._export_thread is None)
+        self.export_button.setEnabled(adapter and self._export is None)
         self.folder_button.setEnabled(one is not None)
         self.delete_button.setEnabled(bool(runs))
         self.differences_only.setEnabled(len(runs) > 1)
@@ -504,46 +505,45 @@ class RunsPage(QWidget):
 
     def export_adapter(self, run_id: str, out: Path) -> bool:
         """Copy the run's adapter to ``out`` on a worker; ``exported`` says when it is done."""
-        if self._export_thread is not None:
+        if self._export is not None:
             return False
         adapter = self.project.run_dir(run_id) / "adapter"
         if not adapter.exists():
             self._notify(f"Run {run_id} has no adapter yet: finish or resume it first.", "bad")
             return False
         self._export_job = (run_id, Path(out))
-        thread = TaskThread(export_run_adapter, adapter, Path(out), parent=self)
-        thread.succeeded.connect(self._export_done)
-        thread.failed.connect(self._export_failed)
-        thread.finished.connect(self._export_finished)
-        self._export_thread = thread
+        job = Job(export_run_adapter, adapter, Path(out), parent=self)
+        job.ended.connect(self._export_ended)
+        self._export = job
         self.export_button.setEnabled(False)
         self._notify(f"Exporting the adapter of run {run_id}\u2026")
-        thread.start()
+        job.start()
         return True
 
+    @property
+    def exporting(self) -> bool:
+        return self._export is not None
+
     @Slot(object)
-    def _export_done(self, out) -> None:
+    def _export_ended(self, outcome: Outcome) -> None:
+        if outcome.failed:
+            self._export_failed(str(outcome.value), outcome.trace)
+        else:
+            self._export_done(outcome.value)
+        self._export, self._export_job = None, None
+
+    def _export_done(self, out: Path) -> None:
         run_id = self._export_job[0] if self._export_job else ""
         self._notify(f"Exported the adapter of run {run_id} to {out}. It loads with "
                      "PeftModel.from_pretrained(base_model, folder).", "good")
         self.context.status_message.emit(f"Exported the adapter of run {run_id} to {out}")
         self.exported.emit(run_id, str(out))
 
-    @Slot(str, str)
     def _export_failed(self, message: str, trace: str) -> None:
         log.warning("export failed: %s\n%s", message, trace)
         run_id = self._export_job[0] if self._export_job else ""
         self._notify(f"Could not export the adapter of run {run_id}: {message}", "bad")
         self.exported.emit(run_id, "")
-
-    @Slot()
-    def _export_finished(self) -> None:
-        thread, self._export_thread = self._export_thread, None
-        self._export_job = None
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
-        self._selection_changed()
 
     # -- pictures ---------------------------------------------------------------------------------
 
@@ -573,13 +573,6 @@ class RunsPage(QWidget):
 
     # -- closing ----------------------------------------------------------------------------------
 
-    def can_close(self) -> bool:
-        return True
-
-    def is_busy(self) -> bool:
-        return False
-
     def shutdown(self) -> None:
-        if self._export_thread is not None:
-            self._export_thread.wait()
-            self._export_finished()
+        if self._export is not None:
+            self._export.wait()

@@ -36,8 +36,9 @@ from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.training.config_form import ConfigForm, model_title
 from ftstudio.gui.training.dashboard import Dashboard
 from ftstudio.gui.training.estimate_view import EstimateView
-from ftstudio.gui.training.thread import TrainingThread, training_threads
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.training.thread import train_job, training_threads
+from ftstudio.gui.workers import Job, Outcome
+from ftstudio.gui.pages import Page
 
 log = logging.getLogger("ftstudio.gui.training")
 
@@ -85,7 +86,7 @@ def describe_shape(shape: ModelShape) -> str:
             f"\u00b7 vocabulary {shape.vocab_size:,}")
 
 
-class TrainPage(QWidget):
+class TrainPage(Page):
     """``TrainPage(context)``. The window calls ``can_close`` (asks, then stops and waits)
     and ``shutdown``; ``is_busy``, ``start``, ``stop``, ``resume`` and ``stop_and_wait`` are public."""
 
@@ -96,9 +97,7 @@ class TrainPage(QWidget):
         super().__init__(parent)
         self.context = context
         self.project = context.project
-        self._thread: TrainingThread | None = None
-        self._result = None
-        self._crash: str | None = None
+        self._job: Job | None = None  # the training run
         self._run_id: str | None = None
         self._closing = False
         self._problems: list[Problem] = []
@@ -107,8 +106,8 @@ class TrainPage(QWidget):
         self._cpu = replace(cpu_budget(), cores=training_threads())
         self._gpu: DeviceBudget | None = None
         self._device_checked = False
-        self._device_thread: TaskThread | None = None
-        self._download_thread: TaskThread | None = None
+        self._device_job: Job | None = None
+        self._download_job: Job | None = None
         self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
 
         layout, head, self.data_label = page_layout(self, "Train")
@@ -183,7 +182,7 @@ class TrainPage(QWidget):
 
     def is_busy(self) -> bool:
         """A run is training (or stopping) on this page."""
-        return self._thread is not None
+        return self._job is not None
 
     @property
     def run_id(self) -> str | None:
@@ -228,7 +227,7 @@ class TrainPage(QWidget):
             self.start_button.setToolTip(f"{n} setting{'s' * (n != 1)} need{'s' * (n == 1)} attention (marked in red)")
         else:
             self.start_button.setToolTip("Create a new run with these settings and start training")
-        stopping = busy and self._thread.isInterruptionRequested()
+        stopping = self._job is not None and self._job.stop_requested
         self.stop_button.setEnabled(busy and not stopping)
         self.stop_button.setText("Stopping\u2026" if stopping else "Stop")
         candidate = None if busy else self.resumable_run()
@@ -342,73 +341,54 @@ class TrainPage(QWidget):
     @Slot(str)
     def download_model(self, spec: str) -> None:
         """Fetch hub model ``spec`` into the local cache on a worker thread, with a progress bar."""
-        if self._download_thread is not None:
+        if self._download_job is not None:
             return
-        thread = TaskThread(_download_model, spec, parent=self)
-        thread.progressed.connect(self._download_progress)
-        thread.succeeded.connect(self._download_done)
-        thread.failed.connect(self._download_failed)
-        self._download_thread = thread
+        job = Job(_download_model, spec, parent=self)
+        job.progressed.connect(self._download_progress)
+        job.ended.connect(self._download_ended)
+        self._download_job = job
         self.form.show_download(0, 0, f"Downloading {spec}\u2026")
-        thread.start()
+        job.start()
 
     @Slot(object)
     def _download_progress(self, progress) -> None:
         done, total = progress
         self.form.show_download(done, total)
 
-    def _download_finished(self) -> None:
-        thread, self._download_thread = self._download_thread, None
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
-        self.form.show_download(None, None)
-
     @Slot(object)
-    def _download_done(self, folder: str) -> None:
-        self._download_finished()
-        self._shapes.clear()  # the model can be read now
-        self._notify(f"Downloaded to {folder}", "info")
-        self._settings_changed()
-
-    @Slot(str, str)
-    def _download_failed(self, message: str, trace: str) -> None:
-        log.info("download failed: %s", trace)
-        self._download_finished()
-        self._settings_changed()
-        self.form.set_model_info("", message)
+    def _download_ended(self, outcome: Outcome) -> None:
+        self._download_job = None
+        self.form.show_download(None, None)
+        if outcome.done:
+            self._shapes.clear()  # the model can be read now
+            self._notify(f"Downloaded to {outcome.value}", "info")
+            self._settings_changed()
+        else:
+            log.info("download failed: %s", outcome.trace or outcome.value)
+            self._settings_changed()
+            self.form.set_model_info("", outcome.value)
 
     # -- device ---------------------------------------------------------------------------
 
     def _detect_device(self) -> None:
-        thread = TaskThread(_detect_device, parent=self)
-        thread.succeeded.connect(self._device_found)
-        thread.failed.connect(self._device_failed)
-        thread.finished.connect(self._device_thread_done)
-        self._device_thread = thread
-        thread.start()
+        job = Job(_detect_device, parent=self)
+        job.ended.connect(self._device_detected)
+        self._device_job = job
+        job.start()
 
     @Slot(object)
-    def _device_found(self, budget: DeviceBudget) -> None:
+    def _device_detected(self, outcome: Outcome) -> None:
+        self._device_job = None
         self._device_checked = True
-        if budget.kind == "cuda":
-            self._gpu = budget
+        if outcome.done:
+            budget: DeviceBudget = outcome.value
+            if budget.kind == "cuda":
+                self._gpu = budget
+            else:
+                self._cpu = replace(budget, cores=training_threads())
         else:
-            self._cpu = replace(budget, cores=training_threads())
+            log.warning("device detection failed: %s", outcome.value)
         self._settings_changed()
-
-    @Slot(str, str)
-    def _device_failed(self, message: str, trace: str) -> None:
-        log.warning("device detection failed: %s", message)
-        self._device_checked = True
-        self._settings_changed()
-
-    @Slot()
-    def _device_thread_done(self) -> None:
-        thread, self._device_thread = self._device_thread, None
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
 
     @property
     def device_checked(self) -> bool:
@@ -488,7 +468,6 @@ class TrainPage(QWidget):
         cfg, data, resume = plan.config, plan.data, plan.resume
         run_dir = self.project.run_dir(run_id)
         self._run_id = run_id
-        self._result, self._crash = None, None
         self.dashboard.reset()
         if resume:
             self.dashboard.ingest(history_events(run_dir))
@@ -496,14 +475,12 @@ class TrainPage(QWidget):
         self.dashboard.add_log(
             f"Run {run_id}: {cfg.method.upper()} on {model_title(cfg.model)}, {len(data.train):,} training and "
             f"{len(data.eval):,} held-out examples" + (" (resumed from its last checkpoint)" if resume else ""))
-        thread = TrainingThread(cfg, data, run_dir, resume, self.dashboard.queue.put, parent=self)
-        thread.result_ready.connect(self._on_result)
-        thread.crashed.connect(self._on_crashed)
-        thread.finished.connect(self._on_thread_finished)
-        self._thread = thread
+        job = Job(train_job, cfg, data, run_dir, resume, self.dashboard.queue.put, parent=self)
+        job.ended.connect(self._on_run_ended)
+        self._job = job
         self.dashboard.begin()
         self._hold_garbage_collection()
-        thread.start()
+        job.start()
         self._notify("")
         self.dashboard.set_state("Training")
         self._update_buttons()
@@ -535,42 +512,31 @@ class TrainPage(QWidget):
 
     def stop(self) -> None:
         """Ask the run to stop after the current step; it saves a checkpoint first."""
-        if self._thread is None or self._thread.isInterruptionRequested():
+        if self._job is None or self._job.stop_requested:
             return
-        self._thread.requestInterruption()
+        self._job.stop()
         self.dashboard.set_state("Stopping")
         self.dashboard.add_log("Stopping after this step and saving a checkpoint\u2026")
         self._update_buttons()
 
     @Slot(object)
-    def _on_result(self, result) -> None:
-        self._result = result
-
-    @Slot(str, str)
-    def _on_crashed(self, message: str, trace: str) -> None:
-        log.error("training thread failed: %s\n%s", message, trace)
-        self._crash = message
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        thread.wait()
-        self._thread = None
-        result = self._result or thread.result
-        thread.deleteLater()
+    def _on_run_ended(self, outcome: Outcome) -> None:
+        self._job = None
+        result = None if outcome.failed else outcome.value
         self._release_garbage_collection()
         self.dashboard.end()
         run_id = self._run_id
+        assert run_id is not None  # set by _launch
         if result is not None:
             status = runs.record_outcome(self.project, run_id, result)
         else:
             status = "failed"
-            runs.record_crash(self.project, run_id, self._crash or "")
+            crash = f"{outcome.error_type}: {outcome.value}"
+            log.error("training thread failed: %s\n%s", crash, outcome.trace)
+            runs.record_crash(self.project, run_id, crash)
             self.dashboard.banner.show_message(
                 "bad", "Training stopped on an unexpected error",
-                html.escape(self._crash or "") + "<br>Details are in the log. Checkpoints already written are kept.")
+                html.escape(crash) + "<br>Details are in the log. Checkpoints already written are kept.")
         self.context.compute.release(HOLDER)
         self._show_outcome(status, result)
         self._update_buttons()
@@ -677,7 +643,7 @@ class TrainPage(QWidget):
 
     def stop_and_wait(self, timeout_ms: int = CLOSE_TIMEOUT_MS) -> bool:
         """Stop the run and wait (the window stays responsive) until its checkpoint is saved; False on timeout."""
-        if self._thread is None:
+        if self._job is None:
             return True
         self.stop()
         loop = QEventLoop()
@@ -686,13 +652,13 @@ class TrainPage(QWidget):
         timer.timeout.connect(loop.quit)
         self.run_finished.connect(loop.quit)
         try:
-            if self._thread is not None:
+            if self._job is not None:
                 timer.start(timeout_ms)
                 loop.exec()
         finally:
             self.run_finished.disconnect(loop.quit)
             timer.stop()
-        return self._thread is None
+        return self._job is None
 
     def can_close(self) -> bool:
         """Asked before the project closes: a running run is stopped (keeping its checkpoint) if the user agrees."""
@@ -722,14 +688,7 @@ class TrainPage(QWidget):
         """Stop and wait for everything this page runs (blocking)."""
         self._save_timer.stop()
         self._data_timer.stop()
-        if self._thread is not None:
-            self._thread.requestInterruption()
-            self._thread.wait()
-            self._on_thread_finished()
-        if self._device_thread is not None:
-            self._device_thread.wait()
-            self._device_thread_done()
-        if self._download_thread is not None:
-            self._download_thread.requestInterruption()
-            self._download_thread.wait()
-            self._download_finished()
+        for job in (self._job, self._device_job, self._download_job):
+            if job is not None:
+                job.stop()
+                job.wait()

@@ -1,19 +1,17 @@
-"""The training run on its own thread.
+"""The training run on a worker thread.
 
-``TrainingThread.run()`` only calls ``engine.training.train`` and emits; it
-touches no widget. Engine events go into an ``EventQueue`` that the
-dashboard drains on its redraw timer, so no signal is sent per event.
-``requestInterruption()`` is the stop flag the engine polls every step.
+``train_job`` is the function a ``workers.Job`` runs: it only calls
+``engine.training.train``; it touches no widget. Engine events go into an
+``EventQueue`` that the dashboard drains on its redraw timer, so no signal
+is sent per event. ``Job.stop()`` is the stop flag the engine polls every step.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import traceback
 from pathlib import Path
-
-from PySide6.QtCore import QThread, Signal
+from typing import Any, Callable
 
 from ftstudio.core.config import TrainConfig
 from ftstudio.core.examples import PreparedData
@@ -52,30 +50,29 @@ def training_threads() -> int:
     return max(1, cores - 1)
 
 
-class TrainingThread(QThread):
-    """Runs one training session; emits ``result_ready(TrainResult)`` or ``crashed(message, trace)``.
+def train_job(
+    cfg: TrainConfig,
+    data: PreparedData,
+    run_dir: Path,
+    resume: bool,
+    sink: Callable[[Any], None],
+    cpu_threads: int | None = None,
+    *,
+    report: Callable[[Any], None],
+    interrupted: Callable[[], bool],
+) -> Any:
+    """Worker thread (a ``workers.Job``): one training session; returns the engine's TrainResult.
 
-    The thread object lives in the GUI thread, so its signals are delivered there.
-    """
+    Events go to ``sink`` (the dashboard's queue), not through ``report``: the
+    dashboard drains them on its redraw timer, so no signal is sent per event."""
+    from ftstudio.engine.training import train
 
-    result_ready = Signal(object)
-    crashed = Signal(str, str)
-
-    def __init__(self, cfg: TrainConfig, data: PreparedData, run_dir: Path, resume: bool, sink,
-                 cpu_threads: int | None = None, parent=None) -> None:
-        super().__init__(parent)
-        self.cfg, self.data, self.run_dir, self.resume, self.sink = cfg, data, Path(run_dir), resume, sink
-        self.cpu_threads = cpu_threads or training_threads()
-        self.result = None  # also kept here, for a caller that waits instead of listening
-
-    def run(self) -> None:  # worker thread: no widgets, only the engine and emits
-        try:
-            from ftstudio.engine.training import train
-
-            result = train(self.cfg, self.data, self.sink, self.isInterruptionRequested,
-                           run_dir=self.run_dir, resume=self.resume, cpu_threads=self.cpu_threads)
-        except BaseException as exc:  # noqa: BLE001 - the engine reports expected failures itself
-            self.crashed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
-            return
-        self.result = result
-        self.result_ready.emit(result)
+    return train(
+        cfg,
+        data,
+        sink,
+        interrupted,
+        run_dir=Path(run_dir),
+        resume=resume,
+        cpu_threads=cpu_threads or training_threads(),
+    )

@@ -1,0 +1,175 @@
+"""The job seam (gui/workers.py): outcomes told apart, the device lock, latest request wins,
+and the labelling suggestion that is stopped being reported as stopped."""
+
+from __future__ import annotations
+
+import threading
+
+from ftstudio.gui.context import ComputeLock
+from ftstudio.gui.workers import Job, JobSlot, Outcome
+
+TIMEOUT_MS = 10_000
+
+
+def _until_stopped(started: threading.Event, *, report, interrupted) -> str:
+    """Runs until asked to stop, then returns normally (as generation does)."""
+    started.set()
+    report("working")
+    while not interrupted():
+        threading.Event().wait(0.005)  # a worker thread polling its stop flag, as the engine does
+    return "partial answer"
+
+
+def _gated(gate: threading.Event, value: str, *, report, interrupted) -> str:
+    if not gate.wait(TIMEOUT_MS / 1000):
+        raise TimeoutError("the test never opened the gate")
+    return value
+
+
+def _fails(*, report, interrupted) -> None:
+    raise ValueError("the file is not there")
+
+
+def _ended(qtbot, job: Job, start: bool = True) -> Outcome:
+    with qtbot.waitSignal(job.ended, timeout=TIMEOUT_MS) as ended:
+        if start:
+            assert job.start() == "started"
+    return ended.args[0]
+
+
+def test_done_failed_and_progress_reach_the_gui_thread(qtbot):
+    gate = threading.Event()
+    gate.set()
+    job = Job(_gated, gate, "answer")
+    outcome = _ended(qtbot, job)
+    assert (outcome.status, outcome.value, outcome.done) == ("done", "answer", True)
+
+    outcome = _ended(qtbot, Job(_fails))
+    assert outcome.failed and outcome.value == "the file is not there" and outcome.error_type == "ValueError"
+    assert "ValueError" in outcome.trace
+
+    started = threading.Event()
+    job = Job(_until_stopped, started)
+    seen: list[object] = []
+    job.progressed.connect(seen.append)
+    assert job.start() == "started"
+    qtbot.waitUntil(lambda: seen == ["working"], timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(job.ended, timeout=TIMEOUT_MS) as ended:
+        job.stop()
+    assert ended.args[0].status == "stopped" and ended.args[0].value == "partial answer"
+
+
+def test_a_job_stopped_just_before_its_function_returns_is_still_stopped(qtbot):
+    """The function finishes normally after the stop; the thread has ended by the time the GUI
+    thread hears of it, so only the job's own flag can tell."""
+    gate = threading.Event()
+    job = Job(_gated, gate, "whole answer")
+    assert job.start() == "started"
+    job.stop()
+    gate.set()
+    outcome = _ended(qtbot, job, start=False)
+    assert outcome.status == "stopped" and outcome.value == "whole answer"
+
+
+def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot):
+    lock = ComputeLock()
+    gate = threading.Event()
+    job = Job(_gated, gate, "x", lock=lock, holder="Evaluating")
+    assert job.start() == "started" and lock.holder == "Evaluating"
+    gate.set()
+    _ended(qtbot, job, start=False)
+    assert lock.holder == ""
+
+    assert lock.try_acquire("Training run 7")
+    refused = Job(_gated, gate, "x", lock=lock, holder="Evaluating")
+    with qtbot.waitSignal(refused.refused) as why:
+        assert refused.start() == "refused"
+    assert why.args == ["Training run 7"] and not refused.active
+
+    queued = Job(_gated, gate, "after training", lock=lock, holder="Evaluating", queue=True)
+    with qtbot.waitSignal(queued.queued) as who:
+        assert queued.start() == "queued"
+    assert who.args == ["Training run 7"] and queued.waiting and not queued.running
+    with qtbot.waitSignal(queued.started):
+        lock.release("Training run 7")
+    assert lock.holder == "Evaluating"
+    assert _ended(qtbot, queued, start=False).value == "after training"
+    assert lock.holder == ""
+
+    assert lock.try_acquire("Training run 8")
+    cancelled = Job(_gated, gate, "x", lock=lock, holder="Evaluating", queue=True)
+    assert cancelled.start() == "queued"
+    with qtbot.waitSignal(cancelled.ended) as ended:
+        cancelled.stop()
+    assert ended.args[0].status == "cancelled" and ended.args[0].stopped
+    lock.release("Training run 8")
+    assert lock.holder == ""  # the cancelled job never took it
+
+
+def test_the_latest_request_wins(qtbot):
+    slot = JobSlot()
+    first_gate, later_gate = threading.Event(), threading.Event()
+    made: list[str] = []
+    outcomes: list[tuple[str, Outcome]] = []
+
+    def request(name: str, gate: threading.Event) -> str:
+        def make() -> Job:
+            made.append(name)
+            job = Job(_gated, gate, name)
+            job.ended.connect(lambda outcome: outcomes.append((name, outcome)))
+            return job
+
+        return slot.request(make)
+
+    assert request("first", first_gate) == "started"
+    assert request("second", later_gate) == "waiting"
+    assert request("third", later_gate) == "waiting"  # replaces "second", which never runs
+    assert made == ["first"]
+    first_gate.set()
+    qtbot.waitUntil(lambda: made == ["first", "third"], timeout=TIMEOUT_MS)
+    assert outcomes[0][0] == "first" and outcomes[0][1].done and outcomes[0][1].superseded
+    later_gate.set()
+    qtbot.waitUntil(lambda: not slot.busy, timeout=TIMEOUT_MS)
+    assert [(n, o.status, o.superseded) for n, o in outcomes] == [
+        ("first", "done", True),
+        ("third", "done", False),
+    ]
+
+
+def test_a_new_request_can_stop_the_running_job(qtbot):
+    slot = JobSlot(stop_running=True)
+    started = threading.Event()
+    outcomes: list[Outcome] = []
+
+    def make() -> Job:
+        job = Job(_until_stopped, started)
+        job.ended.connect(outcomes.append)
+        return job
+
+    assert slot.request(make) == "started"
+    assert started.wait(TIMEOUT_MS / 1000)
+    gate = threading.Event()
+    gate.set()
+    assert slot.request(lambda: Job(_gated, gate, "next")) == "waiting"
+    qtbot.waitUntil(lambda: not slot.busy, timeout=TIMEOUT_MS)
+    assert outcomes[0].status == "stopped"
+
+
+def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, context, tiny_model_dir):
+    """The Label page's suggestion, stopped while the model writes, says stopped (not done)."""
+    from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel
+    from ftstudio.engine.comparison import ModelRef
+
+    suggester = Suggester(context)
+    suggester.max_new_tokens = 4000  # far more than it writes before the stop
+    suggester.temperature = 1.0  # the tiny model's greedy answer would be line breaks
+    model = SuggestionModel("Tiny", str(tiny_model_dir), ModelRef("base:tiny", "Tiny"))
+    finished: list[int] = []
+    suggester.finished.connect(lambda example_id, _text: finished.append(example_id))
+    with qtbot.waitSignal(suggester.piece, timeout=120_000):
+        assert suggester.request(7, model, [{"role": "user", "content": "Write a long story."}]) == "started"
+    with qtbot.waitSignal(suggester.stopped, timeout=TIMEOUT_MS) as stopped:
+        suggester.cancel()
+    assert stopped.args == [7] and finished == []
+    qtbot.waitUntil(lambda: context.compute.holder == "" and not suggester.busy, timeout=TIMEOUT_MS)
+    suggester.shutdown()
