@@ -78,7 +78,7 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    # "oom" | "nan" | "data" | "model" | "config" | "internal"
+    # "oom" | "nan" | "data" | "model" | "config" | "disk" | "internal"
     kind: str
     message: str
     suggestion: str = ""

@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -34,6 +34,7 @@ from ftstudio.core.fileio import (
     disk_full_message,
     display_path,
     is_disk_full,
+    remove_stale_temp_dirs,
     remove_tree_inside,
     write_text_atomic,
 )
@@ -375,7 +376,20 @@ class Project:
                 f"'ftstudio new {display_path(path)}'"
             )
         (path / RUNS_DIR).mkdir(exist_ok=True)
-        return cls._connect(path)
+        project = cls._connect(path)
+        project._remove_stale_temp_dirs()
+        return project
+
+    def _remove_stale_temp_dirs(self) -> None:
+        """Temporary checkpoint and adapter folders a killed run left behind (tens of MB
+        each), in every run folder no process trains now."""
+        try:
+            folders = [p for p in self.runs_dir.iterdir() if p.is_dir() and not p.is_symlink()]
+        except OSError:
+            return
+        for folder in folders:
+            if not liveness.is_alive(folder):
+                remove_stale_temp_dirs(folder)
 
     @staticmethod
     def damaged_message(path: Path, detail: object) -> str:
@@ -659,27 +673,39 @@ class Project:
         """Journal a row of another table written by the caller (undo puts ``before`` back)."""
         self._journal(c, group, actor, f"row:{table}", example_id, before, after)
 
-    def add_examples(self, new: list[NewExample], actor: str | None = None, source: str | None = None,
-                     eval_fraction: float | None = None) -> list[int]:
+    def add_examples(self, new: Iterable[NewExample], actor: str | None = None, source: str | None = None,
+                     eval_fraction: float | None = None,
+                     keys: Sequence[tuple[str | None, str | None]] | None = None) -> list[int]:
         """Add examples in one transaction (all or nothing); returns their ids.
 
         Examples without a split get one from the project's held-out split:
         stratified by label, seeded, and only ever assigned to new examples.
+
+        ``new`` may be a stream (an import reading a file as it goes) when ``keys``
+        gives every example's (label, split) in order beforehand: then no more than
+        one example is held at a time. A stream that yields other examples than its
+        keys announce raises ValueError and adds nothing.
         """
-        for ex in new:
-            if ex.status not in STATUSES:
-                raise ValueError(f"unknown status {ex.status!r}")
-            if ex.split is not None and ex.split not in SPLITS:
-                raise ValueError(f"unknown split {ex.split!r}")
+        if keys is None:
+            new = list(new)
+            keys = [(ex.label, ex.split) for ex in new]
         actor = actor or default_actor()
         if eval_fraction is not None:
             self.set_setting("eval_fraction", check_eval_fraction(eval_fraction))
         ids: list[int] = []
         with self.transaction() as c:
-            splits = self._assign_splits(c, new)
+            splits = self._assign_splits(c, keys)
             group = self._next_group(c, actor)
             stamp = now()
-            for ex, split in zip(new, splits):
+            for n, ex in enumerate(new):
+                if ex.status not in STATUSES:
+                    raise ValueError(f"unknown status {ex.status!r}")
+                if ex.split is not None and ex.split not in SPLITS:
+                    raise ValueError(f"unknown split {ex.split!r}")
+                if n >= len(keys) or keys[n] != (ex.label, ex.split):
+                    raise ValueError("the examples differ from those announced (did the file change while it "
+                                     "was imported?)")
+                split = splits[n]
                 row = {
                     "messages": json.dumps(ex.messages, ensure_ascii=False), "system": ex.system,
                     "split": split, "status": ex.status, "label": ex.label,
@@ -693,6 +719,9 @@ class Project:
                 new_id = inserted_id(cur)
                 ids.append(new_id)
                 self._journal(c, group, actor, "insert", new_id, None, row)
+            if len(ids) != len(keys):
+                raise ValueError(f"{len(keys)} examples were announced but {len(ids)} came (did the file change "
+                                 "while it was imported?)")
         return ids
 
     def add_example(self, messages: list[dict], system: str | None = None, label: str | None = None,
@@ -701,7 +730,7 @@ class Project:
             [NewExample(messages=messages, system=system, label=label, status=status, split=split)], actor
         )[0]
 
-    def _assign_splits(self, c: sqlite3.Connection, new: list[NewExample]) -> list[str]:
+    def _assign_splits(self, c: sqlite3.Connection, new: Sequence[tuple[str | None, str | None]]) -> list[str]:
         """Held-out split for new examples, per label: bring each label's eval
         share up to the project's fraction, choosing which ones with a seeded
         shuffle. Existing examples are never moved."""
@@ -716,13 +745,13 @@ class Project:
             "SELECT label, split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY label, split"
         ):
             existing[row[0]][0 if row[1] == "train" else 1] += row[2]
-        splits: list[str | None] = [ex.split for ex in new]
+        splits: list[str | None] = [split for _label, split in new]
         by_label: dict[str | None, list[int]] = defaultdict(list)
-        for i, ex in enumerate(new):
-            if ex.split is None:
-                by_label[ex.label].append(i)
+        for i, (label, split) in enumerate(new):
+            if split is None:
+                by_label[label].append(i)
             else:
-                existing[ex.label][0 if ex.split == "train" else 1] += 1
+                existing[label][0 if split == "train" else 1] += 1
         rng = random.Random(f"{seed}:{batch_no}")
         for label in sorted(by_label, key=lambda x: (x is None, x or "")):
             members = by_label[label]

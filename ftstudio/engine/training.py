@@ -33,6 +33,7 @@ from ftstudio.core.events import (
     StepMetrics, event_to_json,
 )
 from ftstudio.core.examples import PreparedData
+from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full, remove_stale_temp_dirs
 from ftstudio.engine import checkpoints
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
@@ -317,16 +318,29 @@ class _Run:
     # -- checkpoints ------------------------------------------------------------------
 
     def _load_checkpoint(self) -> None:
-        found = checkpoints.list_checkpoints(self.run_dir)
-        if not found:
-            self.emit(Log("No checkpoint to resume from in this run: starting from the beginning", "warning"))
-            return
-        ckpt = found[-1]
-        meta = checkpoints.read_state(ckpt)
+        """Resume from the newest whole checkpoint, saying which newer ones were passed over and why."""
+        ckpt, passed = checkpoints.newest_complete(self.run_dir)
+        while True:
+            for bad, problem in passed:
+                self.emit(Log(f"Checkpoint {bad.name} cannot be used ({problem}); "
+                              + (f"resuming from {ckpt.name} instead" if ckpt else "no older checkpoint is whole"),
+                              "warning"))
+            passed = []
+            if ckpt is None:
+                self.emit(Log("No checkpoint to resume from in this run: starting from the beginning", "warning"))
+                return
+            try:
+                meta = checkpoints.read_state(ckpt)
+                checkpoints.restore_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, self.device)
+                break
+            except Exception as exc:  # a file that matches its manifest but still will not load
+                older = [c for c in checkpoints.list_checkpoints(self.run_dir) if c.name != ckpt.name
+                         and int(c.name[5:]) < int(ckpt.name[5:]) and checkpoints.checkpoint_problem(c) is None]
+                passed = [(ckpt, f"it cannot be loaded: {type(exc).__name__}: {exc}")]
+                ckpt = older[-1] if older else None
         if meta.get("data") != self.fingerprint or meta.get("total_steps") != self.total:
             self.emit(Log("The training data or settings changed since this run was stopped: the resumed run "
                           "will not follow the same order", "warning"))
-        checkpoints.restore_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, self.device)
         st = self.state
         st.step = int(meta["step"])
         st.losses = [float(x) for x in meta["losses"]]
@@ -583,6 +597,18 @@ def _oom_failure(cfg: TrainConfig, last_checkpoint: Path | None) -> Failed:
                   str(last_checkpoint) if last_checkpoint else None)
 
 
+def _disk_full_failure(exc: BaseException, run_dir: Path, last_checkpoint: Path | None) -> Failed:
+    """The disk filled up while the run wrote its files: where, how much, and what was kept."""
+    if isinstance(exc, DiskFullError):
+        message = exc.message
+    else:
+        kept = (f"Kept: the checkpoint at {last_checkpoint.name}; Resume continues from it." if last_checkpoint
+                else "No checkpoint of this run was kept.")
+        message = disk_full_message("the run's files", run_dir, None, kept)
+    return Failed("disk", message, "Free some space on that disk, then Resume the run.",
+                  str(last_checkpoint) if last_checkpoint else None)
+
+
 def _free_memory() -> None:
     gc.collect()
     try:
@@ -616,6 +642,12 @@ def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Ca
                 samples_file.flush()
 
         emit: EventSink = FanOut([metrics, samples_sink, sink])
+        # A process killed while writing a checkpoint or the adapter leaves its temporary
+        # folder behind; whoever trains the run next (a resume, a rerun) removes it.
+        stale = remove_stale_temp_dirs(run_dir)
+        if stale:
+            emit(Log(f"Removed {len(stale)} unfinished temporary folder{'s' if len(stale) != 1 else ''} left by "
+                     "an earlier interrupted write"))
         try:
             cfg.save(run_dir / "config.yaml")
         except Exception as exc:  # a config that cannot even be written is reported by validate below
@@ -636,6 +668,8 @@ def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Ca
         last = run.state.last_checkpoint
         if _is_oom(exc):
             failure = _oom_failure(cfg, last)
+        elif is_disk_full(exc):
+            failure = _disk_full_failure(exc, run_dir, last)
         else:
             emit(Log("".join(traceback.format_exception(exc)), "error"))
             failure = Failed("internal", f"Training stopped on an unexpected error: {type(exc).__name__}: {exc}",

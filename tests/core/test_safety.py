@@ -417,3 +417,22 @@ def test_a_bad_fraction_stored_by_an_older_version_does_not_break_imports(projec
     assert project.count_examples() == 20
     with pytest.raises(ValueError, match="evaluation fraction"):
         project.add_examples([], eval_fraction=float("nan"))
+
+
+def test_opening_a_project_removes_temporary_folders_of_runs_nobody_trains(project):
+    idle = project.run_dir(project.create_run(CONFIG))
+    busy_id = project.create_run(CONFIG)
+    busy = project.run_dir(busy_id)
+    for folder in (
+        idle / "checkpoints" / ".tmp-step-3-4242",
+        idle / ".tmp-adapter-4242",
+        busy / ".tmp-adapter-7",
+    ):
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"\0" * 4096)
+    with liveness.RunLock(busy):  # a run training now keeps its temporary folder
+        Project.open(project.path).close()
+    assert (
+        not (idle / "checkpoints" / ".tmp-step-3-4242").exists() and not (idle / ".tmp-adapter-4242").exists()
+    )
+    assert (busy / ".tmp-adapter-7").exists()
