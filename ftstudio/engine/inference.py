@@ -79,11 +79,14 @@ def _load_model(model_dir: Path, device: str) -> Any:
 
 
 class _Streamer:
-    """Receives token ids from ``generate`` and hands out text as soon as it is whole."""
+    """Receives token ids from ``generate`` and hands out text as soon as it is whole.
 
-    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None) -> None:
+    The token that ends the answer (one of ``stop_ids``) is not part of it, special or not."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None, stop_ids: Sequence[int] = ()) -> None:
         self.tokenizer = tokenizer
         self.on_text = on_text
+        self.stop_ids = set(stop_ids)
         self.ids: list[int] = []
         self.sent = ""
         self._prompt_seen = False
@@ -92,7 +95,7 @@ class _Streamer:
         if not self._prompt_seen:  # generate() hands the prompt over first
             self._prompt_seen = True
             return
-        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self.ids.extend(t for t in map(int, value.reshape(-1).tolist()) if t not in self.stop_ids)
         self._flush(final=False)
 
     def end(self) -> None:
@@ -199,7 +202,7 @@ class Generator:
                 stop = bool(should_stop()) if should_stop is not None else False
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
-        streamer = _Streamer(tok, on_token)
+        streamer = _Streamer(tok, on_token, self.stop_token_ids)
         sampling: dict[str, Any]
         if settings.greedy:
             sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}

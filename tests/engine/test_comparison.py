@@ -93,7 +93,11 @@ def test_stop_keeps_finished_answers_only(engine, tiny_model_dir, adapters):
                           on_output=lambda i, k, t: done.append((i, k)),
                           should_stop=lambda: len(done) >= 2)
     assert done == [(0, refs[0].key), (0, refs[1].key)]
-    assert answers == [{refs[0].key: answers[0][refs[0].key], refs[1].key: answers[0][refs[1].key]}]
+    # the two finished answers are whole (as plain PEFT writes them); nothing of the third model or prompt
+    expected = {r.key: plain_answer(tiny_model_dir, r.adapter_dir, PROMPTS[0].messages, GREEDY.max_new_tokens)
+                for r in refs[:2]}
+    assert expected[refs[1].key]  # (the base model alone writes only newlines)
+    assert answers == [expected]
 
 
 def test_unusable_adapters_are_told_in_words(engine, tiny_model_dir, tmp_path, bundled_dir):

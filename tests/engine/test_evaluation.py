@@ -45,21 +45,72 @@ def generator(tiny_model_dir):
     return Generator(str(tiny_model_dir), device="cpu")
 
 
-def test_evaluate_reports_loss_and_exact_match_that_add_up(generator):
-    labels = ["billing", "shipping", "account"]
-    convs = [_conv(f"Ticket number {i}: please help", labels[i % 3]) for i in range(9)]
-    result = evaluate(generator, convs, example_ids=list(range(100, 109)))
-    assert result.examples == 9 and result.tokens > 0
-    assert result.loss > 0 and result.perplexity == pytest.approx(math.exp(result.loss))
-    assert len(result.predictions) == 9
-    assert [p["example_id"] for p in result.predictions] == list(range(100, 109))
-    correct = sum(p["correct"] for p in result.predictions)
-    assert result.exact_match == pytest.approx(correct / 9)
-    assert sum(v["n"] for v in result.per_label.values()) == 9
-    assert set(result.per_label) == set(labels)
-    assert sum(map(sum, result.confusion["matrix"])) == 9
-    payload = result.to_dict()
-    assert payload["exact_match"] == result.exact_match and payload["confusion"] == result.confusion
+ADAPTER = "strong"  # the random tiny model alone answers only newlines; this adapter makes it say words
+
+
+@pytest.fixture(scope="module")
+def adapted(generator, tiny_model_dir, tmp_path_factory):
+    from conftest import make_lora_adapter
+
+    generator.add_adapter(ADAPTER, make_lora_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter"), seed=2))
+    return generator
+
+
+@pytest.fixture
+def own_stop(adapted):
+    """The adapted tiny model's greedy answer to PROMPT, cut where its generation config says a turn ends.
+
+    The model's own greedy tokens are read with transformers directly; one of them (not
+    the first) is made the model's end-of-turn token in its generation config, as chat
+    models list theirs. Yields (the answer it must stop at, the answer without the stop)."""
+    import torch
+
+    from ftstudio.engine.tokenize import encode_prompt
+
+    generator = adapted
+    tok, config = generator.tokenizer, generator.base.generation_config
+    prompt = torch.tensor([encode_prompt(tok, _conv(PROMPT, "")[:1])])
+    with generator.use(ADAPTER) as net, torch.no_grad():
+        out = net.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                      max_new_tokens=8, eos_token_id=None, pad_token_id=tok.pad_token_id)
+    ids = out[0, prompt.shape[1]:].tolist()
+    k = next(k for k in range(2, len(ids)) if ids[k] not in ids[:k] and tok.decode(ids[:k]).strip())
+    saved = config.eos_token_id
+    config.eos_token_id = [ids[k]]
+    try:
+        yield tok.decode(ids[:k], skip_special_tokens=True).strip(), tok.decode(ids, skip_special_tokens=True).strip()
+    finally:
+        config.eos_token_id = saved
+
+
+PROMPT = "Ticket number 0: please help"
+
+
+def test_evaluate_reports_loss_and_exact_match_that_add_up(generator, own_stop):
+    # Three labels; the first is what the model answers to PROMPT, so exactly the three
+    # examples that ask PROMPT are right and the six others wrong.
+    model_answer, _ = own_stop
+    labels = [model_answer, "billing", "shipping"]
+    convs = [_conv(PROMPT if i % 3 == 0 else f"Ticket number {i}: please help", labels[i % 3]) for i in range(9)]
+    result = evaluate(generator, convs, example_ids=list(range(100, 109)), model=ADAPTER)
+    assert result.examples == 9
+    sums = generator.loss_sums(convs, model=ADAPTER)
+    assert result.tokens == sum(n for _s, n in sums) > 0
+    assert result.loss == pytest.approx(sum(s for s, _n in sums) / result.tokens)
+    assert result.perplexity == pytest.approx(math.exp(result.loss))
+    assert [(p["example_id"], p["reference"]) for p in result.predictions] == \
+        [(100 + i, labels[i % 3]) for i in range(9)]
+    assert [p["correct"] for p in result.predictions] == [i % 3 == 0 for i in range(9)], result.predictions
+    assert result.exact_match == pytest.approx(3 / 9)
+    first = normalise_answer(model_answer)
+    assert {k: (v["n"], v["correct"]) for k, v in result.per_label.items()} == \
+        {first: (3, 3), "billing": (3, 0), "shipping": (3, 0)}
+    rows = dict(zip(result.confusion["labels"], result.confusion["matrix"]))
+    columns = result.confusion["predicted_labels"]
+    assert rows[first][columns.index(first)] == 3
+    assert rows["billing"][columns.index("billing")] == 0 and sum(rows["billing"]) == 3
+    assert sum(rows["shipping"]) == 3 and sum(map(sum, rows.values())) == 9
+    assert result.to_dict()["exact_match"] == pytest.approx(3 / 9)
 
 
 def test_loss_is_the_mean_over_answer_tokens(generator):
@@ -84,15 +135,10 @@ def test_evaluation_reports_progress_over_both_passes_and_stops_between_examples
     assert calls == [1, 2] and stopped.predictions == [] and stopped.exact_match is None
 
 
-def test_answers_end_at_the_model_s_own_end_of_turn_tokens(generator):
-    from ftstudio.engine.models import stop_token_ids
+def test_answers_end_at_the_model_s_own_end_of_turn_tokens(generator, own_stop):
+    from ftstudio.engine.inference import SamplingSettings
 
-    config = generator.base.generation_config
-    saved = config.eos_token_id
-    try:
-        config.eos_token_id = [7, generator.tokenizer.eos_token_id]
-        assert stop_token_ids(generator.base, generator.tokenizer) == [7, generator.tokenizer.eos_token_id]
-        config.eos_token_id = None
-        assert stop_token_ids(generator.base, generator.tokenizer) == [generator.tokenizer.eos_token_id]
-    finally:
-        config.eos_token_id = saved
+    stopped_answer, running_answer = own_stop
+    settings = SamplingSettings(max_new_tokens=8)
+    assert generator.generate(_conv(PROMPT, "")[:1], model=ADAPTER, settings=settings) == stopped_answer
+    assert len(running_answer) > len(stopped_answer)  # without its end-of-turn token it would go on
