@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ftstudio.core.formats import (
-    FORMATS, JSON_TABLE, MAX_LISTED_PROBLEMS, UNKNOWN, FormatProblem, ImportFailed, detect_format,
+    JSON_TABLE, MAX_LISTED_PROBLEMS, UNKNOWN, FormatProblem, ImportFailed, detect_format,
     export_dataset, import_dataset, parse_column_map, read_dataset,
 )
 
@@ -237,7 +237,8 @@ def test_save_to_disk_folder_keeps_splits_and_class_names(tmp_path):
 @pytest.mark.parametrize("name, content, expected", [
     ("a.jsonl", json.dumps(conv("q", "a")) + "\n", "messages"),
     ("a.json", json.dumps([{"instruction": "i", "output": "o"}]), "alpaca"),
-    ("a.txt", json.dumps({"conversations": [{"from": "human", "value": "q"}]}) + "\n", "sharegpt"),
+    ("a.txt", json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]})
+     + "\n", "sharegpt"),
     ("a.csv", "prompt,response\nq,a\n", "csv"),
     ("a.tsv", "prompt\tresponse\nq\ta\n", "csv"),
     ("a.dat", "just some words\n", UNKNOWN),
@@ -246,7 +247,15 @@ def test_detect_format(tmp_path, name, content, expected):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     assert detect_format(path) == expected
-    assert expected == UNKNOWN or expected in FORMATS
+    # what was detected is what reading the file uses: the one example comes out of it whole
+    preview = read_dataset(path)
+    if expected == UNKNOWN:
+        assert not preview.ok and preview.problems[0].path.endswith(name)
+        assert "cannot tell the format" in preview.problems[0].message
+    else:
+        assert preview.ok and len(preview.examples) == 1
+        assert read_dataset(path, format=expected).examples == preview.examples
+        assert preview.examples[0].messages[0]["role"] == "user"
 
 
 def test_system_prompt_fills_only_missing_ones(tmp_path):

@@ -308,8 +308,16 @@ def test_a_share_of_what_others_labelled_comes_early_for_agreement(project, lab)
     # The 100 unlabelled ones, and 10 of ana's, interleaved by id.
     assert set(ids[100:]) <= set(early)
     twice = [i for i in early if i in set(ids[:100])]
-    assert len(twice) == 10 and all((i * 61) % 100 < 10 for i in twice)
+    assert len(twice) == 10
+    # spread over what ana labelled, not just her first ten
+    assert max(twice) - min(twice) > 50 and twice != ids[:10]
     assert early == sorted(early)
+    # the same share every time and for every other annotator, so their labels can be compared
+    assert [i for i in lab.queue("todo", "ben")[:110] if i in set(ids[:100])] == twice
+    assert [i for i in lab.queue("todo", "cy")[:110] if i in set(ids[:100])] == twice
+    lab.set_overlap(20)  # a larger share keeps the examples of the smaller one
+    more = [i for i in lab.queue("todo", "ben")[:120] if i in set(ids[:100])]
+    assert len(more) == 20 and set(twice) <= set(more)
     lab.set_overlap(0)
     assert lab.queue("todo", "ben")[:100] == ids[100:]
     with pytest.raises(LabellingError):
@@ -337,4 +345,11 @@ def test_journal_entries_name_the_annotator(project, lab):
     entries = project.journal(i)
     assert {e["actor"] for e in entries[:2]} == {"ana"}
     assert {e["action"] for e in entries[:2]} == {"update", "row:annotations"}
-    assert json.loads(entries[0]["after"]) or json.loads(entries[1]["after"])
+    by_action = {e["action"]: e for e in entries[:2]}
+    after = json.loads(by_action["update"]["after"])
+    assert {k: after[k] for k in ("status", "label", "annotator")} == {"status": "labelled", "label": "no",
+                                                                      "annotator": "ana"}
+    assert json.loads(by_action["update"]["before"])["status"] == "unlabelled"
+    annotation = json.loads(by_action["row:annotations"]["after"])
+    assert (annotation["example_id"], annotation["annotator"], annotation["label"]) == (i, "ana", "no")
+    assert by_action["row:annotations"]["before"] is None

@@ -3,7 +3,6 @@ and stored evaluations, on a real project database."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -153,7 +152,14 @@ def test_stored_evaluations_by_run(project):
     assert only.run_id == run and only.results == {"loss": 1.0, "exact_match": 0.5}
     latest = ratings.latest_evaluations(project)
     assert latest["base:m"].results["perplexity"] == pytest.approx(math.exp(2.0))
-    assert json.loads(json.dumps(latest["base:m"].results))["loss"] == 2.0
+    # a newer evaluation of the same model wins; what is stored reads back the same from the database
+    third = ratings.store_evaluation(project, None, "base:m", {"loss": 1.8, "per_label": {"a": {"n": 2}}})
+    from ftstudio.core.project import Project
+
+    with Project.open(project.path) as other:
+        latest = ratings.latest_evaluations(other)
+        assert latest["base:m"].id == third and latest["base:m"].results == {"loss": 1.8, "per_label": {"a": {"n": 2}}}
+        assert latest[ratings.run_key(run)].id == second
 
 
 def test_model_keys_read_as_words(tmp_path):

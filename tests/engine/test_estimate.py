@@ -4,6 +4,7 @@ way the settings say it should."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -112,9 +113,16 @@ def test_advice_to_halve_the_batch_when_only_activations_overflow():
     assert est.fits is False
     assert "halve the batch" in est.advice
     assert "switch to QLoRA" not in est.text  # already QLoRA
-    # with a batch far too big, the advice names how far to cut it
+    # with a batch far too big, the advice names how far to cut it: to a batch that fits,
+    # and not to one needlessly small (twice the advised batch does not fit)
     tight = estimate_memory(cfg, LLAMA7B, GPU8)
-    assert tight.advice == ("cut the batch to 2,048 tokens",)
+    (advice,) = tight.advice
+    match = re.fullmatch(r"cut the batch to ([\d,]+) tokens", advice)
+    assert match, advice
+    advised = int(match.group(1).replace(",", ""))
+    assert advised < cfg.batch_tokens
+    assert estimate_memory(replace(cfg, batch_tokens=advised), LLAMA7B, GPU8).fits
+    assert not estimate_memory(replace(cfg, batch_tokens=advised * 2), LLAMA7B, GPU8).fits
 
 
 def test_advice_combines_changes_or_asks_for_a_smaller_model():
@@ -143,11 +151,14 @@ def test_memory_names_its_parts():
 def test_time_on_the_cpu_is_calibrated_on_the_bundled_model():
     cfg = preset("quick", batch_tokens=1024)
     t = estimate_time(cfg, SMOL, train_tokens=17_000, device=CPU, examples=270)
-    # the engine trains the 135M model at about 240 tokens/s on 2 cores in fp32
-    # (tests/engine/test_learning.py, the demo project with the Quick preset)
-    assert 150 < t.tokens_per_s < 400
+    # How close the speed is to what the engine really reaches is a measurement, not a
+    # test: benchmarks/bench_training.py prints measured / estimated tokens per second.
     assert t.steps == 18  # 17,000 tokens in batches of ~970
-    assert 60 < t.seconds < 1200
+    assert t.tokens == 18 * int(1024 * 0.95)
+    # the time is the tokens at that speed, plus the sample answers of each evaluation
+    assert t.seconds >= t.tokens / t.tokens_per_s
+    twice_the_cores = estimate_time(cfg, SMOL, train_tokens=17_000, device=replace(CPU, cores=4), examples=270)
+    assert twice_the_cores.tokens_per_s > t.tokens_per_s and twice_the_cores.seconds < t.seconds
     assert "on this CPU" in t.text and "18 steps" in t.text
 
 
