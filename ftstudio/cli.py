@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CommandError(f"Nothing was imported.\n{exc}") from None
     except ProjectError as exc:
         raise CommandError(f"Nothing was imported.\n{exc}") from None
+    except sqlite3.Error as exc:  # the write itself failed (a full disk, a read-only folder)
+        raise CommandError(f"Nothing was imported: the project's database in {project.path} could not be "
+                           f"written ({exc}). Free some disk space or check that the folder can be written, "
+                           "then import again.") from None
     counts = project.label_counts()
     n_eval = sum(c["eval"] for c in counts.values())
     print(f"Found: {preview.description}")

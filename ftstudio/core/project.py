@@ -690,10 +690,10 @@ class Project:
             new = list(new)
             keys = [(ex.label, ex.split) for ex in new]
         actor = actor or default_actor()
-        if eval_fraction is not None:
-            self.set_setting("eval_fraction", check_eval_fraction(eval_fraction))
         ids: list[int] = []
         with self.transaction() as c:
+            if eval_fraction is not None:  # in the same transaction: a failed import changes nothing
+                self.set_setting("eval_fraction", check_eval_fraction(eval_fraction))
             splits = self._assign_splits(c, keys)
             group = self._next_group(c, actor)
             stamp = now()

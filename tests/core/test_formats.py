@@ -5,6 +5,7 @@ nothing imported), and export read back by the datasets library."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ def test_flat_jsonl_reads_as_a_table(tmp_path):
 
 
 def test_parquet_messages_and_table(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a required dependency: missing, this fails instead of skipping
     rows = [conv("q1", "a1", SYSTEM) | {"label": "x"}, conv("q2", "a2") | {"label": None}]
     path = tmp_path / "m.parquet"
     datasets.Dataset.from_list(rows).to_parquet(str(path))
@@ -210,7 +211,7 @@ def test_parquet_messages_and_table(tmp_path):
 
 
 def test_save_to_disk_folder_keeps_splits_and_class_names(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a required dependency: missing, this fails instead of skipping
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["negative", "positive"])})
     dd = datasets.DatasetDict({
@@ -386,7 +387,7 @@ def test_parse_column_map():
 # -- export -----------------------------------------------------------------------------
 
 def test_export_reads_back_with_datasets(project, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a required dependency: missing, this fails instead of skipping
     tool_conv = [{"role": "user", "content": "Weather?"},
                  {"role": "assistant", "tool_calls": [{"type": "function",
                                                        "function": {"name": "weather", "arguments": "{}"}}]},
@@ -436,3 +437,39 @@ def test_json_values_that_are_not_objects(project, tmp_path):
     path = tmp_path / "words.json"
     path.write_text('["a", "b"]', encoding="utf-8")
     assert "words.json: holds no JSON objects" in str(failed_import(project, path))
+
+
+def test_import_is_all_or_nothing_when_the_database_write_fails_part_way(project, tmp_path, monkeypatch, capsys):
+    from ftstudio.cli import main
+    from ftstudio.core.project import Project, ProjectError
+
+    path = write_jsonl(tmp_path / "d.jsonl", [conv(f"q{i}", f"a{i}") for i in range(100)])
+    real_journal = Project._journal
+    written = []
+
+    def journal_then_fail(self, c, *args):
+        # Fault injection in the write: the 60th example's journal entry fails as a full
+        # disk would, after 59 examples and their entries went into the transaction.
+        if len(written) == 59:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_journal(self, c, *args)
+        written.append(args)
+
+    monkeypatch.setattr(Project, "_journal", journal_then_fail)
+    with pytest.raises(ProjectError, match="The disk is full.*Nothing of this change was saved"):
+        import_dataset(project, path, eval_fraction=0.5, actor="ana")
+    assert len(written) == 59  # the failure came part-way through
+    with Project.open(project.path) as other:  # what is on disk, through another connection
+        assert other.count_examples() == 0 and other.journal() == []
+        assert other.setting("eval_fraction") == 0.1  # the import's split setting went back too
+    assert project.count_examples() == 0
+
+    written.clear()
+    assert main(["import", str(project.path), str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Nothing was imported" in err and "The disk is full" in err and "Traceback" not in err
+    monkeypatch.undo()
+    with Project.open(project.path) as other:
+        assert other.count_examples() == 0
+    import_dataset(project, path)  # the same file imports whole once the disk has room
+    assert project.count_examples() == 100

@@ -60,6 +60,35 @@ def test_kappa_of_a_hand_computed_table(project, lab):
     assert kappa_words(0.4) == "fair"
 
 
+def test_kappa_of_three_annotators_by_hand(project, lab):
+    """Ten items, labels y/n:
+        ana  y y y y y n n n n n
+        ben  y y y y n n n n n y
+        cy   y y y n n n n n y y
+    Each says y five times, so every pair has p_e = 0.5. ana-ben agree on 8 (kappa
+    (0.8 - 0.5) / 0.5 = 0.6), ana-cy on 6 (0.2), ben-cy on 8 (0.6). Every pair shares all
+    ten, so the project's kappa is their plain mean, 1.4 / 3. Items 4, 5, 9 and 10 are
+    disagreements. y chosen by both: 4 + 3 + 4 = 11 of 30 choices: 2 * 11 / 30."""
+    rows = {"ana": "yyyyynnnnn", "ben": "yyyynnnnny", "cy": "yyynnnnnyy"}
+    ids = _unlabelled(project, [f"item {i}" for i in range(10)])
+    for annotator, labels in rows.items():
+        for example_id, label in zip(ids, labels):
+            lab.accept(example_id, annotator, label={"y": "yes", "n": "no"}[label])
+    report = lab.agreement()
+    assert report.annotators == ["ana", "ben", "cy"]
+    pairs = {(p.a, p.b): p for p in report.pairs}
+    assert {k: (p.n, p.agreed) for k, p in pairs.items()} == {("ana", "ben"): (10, 8), ("ana", "cy"): (10, 6),
+                                                             ("ben", "cy"): (10, 8)}
+    assert pairs["ana", "ben"].kappa == pytest.approx(0.6)
+    assert pairs["ana", "cy"].kappa == pytest.approx(0.2)
+    assert pairs["ben", "cy"].kappa == pytest.approx(0.6)
+    assert report.kappa == pytest.approx(1.4 / 3)
+    assert report.observed == pytest.approx(22 / 30)
+    assert report.examples_compared == 10 and report.disagreements == 4
+    assert set(lab.disagreement_ids()) == {ids[3], ids[4], ids[8], ids[9]}
+    assert report.per_label["yes"]["agreement"] == pytest.approx(22 / 30)
+
+
 def test_kappa_edge_cases():
     assert cohen_kappa([]) is None
     # Both always say the same single label: p_e = 1 and kappa is not defined.

@@ -3,7 +3,8 @@ quantisation, the add-on weights train, and the adapter loads on a plain base.""
 
 from __future__ import annotations
 
-import pytest
+# bitsandbytes is a required dependency: on a broken install these tests fail, never skip.
+import bitsandbytes  # noqa: F401
 import torch
 
 from ftstudio.core.config import TrainConfig
@@ -11,7 +12,6 @@ from ftstudio.core.events import StepMetrics
 from ftstudio.core.examples import PreparedData
 from ftstudio.engine.training import train
 
-pytest.importorskip("bitsandbytes")
 
 
 def data() -> PreparedData:

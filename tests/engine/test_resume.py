@@ -1,8 +1,14 @@
 """A run stopped and resumed follows the same loss curve, and ends with the
-same adapter, as a run that was never interrupted."""
+same adapter, as a run that was never interrupted: after a cooperative stop,
+and after the process is SIGKILLed in the middle of a step or in the middle of
+writing a checkpoint."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +102,45 @@ def test_resume_without_a_checkpoint_starts_from_the_beginning(tiny_model_dir, t
     assert any(isinstance(e, Log) and e.level == "warning" and "starting from the beginning" in e.message
                for e in events)
     assert [e.step for e in events if isinstance(e, Checkpoint)] == [2]
+
+
+KILL_CHECKPOINT_EVERY = 2
+HANG_S = 900  # only catches a child that hangs; never a speed check
+
+
+@pytest.mark.parametrize("where", ["mid-step", "mid-checkpoint"])
+def test_resume_after_the_process_is_killed(tiny_model_dir, tmp_path, where):
+    cfg = dataclasses.replace(cfg_for(tiny_model_dir), checkpoint_every=KILL_CHECKPOINT_EVERY)
+    straight_events = []
+    straight = train(cfg, data(), straight_events.append, lambda: False, run_dir=tmp_path / "straight")
+    assert straight.status == "finished" and straight.steps == 9
+
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.run([sys.executable, str(Path(__file__).with_name("killed_run.py")), str(tiny_model_dir),
+                            str(run_dir), where], env=env, capture_output=True, text=True, timeout=HANG_S)
+    assert child.returncode == -9, child.stderr[-3000:]  # SIGKILL, at the point named
+    # killed in step 6, steps 1-5 were logged; killed writing step 6's checkpoint, step 6 too.
+    # Either way step 4's checkpoint is the newest complete one, whatever of step 6's was written.
+    killed_curve = step_losses(read_events(run_dir / "metrics.jsonl"))
+    assert sorted(killed_curve) == list(range(1, 6 if where == "mid-step" else 7))
+    if where == "mid-checkpoint":
+        assert any(p.name.startswith(".tmp-step-6") for p in (run_dir / "checkpoints").iterdir())
+    assert not (run_dir / "checkpoints" / "step-6").exists()
+
+    resumed_events = []
+    second = train(cfg, data(), resumed_events.append, lambda: False, run_dir=run_dir, resume=True)
+    assert second.status == "finished" and second.steps == 9
+    assert any(isinstance(e, Log) and e.message.startswith("Resuming from step 4 of 9") for e in resumed_events)
+    assert [e.step for e in resumed_events if isinstance(e, Progress)] == list(range(5, 10))
+    # the whole curve, the resumed steps replacing the killed session's, equals the uninterrupted run
+    curve = step_losses(read_events(run_dir / "metrics.jsonl"))
+    straight_curve = step_losses(straight_events)
+    assert sorted(curve) == list(range(1, 10))
+    torch.testing.assert_close(torch.tensor([curve[s] for s in range(1, 10)]),
+                               torch.tensor([straight_curve[s] for s in range(1, 10)]), rtol=1e-5, atol=1e-6)
+    a, b = adapter_weights(tmp_path / "straight"), adapter_weights(run_dir)
+    assert a.keys() == b.keys() and len(a) > 0
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6)
+    assert (run_dir / "checkpoints" / "step-8" / "state.json").exists()

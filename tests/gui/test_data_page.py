@@ -10,13 +10,15 @@ from PySide6.QtWidgets import QApplication
 
 from ftstudio.core.project import Project
 from ftstudio.gui import style
-from ftstudio.gui.data.conversation_editor import SAVE_DELAY_MS
 from ftstudio.gui.data.page import NO_LABEL, DataPage
 from ftstudio.gui.data.table_model import COL_ANSWER, COL_ID, COL_LABEL
 from ftstudio.gui.main_window import MainWindow
 
 pytestmark = pytest.mark.qt_log_ignore(r"does not support (propagateSizeHints|raise)\(\)")
 
+# Waits end on a signal; the limit only catches a page that never gets there (a hang), it
+# is not a speed check.
+HANG_MS = 60_000
 CTRL = Qt.KeyboardModifier.ControlModifier
 SHIFT = Qt.KeyboardModifier.ShiftModifier
 
@@ -70,9 +72,10 @@ def test_typing_in_a_turn_is_saved_and_undone_and_redone(qtbot, window, page, db
     assert answer.toPlainText() == "billing"
     answer.setFocus()
     answer.moveCursor(answer.textCursor().MoveOperation.End)
-    qtbot.keyClicks(answer, " and refunds")
-    qtbot.waitUntil(lambda: db.get_example(first).messages[1]["content"] == "billing and refunds",
-                    timeout=SAVE_DELAY_MS * 5)
+    with qtbot.waitSignal(page.editor.saved, timeout=HANG_MS) as saved:
+        qtbot.keyClicks(answer, " and refunds")
+    assert saved.args == [first]
+    assert db.get_example(first).messages[1]["content"] == "billing and refunds"
     assert page.editor.state.text() == "Saved"
     entry = db.journal(first)[0]
     assert entry["action"] == "update" and entry["actor"]
@@ -141,11 +144,11 @@ def test_system_prompt_label_status_and_split_edits_are_saved(qtbot, page, db):
     qtbot.keyClicks(editor.label, "refund")
     editor.status.setCurrentText("flagged")
     editor.split.setCurrentText("train")
-    qtbot.waitUntil(lambda: db.get_example(first).label == "refund", timeout=SAVE_DELAY_MS * 5)
+    qtbot.waitUntil(lambda: db.get_example(first).label == "refund", timeout=HANG_MS)
     ex = db.get_example(first)
     assert (ex.system, ex.status, ex.split) == ("You sort support tickets.", "flagged", "train")
     assert page.model.data(page.model.index(0, COL_LABEL)) == "refund"
-    qtbot.waitUntil(lambda: not page.summary_pending, timeout=5000)  # labels are read again off the GUI thread
+    qtbot.waitUntil(lambda: not page.summary_pending, timeout=HANG_MS)  # labels are read again off the GUI thread
     assert page.label_filter.findData("refund") >= 0
 
 
@@ -185,11 +188,13 @@ def test_add_duplicate_delete_and_undo(qtbot, page, db):
 
 
 def test_filters_by_text_split_status_label_and_problem(qtbot, page, db):
-    qtbot.keyClicks(page.search, "number 2")  # 2, 20..29
-    qtbot.waitUntil(lambda: page.model.rowCount() == 11, timeout=2000)
+    with qtbot.waitSignal(page.filter_applied, timeout=HANG_MS):  # after the pause in typing
+        qtbot.keyClicks(page.search, "number 2")  # 2, 20..29
+    assert page.model.rowCount() == 11
     assert page.counts.text().endswith("11 shown")
-    page.search.clear()
-    qtbot.waitUntil(lambda: page.model.rowCount() == 30, timeout=2000)
+    with qtbot.waitSignal(page.filter_applied, timeout=HANG_MS):
+        page.search.clear()
+    assert page.model.rowCount() == 30
 
     page.split_filter.setCurrentIndex(page.split_filter.findData("eval"))
     assert page.model.rowCount() == 6
@@ -210,8 +215,9 @@ def test_filters_by_text_split_status_label_and_problem(qtbot, page, db):
     page.status_filter.setCurrentIndex(0)
 
     # Nothing matches: the table gives way to a line that says so.
-    qtbot.keyClicks(page.search, "no such words anywhere")
-    qtbot.waitUntil(lambda: page._table_stack.currentWidget() is page.no_match, timeout=2000)
+    with qtbot.waitSignal(page.filter_applied, timeout=HANG_MS):
+        qtbot.keyClicks(page.search, "no such words anywhere")
+    assert page._table_stack.currentWidget() is page.no_match
     page.clear_filters()
     assert page.model.rowCount() == 30
 
@@ -221,7 +227,7 @@ def test_filters_by_text_split_status_label_and_problem(qtbot, page, db):
     twin = db.duplicate_example(original)
     page.context.examples_changed.emit([twin])
     page.tabs.setCurrentWidget(page.checks)
-    with qtbot.waitSignal(page.checks.report_ready, timeout=20000):
+    with qtbot.waitSignal(page.checks.report_ready, timeout=HANG_MS):
         qtbot.mouseClick(page.checks.run_button, Qt.MouseButton.LeftButton)
     assert page.problem_filter.isEnabled()
     page.problem_filter.setChecked(True)
@@ -237,7 +243,7 @@ def test_bulk_move_to_eval_and_back(qtbot, page, db):
     assert len(ids) == 4
     qtbot.mouseClick(page.to_eval_button, Qt.MouseButton.LeftButton)
     assert {db.get_example(i).split for i in ids} == {"eval"}
-    qtbot.waitUntil(lambda: page.counts.text() == "30 examples  \u00b7  20 train  \u00b7  10 held out", timeout=5000)
+    qtbot.waitUntil(lambda: page.counts.text() == "30 examples  \u00b7  20 train  \u00b7  10 held out", timeout=HANG_MS)
     assert page.selected_ids() == ids
     qtbot.mouseClick(page.to_train_button, Qt.MouseButton.LeftButton)
     assert {db.get_example(i).split for i in ids} == {"train"}
@@ -261,7 +267,7 @@ def test_checks_list_a_duplicate_and_a_click_selects_its_rows(qtbot, page, db):
     twin = db.duplicate_example(original)
     page.context.examples_changed.emit([twin])
     page.tabs.setCurrentWidget(page.checks)
-    with qtbot.waitSignal(page.checks.report_ready, timeout=20000):
+    with qtbot.waitSignal(page.checks.report_ready, timeout=HANG_MS):
         qtbot.mouseClick(page.checks.run_button, Qt.MouseButton.LeftButton)
     tree = page.checks.findings
     titles = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
@@ -284,13 +290,13 @@ def test_histogram_counts_tokens_against_the_context_size(qtbot, page, bundled_d
     page.tabs.setCurrentWidget(page.checks)
     page.checks.run_checks()
     qtbot.waitUntil(lambda: page.checks.report is not None and bool(page.checks.report.token_lengths)
-                    and not page.checks.running, timeout=60000)
+                    and not page.checks.running, timeout=HANG_MS)
     assert len(page.checks.report.token_lengths) == 30
     assert "longer than the context size of 512" in page.checks.hist_note.text()
     assert page.checks._plot is not None and page.checks._plot.isVisible()
     page.checks.context_size.setValue(16)
     page.checks.context_size.editingFinished.emit()
-    qtbot.waitUntil(lambda: not page.checks.running and page.checks.report.max_length == 16, timeout=60000)
+    qtbot.waitUntil(lambda: not page.checks.running and page.checks.report.max_length == 16, timeout=HANG_MS)
     assert "30 longer than the context size of 16" in page.checks.hist_note.text()
 
 
@@ -298,7 +304,7 @@ def test_template_preview_highlights_the_tokens_that_carry_loss(qtbot, page, bun
     page.preview.set_model_dir(bundled_dir)
     page.select_ids([page.model.example_id(1)])
     page.tabs.setCurrentWidget(page.preview)
-    qtbot.waitUntil(lambda: page.preview.rendered is not None, timeout=60000)
+    qtbot.waitUntil(lambda: page.preview.rendered is not None, timeout=HANG_MS)
     rendered = page.preview.rendered
     loss_text = "".join(t for t, loss, _special in rendered.pieces if loss)
     other_text = "".join(t for t, loss, _special in rendered.pieces if not loss)
@@ -312,13 +318,13 @@ def test_template_preview_highlights_the_tokens_that_carry_loss(qtbot, page, bun
     page.editor.turn_editors()[1].text.setPlainText("technical, urgent")
     page.flush_edits()
     qtbot.waitUntil(lambda: "urgent" in "".join(t for t, loss, _s in page.preview.rendered.pieces if loss),
-                    timeout=20000)
+                    timeout=HANG_MS)
 
 
 def test_import_through_the_window(qtbot, window, page, db, tickets_jsonl):
     wizard = window.import_data(tickets_jsonl)
     qtbot.waitUntil(lambda: wizard.preview is not None and not wizard.busy)
-    with qtbot.waitSignal(wizard.imported, timeout=20000):
+    with qtbot.waitSignal(wizard.imported, timeout=HANG_MS):
         wizard.accept()
     assert db.count_examples() == 36
     assert page.model.rowCount() == 36
@@ -350,11 +356,11 @@ def test_checks_run_again_after_a_change_while_shown(qtbot, page, db):
     checks = page.checks
     page.tabs.setCurrentWidget(checks)
     checks.run_checks()
-    qtbot.waitUntil(lambda: checks.report is not None and not checks.running, timeout=20000)
+    qtbot.waitUntil(lambda: checks.report is not None and not checks.running, timeout=HANG_MS)
     assert "No problems found" in checks.summary.text()
     twin = db.duplicate_example(page.model.example_id(0))
     page.context.examples_changed.emit([twin])  # as any edit does
-    qtbot.waitUntil(lambda: twin in checks.report.problem_ids() and not checks.running, timeout=20000)
+    qtbot.waitUntil(lambda: twin in checks.report.problem_ids() and not checks.running, timeout=HANG_MS)
     # Not on screen: nothing runs until the panel is shown again.
     page.tabs.setCurrentWidget(page.editor)
     db.delete_examples([twin])
@@ -362,14 +368,15 @@ def test_checks_run_again_after_a_change_while_shown(qtbot, page, db):
     assert not checks.running and not checks._again_timer.isActive()
     assert twin in checks.report.problem_ids()
     page.tabs.setCurrentWidget(checks)
-    qtbot.waitUntil(lambda: twin not in checks.report.problem_ids() and not checks.running, timeout=20000)
+    qtbot.waitUntil(lambda: twin not in checks.report.problem_ids() and not checks.running, timeout=HANG_MS)
 
 
 def test_find_and_delete_keys(qtbot, window, page, db):
     qtbot.keyClick(window, Qt.Key.Key_F, CTRL)
     assert page.search.hasFocus()
-    qtbot.keyClicks(page.search, "number 7")
-    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=2000)
+    with qtbot.waitSignal(page.filter_applied, timeout=HANG_MS):
+        qtbot.keyClicks(page.search, "number 7")
+    assert page.model.rowCount() == 1
     click_row(qtbot, page, 0)
     doomed = page.current_id()
     # Delete while typing in the editor changes text only.
@@ -411,18 +418,18 @@ def test_the_preview_follows_the_chosen_model(qtbot, page, bundled_dir, tokenize
     page.preview.set_model_dir(bundled_dir)
     page.preview.set_model_dir(tokenizer_only)
     qtbot.waitUntil(lambda: tokens.model_dir == str(tokenizer_only) and page.preview.rendered is not None
-                    and not tokens.loading, timeout=60000)
+                    and not tokens.loading, timeout=HANG_MS)
     assert page.preview.model.currentText() == "tokenizer-only"
     assert tokens.chosen == str(tokenizer_only)
     # A folder without a tokenizer says so, in words.
     empty = tmp_path / "empty-model"
     empty.mkdir()
     page.preview.set_model_dir(empty)
-    qtbot.waitUntil(lambda: bool(tokens.error), timeout=60000)
+    qtbot.waitUntil(lambda: bool(tokens.error), timeout=HANG_MS)
     assert page.preview.count.text().startswith("The tokenizer could not be loaded")
     assert tokens.tokenizer is None
     page.preview.set_model_dir(None)  # back to the bundled model
-    qtbot.waitUntil(lambda: tokens.tokenizer is not None, timeout=60000)
+    qtbot.waitUntil(lambda: tokens.tokenizer is not None, timeout=HANG_MS)
     assert not tokens.error
 
 
@@ -458,7 +465,7 @@ def test_rows_below_the_screen_are_read_while_idle(qtbot, context, fill):
     ahead = min(page.model.rowCount() - 1, bottom + PAGE_ROWS)
     assert not page.model.is_cached(ahead)  # nothing painted there yet
     qtbot.waitUntil(lambda: page.model.is_cached(ahead) and page.model.is_cached(max(0, top - PAGE_ROWS)),
-                    timeout=2000)
+                    timeout=HANG_MS)
     reads = page.model.fetches
     page.table.viewport().repaint()
     bar.setValue(bar.value() + bar.pageStep())
@@ -473,8 +480,11 @@ def test_typing_then_choosing_another_example_saves_to_the_first(qtbot, page, db
     box = page.editor.turn_editors()[0].text
     box.setFocus()
     qtbot.keyClicks(box, "Urgent! ")
+    # Key clicks run no event loop, so the save timer cannot have fired: the click below
+    # lands while the edit is still pending, however slow the machine.
     assert page.editor.has_pending_edit()
-    click_row(qtbot, page, 1)  # before the save delay is over
+    assert db.get_example(first).messages[0]["content"] == "question number 0"
+    click_row(qtbot, page, 1)
     assert page.editor.example_id == second
     assert db.get_example(first).messages[0]["content"] == "Urgent! question number 0"
     assert db.get_example(second).messages[0]["content"] == "question number 1"
@@ -491,7 +501,7 @@ def test_checks_and_preview_follow_the_train_pages_choice(qtbot, page, tokenizer
     page.tabs.setCurrentWidget(page.preview)
     assert page.preview.model.currentText() == "Train page: tokenizer-only"
     qtbot.waitUntil(lambda: page.preview.rendered is not None and shared_tokenizer().model_dir == str(tokenizer_only),
-                    timeout=60000)
+                    timeout=HANG_MS)
     # A choice made here wins.
     page.preview.set_model_dir(None)
     page.project.set_setting(TRAIN_CONFIG_SETTING, {"model": str(tokenizer_only), "max_length": 1024})
@@ -522,7 +532,7 @@ def test_the_preview_shows_the_end_of_turn_token_as_trained_when_the_template_mo
     page.tabs.setCurrentWidget(page.preview)
     page.select_ids([example_id])
     qtbot.waitUntil(lambda: page.preview.rendered is not None
-                    and "technical" in "".join(t for t, _l, _s in page.preview.rendered.pieces), timeout=60000)
+                    and "technical" in "".join(t for t, _l, _s in page.preview.rendered.pieces), timeout=HANG_MS)
     pieces = page.preview.rendered.pieces
     runs, run = [], ""
     for text, loss, _special in pieces + [("", False, False)]:
@@ -547,7 +557,7 @@ def test_checks_warn_when_the_template_gives_answers_no_end_of_turn_token(qtbot,
     page.tabs.setCurrentWidget(page.checks)
     page.checks.run_checks()
     qtbot.waitUntil(lambda: page.checks.report is not None and bool(page.checks.report.token_lengths)
-                    and not page.checks.running, timeout=60000)
+                    and not page.checks.running, timeout=HANG_MS)
     found = page.checks.report.by_kind().get("no_end_of_turn", [])
     assert len(found) == 1 and len(found[0].example_ids) == 30
     titles = [page.checks.findings.topLevelItem(i).text(0) for i in range(page.checks.findings.topLevelItemCount())]

@@ -53,6 +53,7 @@ class DataPage(Page):
     ``select_ids``, ``can_close`` and ``shutdown``."""
 
     wizard_opened = Signal(object)  # the ImportWizard, for tests and the window
+    filter_applied = Signal()  # the table shows what the filters (after the typing pause) select
 
     def __init__(self, context: ProjectContext, parent=None) -> None:
         super().__init__(parent)
@@ -292,6 +293,7 @@ class DataPage(Page):
         self._show_table_or_hint()
         self._refresh_counts()
         self._selection_changed()
+        self.filter_applied.emit()
 
     def clear_filters(self) -> None:
         for w in (self.search, self.split_filter, self.status_filter, self.label_filter, self.problem_filter):
