@@ -102,19 +102,37 @@ def main() -> int:
         build_model(model_dir, args.hidden, args.layers)
         project = Project.create(Path(tmp) / "bench.ftstudio")
         labels = ["billing", "technical", "account"]
-        project.add_examples([NewExample(messages=[{"role": "user", "content": f"question number {i}"},
-                                                   {"role": "assistant", "content": labels[i % 3]}],
-                                         label=labels[i % 3], split="eval" if i % 5 == 0 else "train")
-                              for i in range(40)], actor="bench")
+        project.add_examples(
+            [
+                NewExample(
+                    messages=[
+                        {"role": "user", "content": f"question number {i}"},
+                        {"role": "assistant", "content": labels[i % 3]},
+                    ],
+                    label=labels[i % 3],
+                    split="eval" if i % 5 == 0 else "train",
+                )
+                for i in range(40)
+            ],
+            actor="bench",
+        )
         context = ProjectContext(project)
         page = TrainPage(context)
         page.resize(1280, 800)
         page.show()
         wait(app, lambda: page.device_checked)
         page.form.set_model(str(model_dir))
-        for name, value in dict(max_steps=100_000, batch_tokens=128, max_length=64, eval_every=100, samples=1,
-                                sample_max_new_tokens=3, checkpoint_every=0, learning_rate=1e-2,
-                                warmup_ratio=0.0).items():
+        for name, value in dict(
+            max_steps=100_000,
+            batch_tokens=128,
+            max_length=64,
+            eval_every=100,
+            samples=1,
+            sample_max_new_tokens=3,
+            checkpoint_every=0,
+            learning_rate=1e-2,
+            warmup_ratio=0.0,
+        ).items():
             set_field(page, name, value)
 
         idle = lateness_for(app, args.seconds)
