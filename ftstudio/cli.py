@@ -13,6 +13,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio runs DIR
     ftstudio restore DIR [BACKUP | --list]
     ftstudio download HUB_ID
+    ftstudio doctor [--json]
 """
 
 from __future__ import annotations
@@ -431,9 +432,38 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- doctor -----------------------------------------------------------------------------
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ftstudio.engine.doctor import run_checks
+
+    report = run_checks()
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) if args.json else report.text())
+    return 1 if report.blocking else 0
+
+
 # -- GUI --------------------------------------------------------------------------------
 
+def qt_precheck() -> str:
+    """Why the window could not open here, in words with the install line; "" when it can.
+
+    Run before Qt starts, so the user reads this instead of Qt's "Could not load the
+    Qt platform plugin" and an abort."""
+    from ftstudio.core.qt_platform import check_platform
+
+    result = check_platform()
+    if not result.ok:
+        return result.message() + "\n(The headless commands, such as 'ftstudio train', work without a window.)"
+    if result.platform == "xcb" and not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        return ("No display to open the window on (DISPLAY is not set). Start FT Studio from the desktop, "
+                "or use the headless commands (ftstudio --help).")
+    return ""
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
+    problem = qt_precheck()
+    if problem:
+        raise CommandError(problem)
     from ftstudio.core.demo import ensure_demo_project
     from ftstudio.gui.app import run_app
 
@@ -475,6 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download a model from the Hugging Face hub into the local cache")
     p.add_argument("model", help="hub id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("doctor", help="check this machine: PyTorch and the GPU, bitsandbytes, memory, disk, "
+                       "the bundled model, Qt (exits 1 on a problem that blocks training)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("validate", help="report problems in a project's examples")
     p.add_argument("dir")

@@ -192,6 +192,9 @@ def download_model(spec: str, progress: Callable[[int, int], None] | None = None
         raise
     except Exception as exc:  # offline, unknown id, gated model: said in words
         name = type(exc).__name__
+        gated = gated_message(spec, exc)
+        if gated:
+            raise ModelError(gated) from None
         if "Offline" in name or "offline" in str(exc).lower() or "connect" in str(exc).lower():
             raise ModelError(f"Could not download '{spec}': this computer is offline or the hub cannot be "
                              "reached. Connect to the internet and try again, or choose a local model.") from None
@@ -199,6 +202,23 @@ def download_model(spec: str, progress: Callable[[int, int], None] | None = None
     if not any(folder.glob("*.safetensors")):
         raise ModelError(f"'{spec}' has no .safetensors weights; FT Studio loads weights only from safetensors")
     return folder
+
+
+def gated_message(spec: str, exc: BaseException) -> str:
+    """The words for a hub refusal (a gated model, or a private one without a token), else ""."""
+    try:
+        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    except ImportError:  # pragma: no cover - comes with transformers
+        return ""
+    page = f"https://huggingface.co/{spec}"
+    if isinstance(exc, GatedRepoError):
+        return (f"'{spec}' is a gated model: accept its licence on the hub ({page}), then add your token "
+                "(Edit > Hugging Face account, or 'hf auth login') and download it again.")
+    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+    if getattr(response, "status_code", None) in (401, 403):
+        return (f"The hub refused '{spec}' (it may be private or gated): check the id, accept the model's "
+                f"licence on {page} if it has one, then add your token (Edit > Hugging Face account).")
+    return ""
 
 
 def resolve_model(spec: str, allow_download: bool = False) -> Path:

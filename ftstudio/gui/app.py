@@ -79,6 +79,10 @@ def run_app(project_path: str | None = None, argv: list[str] | None = None) -> i
     app.setApplicationName(APPLICATION)
     app.setOrganizationName(ORGANISATION)
     app.setApplicationDisplayName("FT Studio")
+    from ftstudio.gui.app_icon import DESKTOP_ID, app_icon
+
+    app.setWindowIcon(app_icon())
+    app.setDesktopFileName(DESKTOP_ID)
     apply_style(app)
     setup_logging()
     bridge = ErrorBridge()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import shiboken6
-from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal, Slot, qVersion
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDialog, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QListWidget, QListWidgetItem, QMainWindow,
@@ -35,6 +35,7 @@ from ftstudio.core.project import (
     restore_damaged,
 )
 from ftstudio.gui.backups import RestoreDialog, backup_summary
+from ftstudio.gui.app_icon import app_icon
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.pages import Page
 from ftstudio.gui.settings import AppSettings
@@ -217,6 +218,7 @@ class MainWindow(QMainWindow):
         self._device_job: Job | None = None
         self.device_text = ""
         self.setWindowTitle("FT Studio")
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         self.setMinimumSize(800, 560)
@@ -329,6 +331,8 @@ class MainWindow(QMainWindow):
                                         "Ctrl+F")
         edit.addSeparator()
         self._action(edit, "Your &name\u2026", self.ask_annotator)
+        self._action(edit, "&Hugging Face account\u2026", self.show_hub_account,
+                     tip="The token gated hub models need")
 
         view = bar.addMenu("&View")
         self.page_actions: list[QAction] = []
@@ -336,6 +340,10 @@ class MainWindow(QMainWindow):
             self.page_actions.append(self._action(view, name, lambda n=name: self.show_page(n), f"Ctrl+{i}"))
 
         help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Getting started", self.show_guide, "F1")
+        self._action(help_menu, "&System check\u2026", self.show_system_check,
+                     tip="PyTorch and the GPU, bitsandbytes, memory, disk, the bundled model")
+        help_menu.addSeparator()
         self._action(help_menu, "&About FT Studio", self.show_about)
         self._project_actions = [self.import_action, self.export_action, self.restore_action,
                                  self.close_project_action, self.undo_action, self.redo_action,
@@ -740,12 +748,46 @@ class MainWindow(QMainWindow):
         if self.context is not None:
             self.context.set_actor(name)
 
-    def show_about(self) -> None:
-        from ftstudio import __version__
+    def about_box(self) -> QMessageBox:
+        import platform
 
-        QMessageBox.about(self, "About FT Studio",
-                          f"<h3>FT Studio {__version__}</h3><p>Fine-tune language models with LoRA and QLoRA "
-                          "on your own workstation.</p>")
+        from ftstudio import __version__
+        from ftstudio.gui.app_icon import app_pixmap
+
+        box = QMessageBox(self)
+        box.setWindowTitle("About FT Studio")
+        box.setIconPixmap(app_pixmap(96))
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(f"<h3>FT Studio {__version__}</h3><p>Fine-tune language models with LoRA and QLoRA "
+                    "on your own workstation.</p>")
+        box.setInformativeText(f"Python {platform.python_version()} \u00b7 Qt {qVersion()}<br>"
+                               "Help &gt; System check shows PyTorch, the GPU and what training needs.<br>"
+                               "Licence: Apache-2.0")
+        return box
+
+    def show_about(self) -> None:
+        self.about_box().exec()
+
+    def show_guide(self):
+        from ftstudio.gui.guide import show_guide
+
+        return show_guide(self)
+
+    def show_system_check(self):
+        from ftstudio.gui.system_check import SystemCheckDialog
+
+        dialog = SystemCheckDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def show_hub_account(self):
+        from ftstudio.gui.hub_account import HubAccountDialog
+
+        dialog = HubAccountDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # -- status ---------------------------------------------------------------------
 

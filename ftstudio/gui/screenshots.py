@@ -375,12 +375,36 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                     window.statusBar().clearMessage()
                     continue
                 _take_page_views(window, name, shots)
+            if pages is None or "Help" in pages:
+                take_help_views(window, shots)
         finally:
             window.close()
             settle(100)
     if captions is not None:
         captions.update(shots.captions)
     return shots.written
+
+
+HELP_VIEWS = ("system-check", "getting-started", "about")
+
+
+def take_help_views(window, shots: _Shots) -> None:
+    """The Help menu's windows: System check (this machine's real checks), Getting started, About."""
+    check = window.show_system_check()
+    _must(wait_for(lambda: check.report is not None, 120), "the system check to finish")
+    settle()
+    shots.save(check, "system-check", "Help > System check on this machine")
+    check.close()
+    guide = window.show_guide()
+    settle()
+    shots.save(guide, "getting-started", "Help > Getting started, the guide to the demo path")
+    guide.close()
+    about = window.about_box()
+    about.show()
+    settle()
+    shots.save(about, "about", "Help > About FT Studio, with the app's icon")
+    about.close()
+    settle(100)
 
 
 def _take_page_views(window, name: str, shots: _Shots) -> None:

@@ -17,6 +17,7 @@ from ftstudio.core import ratings
 from ftstudio.engine.comparison import ModelRef, PromptItem
 from ftstudio.gui import style
 from ftstudio.gui.compare.diff import similarity, word_diff_html
+from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 
 FLUSH_MS = 60
 REFERENCE_KEY = "reference"
@@ -162,7 +163,9 @@ class CompareTab(QWidget):
                             "<p>Check the models and choose the prompts on the left, then press "
                             "<b>Generate answers</b>.<br>Each model gets a column; answers appear word by word "
                             "as they are written,<br>with the reference answer beside them when the example "
-                            "has one.</p>")
+                            "has one.</p>"
+                            f"<p>{GUIDE_LINE}</p>")
+        connect_guide_link(self.empty)
         self.empty.setObjectName("Hint")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.columns_stack = QStackedWidget()

@@ -23,6 +23,7 @@ from ftstudio.gui.data.table_model import ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
 from ftstudio.gui.workers import Job, Outcome
 from ftstudio.gui.pages import Page
+from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 
 ROW_HEIGHT = 26
 COLUMN_WIDTHS = (48, 50, 80, 90, 280, 130, 220, 48, 130)  # in the order of table_model.COLUMNS
@@ -137,7 +138,9 @@ class DataPage(Page):
 
         self.empty = QLabel("<p style='font-size:13pt'>No examples yet</p>"
                             "<p>Import a file with <b>Import\u2026</b> (Ctrl+I) or by dropping it on the window,<br>"
-                            "or write one with <b>Add</b>.</p>")
+                            "or write one with <b>Add</b>.</p>"
+                            f"<p>{GUIDE_LINE}</p>")
+        connect_guide_link(self.empty)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("Hint")
         self.no_match = QLabel("No example matches these filters.")

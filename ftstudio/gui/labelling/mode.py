@@ -31,6 +31,7 @@ from ftstudio.core.project import UndoConflict
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestion_models
+from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 from ftstudio.gui.plain import plain_label, plain_tip
 
 TEXT_POINT_SIZE = style.FONT_POINT_SIZE + 5
@@ -327,6 +328,7 @@ class LabelMode(QWidget):
         self.done.setWordWrap(True)
         self.done.setTextFormat(Qt.TextFormat.RichText)
         self.done.linkActivated.connect(self._done_link)
+        connect_guide_link(self.done)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.card)
         self.stack.addWidget(self.done)
@@ -562,17 +564,19 @@ class LabelMode(QWidget):
         for b in self._buttons.values():
             b.setChecked(False)
         if not self.annotator:
-            self.done.setText("<p style='font-size:13pt'>Enter your name above to start labelling.</p>")
+            self.done.setText("<p style='font-size:13pt'>Enter your name above to start labelling.</p>"
+                              f"<p>{GUIDE_LINE}</p>")
         elif self.schema.uses_labels and not self.schema.labels:
             found = self.lab.labels_in_data()
             what = "the label" if len(found) == 1 else f"the {len(found)} labels"
             extra = (f" or <a href='adopt'>use {what} found in your data</a>"
                      f" ({html.escape(', '.join(found[:6]))}{', …' if len(found) > 6 else ''})") if found else ""
             self.done.setText("<p style='font-size:13pt'>No labels to choose from yet.</p>"
-                              f"<p><a href='setup'>Set up the label set</a>{extra}.</p>")
+                              f"<p><a href='setup'>Set up the label set</a>{extra}.</p><p>{GUIDE_LINE}</p>")
         elif self.context.project.count_examples() == 0:
             self.done.setText("<p style='font-size:13pt'>No examples yet.</p>"
-                              "<p>Import examples on the Data page (Ctrl+I), then label them here.</p>")
+                              "<p>Import examples on the Data page (Ctrl+I), then label them here.</p>"
+                              f"<p>{GUIDE_LINE}</p>")
         else:
             title = QUEUE_TITLES[self.queue_name]
             self.done.setText(f"<p style='font-size:13pt'>Nothing left in \u201c{title}\u201d.</p>"

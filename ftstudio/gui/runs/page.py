@@ -30,6 +30,7 @@ from ftstudio.gui.runs.table_model import EVAL_COLUMNS, RUN_ID_ROLE, SORT_ROLE, 
 from ftstudio.gui.training import plots
 from ftstudio.gui.workers import Job, Outcome
 from ftstudio.gui.pages import Page
+from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 
 log = logging.getLogger("ftstudio.gui.runs")
 
@@ -123,7 +124,9 @@ class RunsPage(Page):
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.empty = QLabel("<p style='font-size:13pt'>No runs yet</p>"
                             "<p>Start one on the <b>Train</b> page; every run appears here with its curves and "
-                            "settings.</p>")
+                            "settings.</p>"
+                            f"<p>{GUIDE_LINE}</p>")
+        connect_guide_link(self.empty)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setObjectName("Hint")
         self.table_stack = QStackedWidget()

@@ -39,6 +39,7 @@ from ftstudio.gui.training.estimate_view import EstimateView
 from ftstudio.gui.training.thread import train_job, training_threads
 from ftstudio.gui.workers import Job, Outcome
 from ftstudio.gui.pages import Page
+from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 
 log = logging.getLogger("ftstudio.gui.training")
 
@@ -126,6 +127,12 @@ class TrainPage(Page):
         self.notice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.notice.hide()
         layout.addWidget(self.notice)
+        # The empty state until the project's first run: where to learn the path.
+        self.guide_hint = QLabel(f"No run yet: keep the Quick preset and press <b>Start training</b>. {GUIDE_LINE}")
+        self.guide_hint.setObjectName("Hint")
+        self.guide_hint.setWordWrap(True)
+        connect_guide_link(self.guide_hint)
+        layout.addWidget(self.guide_hint)
 
         self.form = ConfigForm()
         scroll = QScrollArea()
@@ -170,6 +177,7 @@ class TrainPage(Page):
         self.form.download_requested.connect(self.download_model)
         context.examples_changed.connect(self._examples_changed)
         context.runs_changed.connect(self._update_buttons)
+        context.runs_changed.connect(self._update_guide_hint)
         context.compute.changed.connect(self._compute_changed)
 
         self._load_config()
@@ -177,8 +185,13 @@ class TrainPage(Page):
         self._settings_changed()
         self._show_last_run()
         self._detect_device()
+        self._update_guide_hint()
 
     # -- state ----------------------------------------------------------------------------
+
+    @Slot()
+    def _update_guide_hint(self) -> None:
+        self.guide_hint.setVisible(not self.project.runs())
 
     def is_busy(self) -> bool:
         """A run is training (or stopping) on this page."""
