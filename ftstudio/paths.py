@@ -7,7 +7,9 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # An installed wheel carries them inside the package (setup.py); a checkout keeps them beside it.
-RESOURCES_DIR = PACKAGE_DIR / "resources" if (PACKAGE_DIR / "resources").is_dir() else PACKAGE_DIR.parent / "resources"
+RESOURCES_DIR = (
+    PACKAGE_DIR / "resources" if (PACKAGE_DIR / "resources").is_dir() else PACKAGE_DIR.parent / "resources"
+)
 
 
 def cache_dir() -> Path:

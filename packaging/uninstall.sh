@@ -29,27 +29,43 @@ MANIFEST="$FT_DATA/installed-files.txt"
 CACHE="${FTSTUDIO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ftstudio}"
 SETTINGS="${XDG_CONFIG_HOME:-$HOME/.config}/FT Studio"
 
-if [ ! -f "$MANIFEST" ]; then
-    echo "FT Studio is not installed here (no $MANIFEST)."
-    exit 0
-fi
+remove_listed() {  # every path the installer listed, and the list itself
+    while IFS= read -r path; do
+        case "$path" in ''|'#'*) continue ;; esac
+        # Only what the installer wrote under the home folder, whatever the list says.
+        case "$path" in "$HOME"/*|"$DATA_HOME"/*) ;; *) echo "skipping $path (outside your home folder)"; continue ;; esac
+        if [ -e "$path" ] || [ -L "$path" ]; then
+            rm -rf -- "$path"
+            removed=$((removed + 1))
+        fi
+    done < "$MANIFEST"
+    rm -f "$MANIFEST"
+}
 
 removed=0
-while IFS= read -r path; do
-    case "$path" in ''|'#'*) continue ;; esac
-    # Only what the installer wrote under these folders, whatever the manifest says.
-    case "$path" in "$HOME"/*|"$DATA_HOME"/*) ;; *) echo "skipping $path (outside your home folder)"; continue ;; esac
-    if [ -e "$path" ] || [ -L "$path" ]; then
-        rm -rf -- "$path"
-        removed=$((removed + 1))
+if [ -f "$MANIFEST" ]; then
+    remove_listed
+else
+    echo "FT Studio is not installed here (no $MANIFEST)."
+    [ -n "$REMOVE_MODELS$REMOVE_PROJECTS" ] || exit 0
+fi
+# The caches the desktop's tools keep beside the entry and the icons: removed with their folder
+# when nothing else is left in it, else rebuilt without FT Studio.
+prune_cache() {  # prune_cache DIR CACHE_FILE REBUILD_COMMAND...
+    dir="$1"; cache="$2"; shift 2
+    [ -d "$dir" ] || return 0
+    if [ -z "$(find "$dir" -type f ! -name "$cache" | head -n 1)" ]; then
+        rm -rf -- "$dir"
+    elif command -v "$1" >/dev/null; then
+        "$@" 2>/dev/null || true
     fi
-done < "$MANIFEST"
-rm -f "$MANIFEST"
-# Folders the installer made that are now empty (icons/hicolor/48x48/apps, applications, ...).
-for dir in "$DATA_HOME/icons/hicolor" "$DATA_HOME/applications" "$DATA_HOME/metainfo"; do
-    [ -d "$dir" ] && find "$dir" -depth -type d -empty -delete 2>/dev/null || true
+}
+prune_cache "$DATA_HOME/icons/hicolor" icon-theme.cache gtk-update-icon-cache -q -t "$DATA_HOME/icons/hicolor"
+prune_cache "$DATA_HOME/applications" mimeinfo.cache update-desktop-database -q "$DATA_HOME/applications"
+# Folders the installer made that are now empty (icons/hicolor/48x48/apps, metainfo, ...).
+for dir in "$DATA_HOME/icons" "$DATA_HOME/applications" "$DATA_HOME/metainfo"; do
+    if [ -d "$dir" ]; then find "$dir" -depth -type d -empty -delete 2>/dev/null || true; fi
 done
-command -v update-desktop-database >/dev/null && update-desktop-database -q "$DATA_HOME/applications" 2>/dev/null || true
 
 rm -rf -- "$SETTINGS" "$CACHE/logs"
 if [ -n "$REMOVE_MODELS" ]; then

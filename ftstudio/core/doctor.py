@@ -14,6 +14,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,8 +50,11 @@ class Report:
         return next(c for c in self.checks if c.key == key)
 
     def to_dict(self) -> dict[str, object]:
-        return {"ok": not self.blocking, "blocking": [c.key for c in self.blocking],
-                "checks": [asdict(c) | {"blocks_training": c.blocks_training} for c in self.checks]}
+        return {
+            "ok": not self.blocking,
+            "blocking": [c.key for c in self.blocking],
+            "checks": [asdict(c) | {"blocks_training": c.blocks_training} for c in self.checks],
+        }
 
     def text(self) -> str:
         width = max(len(c.title) for c in self.checks)
@@ -60,7 +64,9 @@ class Report:
             if c.fix:
                 lines.append(f"{'':8s} {'':{width}s}  -> {c.fix}")
         if self.blocking:
-            lines.append(f"\n{len(self.blocking)} problem(s) block training; fix them and run 'ftstudio doctor' again.")
+            lines.append(
+                f"\n{len(self.blocking)} problem(s) block training; fix them and run 'ftstudio doctor' again."
+            )
         else:
             lines.append("\nNothing blocks training.")
         return "\n".join(lines)
@@ -80,15 +86,22 @@ def check_python() -> Check:
 def check_ftstudio() -> Check:
     from ftstudio import __version__
 
-    return Check("ftstudio", "FT Studio", OK, f"FT Studio {__version__} ({Path(__file__).resolve().parents[1]})")
+    return Check(
+        "ftstudio", "FT Studio", OK, f"FT Studio {__version__} ({Path(__file__).resolve().parents[1]})"
+    )
 
 
 def check_ram() -> Check:
     total, available = _memory()
     detail = f"{gib(available)} free of {gib(total)}"
     if total < MIN_RAM:
-        return Check("ram", "Memory (RAM)", WARNING, detail,
-                     "Under 4 GiB of RAM: only the bundled model will train, and slowly")
+        return Check(
+            "ram",
+            "Memory (RAM)",
+            WARNING,
+            detail,
+            "Under 4 GiB of RAM: only the bundled model will train, and slowly",
+        )
     return Check("ram", "Memory (RAM)", OK, detail)
 
 
@@ -112,17 +125,38 @@ def check_cache(folder: Path) -> list[Check]:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".doctor-"):
             pass
     except OSError as exc:
-        return [Check("cache", "Cache folder", PROBLEM, f"{folder} is not writable ({exc.strerror or exc})",
-                      "Make it writable, or point FTSTUDIO_CACHE_DIR at a folder you can write to")]
+        return [
+            Check(
+                "cache",
+                "Cache folder",
+                PROBLEM,
+                f"{folder} is not writable ({exc.strerror or exc})",
+                "Make it writable, or point FTSTUDIO_CACHE_DIR at a folder you can write to",
+            )
+        ]
     free = shutil.disk_usage(folder).free
     checks = [Check("cache", "Cache folder", OK, f"{folder} is writable")]
     detail = f"{gib(free)} free under {folder}"
     if free < MIN_FREE_DISK:
-        checks.append(Check("disk", "Disk space", PROBLEM, detail,
-                            "Free at least 2 GiB: a run saves checkpoints and its adapter there"))
+        checks.append(
+            Check(
+                "disk",
+                "Disk space",
+                PROBLEM,
+                detail,
+                "Free at least 2 GiB: a run saves checkpoints and its adapter there",
+            )
+        )
     elif free < LOW_FREE_DISK:
-        checks.append(Check("disk", "Disk space", WARNING, detail,
-                            "Under 10 GiB free: enough for the bundled model, not for downloading larger ones"))
+        checks.append(
+            Check(
+                "disk",
+                "Disk space",
+                WARNING,
+                detail,
+                "Under 10 GiB free: enough for the bundled model, not for downloading larger ones",
+            )
+        )
     else:
         checks.append(Check("disk", "Disk space", OK, detail))
     return checks
@@ -135,13 +169,19 @@ def check_hub_token() -> Check:
     except ImportError:
         return Check("hf_token", "Hugging Face token", NOTE, "huggingface_hub is not installed")
     if get_token():
-        return Check("hf_token", "Hugging Face token", OK, "a token is stored (gated models can be downloaded)")
-    return Check("hf_token", "Hugging Face token", NOTE, "none stored; only needed for gated models",
-                 "For a gated model: accept its licence on the hub, then add your token "
-                 "(Edit > Hugging Face account)")
+        return Check(
+            "hf_token", "Hugging Face token", OK, "a token is stored (gated models can be downloaded)"
+        )
+    return Check(
+        "hf_token",
+        "Hugging Face token",
+        NOTE,
+        "none stored; only needed for gated models",
+        "For a gated model: accept its licence on the hub, then add your token (Edit > Hugging Face account)",
+    )
 
 
-def check_qt(env: dict[str, str] | None = None) -> Check:
+def check_qt(env: Mapping[str, str] | None = None) -> Check:
     """The Qt platform plugin the app would use can load (the headless commands do not need it)."""
     from ftstudio.core.qt_platform import check_platform
 

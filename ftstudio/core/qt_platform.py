@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,16 +95,22 @@ class PlatformCheck:
         if self.ok:
             return ""
         if self.plugin is None:
-            return (f"Qt's '{self.platform}' platform plugin was not found ({self.note}). Reinstall FT Studio "
-                    "(run packaging/install.sh again, or: pip install --force-reinstall PySide6-Essentials).")
-        lines = [f"The window cannot open: Qt's '{self.platform}' platform plugin ({self.plugin.name}) "
-                 f"needs libraries this system does not have: {', '.join(self.missing)}."]
+            return (
+                f"Qt's '{self.platform}' platform plugin was not found ({self.note}). Reinstall FT Studio "
+                "(run packaging/install.sh again, or: pip install --force-reinstall PySide6-Essentials)."
+            )
+        lines = [
+            f"The window cannot open: Qt's '{self.platform}' platform plugin ({self.plugin.name}) "
+            f"needs libraries this system does not have: {', '.join(self.missing)}."
+        ]
         if self.system_missing():
             lines.append("Install them with:")
             lines.extend(f"    {line}" for line in install_lines(self.system_missing(), manager))
         if self.qt_missing():
-            lines.append("The rest come with PySide6; reinstall it: pip install --force-reinstall "
-                         "PySide6-Essentials (or run packaging/install.sh again).")
+            lines.append(
+                "The rest come with PySide6; reinstall it: pip install --force-reinstall "
+                "PySide6-Essentials (or run packaging/install.sh again)."
+            )
         return "\n".join(lines)
 
 
@@ -119,8 +126,14 @@ def package_manager(os_release: str | None = None) -> str | None:
         m = re.search(rf"^{key}=\"?([^\"\n]*)\"?", os_release, flags=re.MULTILINE)
         if m:
             ids.extend(m.group(1).split())
-    for family, manager in (("debian", "apt"), ("ubuntu", "apt"), ("fedora", "dnf"), ("rhel", "dnf"),
-                            ("centos", "dnf"), ("arch", "pacman")):
+    for family, manager in (
+        ("debian", "apt"),
+        ("ubuntu", "apt"),
+        ("fedora", "dnf"),
+        ("rhel", "dnf"),
+        ("centos", "dnf"),
+        ("arch", "pacman"),
+    ):
         if family in ids:
             return manager
     for command, manager in (("apt-get", "apt"), ("dnf", "dnf"), ("pacman", "pacman")):
@@ -142,7 +155,7 @@ def install_lines(libraries: list[str], manager: str | None = None) -> list[str]
     return lines
 
 
-def default_platform(env: dict[str, str] | None = None) -> str:
+def default_platform(env: Mapping[str, str] | None = None) -> str:
     """The platform plugin Qt will try first: QT_QPA_PLATFORM, else Wayland in a Wayland session, else xcb."""
     env = os.environ if env is None else env
     requested = env.get("QT_QPA_PLATFORM", "").strip()
@@ -157,7 +170,7 @@ def default_platform(env: dict[str, str] | None = None) -> str:
     return "xcb"
 
 
-def plugin_dirs(env: dict[str, str] | None = None) -> list[Path]:
+def plugin_dirs(env: Mapping[str, str] | None = None) -> list[Path]:
     """Where Qt looks for platform plugins: QT_QPA_PLATFORM_PLUGIN_PATH, then PySide6's own folder."""
     env = os.environ if env is None else env
     dirs = [Path(p) for p in env.get("QT_QPA_PLATFORM_PLUGIN_PATH", "").split(os.pathsep) if p]
@@ -200,7 +213,7 @@ def missing_libraries(library: Path) -> list[str]:
     return []
 
 
-def check_platform(platform: str | None = None, env: dict[str, str] | None = None) -> PlatformCheck:
+def check_platform(platform: str | None = None, env: Mapping[str, str] | None = None) -> PlatformCheck:
     """Whether the platform plugin Qt will use (or ``platform``) can load, and what it lacks."""
     platform = platform or default_platform(env)
     if not sys.platform.startswith("linux"):

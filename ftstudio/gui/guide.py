@@ -12,8 +12,10 @@ from ftstudio.paths import resource
 
 GUIDE_FILE = resource("guide", "getting-started.md")
 GUIDE_LINK = "ftstudio:getting-started"
-GUIDE_LINE = (f"New here? <a href='{GUIDE_LINK}'>Getting started</a> (F1) walks through the demo: "
-              "data, labels, training, comparing, export.")
+GUIDE_LINE = (
+    f"New here? <a href='{GUIDE_LINK}'>Getting started</a> (F1) walks through the demo: "
+    "data, labels, training, comparing, export."
+)
 
 
 class GuideDialog(QDialog):
@@ -39,7 +41,9 @@ class GuideDialog(QDialog):
 
     def load(self) -> None:
         # The file's own folder resolves its pictures (getting-started/*.png).
-        self.browser.setSource(QUrl.fromLocalFile(str(GUIDE_FILE)), QTextDocument.ResourceType.MarkdownResource)
+        self.browser.setSource(
+            QUrl.fromLocalFile(str(GUIDE_FILE)), QTextDocument.ResourceType.MarkdownResource
+        )
 
     def _link(self, url: QUrl) -> None:
         if url.scheme() in ("http", "https"):
@@ -63,5 +67,7 @@ def show_guide(window: QWidget) -> GuideDialog:
 def connect_guide_link(label: QLabel) -> None:
     """Make GUIDE_LINE's link in ``label`` open the guide (other links keep their own handlers)."""
     label.setTextFormat(Qt.TextFormat.RichText)
-    label.setTextInteractionFlags(label.textInteractionFlags() | Qt.TextInteractionFlag.LinksAccessibleByMouse)
+    label.setTextInteractionFlags(
+        label.textInteractionFlags() | Qt.TextInteractionFlag.LinksAccessibleByMouse
+    )
     label.linkActivated.connect(lambda link: show_guide(label.window()) if link == GUIDE_LINK else None)

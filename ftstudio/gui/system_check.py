@@ -117,8 +117,9 @@ class SystemCheckDialog(QDialog):
         self.report = report
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         for row, check in enumerate(report.checks):
             word, colour, background = BADGE[check.status]
             badge = QLabel(word)

@@ -15,7 +15,9 @@ class GatedHub(http.server.BaseHTTPRequestHandler):
         body = b'{"error": "Access to model is restricted. You must be authenticated to access it."}'
         self.send_response(401)
         self.send_header("X-Error-Code", "GatedRepo")
-        self.send_header("X-Error-Message", "Access to model is restricted and you are not in the authorized list.")
+        self.send_header(
+            "X-Error-Message", "Access to model is restricted and you are not in the authorized list."
+        )
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -47,6 +49,9 @@ def test_gated_model_says_accept_the_licence_then_add_the_token(gated_hub):
         download_model("meta-llama/Llama-3.2-1B-Instruct")
     message = str(err.value)
     assert "gated model" in message
-    assert "accept its licence" in message and "https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct" in message
+    assert (
+        "accept its licence" in message
+        and "https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct" in message
+    )
     assert "add your token" in message and "Hugging Face account" in message
     assert "401" not in message

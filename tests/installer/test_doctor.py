@@ -11,7 +11,19 @@ from ftstudio.core import doctor as d
 from ftstudio.engine.doctor import check_torch, run_checks
 
 SMI = Path(__file__).parent / "nvidia-smi"
-KEYS = ["python", "ftstudio", "torch", "cuda", "bundled_model", "ram", "cache", "disk", "qt", "hf_token"]
+KEYS = [
+    "python",
+    "ftstudio",
+    "torch",
+    "cuda",
+    "bitsandbytes",
+    "bundled_model",
+    "ram",
+    "cache",
+    "disk",
+    "qt",
+    "hf_token",
+]
 
 
 def test_doctor_json_reports_the_cpu_build_and_nothing_blocking(bundled_dir, capsys, monkeypatch):
@@ -23,6 +35,7 @@ def test_doctor_json_reports_the_cpu_build_and_nothing_blocking(bundled_dir, cap
     assert list(checks) == KEYS
     assert "CPU build" in checks["torch"]["detail"]
     assert checks["cuda"]["status"] == "note"  # no GPU here: CPU training, said as a note
+    assert checks["bitsandbytes"]["status"] == "note" and "loads" in checks["bitsandbytes"]["detail"]
     assert checks["bundled_model"]["status"] == "ok" and str(bundled_dir) in checks["bundled_model"]["detail"]
     assert checks["qt"]["status"] == "ok" and "'offscreen'" in checks["qt"]["detail"]
     for c in report["checks"]:

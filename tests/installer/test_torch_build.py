@@ -44,14 +44,17 @@ def test_driver_reporting_an_older_cuda_12_uses_minor_version_compatibility():
     assert build.gpus == ("NVIDIA A100-SXM4-80GB",)
 
 
-@pytest.mark.parametrize("recording, caps, expected", [
-    ("driver-570-rtx4090.txt", "8.9\n", "cu128"),
-    ("driver-570-rtx4090.txt", None, "cu128"),  # compute capability unknown: trust the driver
-    ("driver-580-h200.txt", "9.0\n", "cu130"),
-    # CUDA 13 builds dropped Volta, CUDA 12.8 builds Pascal: the newest build that still runs the GPU.
-    ("driver-580-h200.txt", "7.0\n", "cu128"),
-    ("driver-570-rtx4090.txt", "8.9\n6.1\n", "cu126"),
-])
+@pytest.mark.parametrize(
+    "recording, caps, expected",
+    [
+        ("driver-570-rtx4090.txt", "8.9\n", "cu128"),
+        ("driver-570-rtx4090.txt", None, "cu128"),  # compute capability unknown: trust the driver
+        ("driver-580-h200.txt", "9.0\n", "cu130"),
+        # CUDA 13 builds dropped Volta, CUDA 12.8 builds Pascal: the newest build that still runs the GPU.
+        ("driver-580-h200.txt", "7.0\n", "cu128"),
+        ("driver-570-rtx4090.txt", "8.9\n6.1\n", "cu126"),
+    ],
+)
 def test_current_driver_gets_the_newest_build_it_and_the_gpu_support(recording, caps, expected):
     build = choose_torch_build(smi(recording), caps)
     assert build.tag == expected
@@ -71,9 +74,20 @@ def test_parse_reads_driver_cuda_and_gpu_names():
 
 def test_the_installer_runs_it_with_the_bare_system_python(tmp_path):
     # -I: isolated mode, no site-packages and no ftstudio on the path: the standard library must do.
-    out = subprocess.run([sys.executable, "-I", str(SCRIPT), "--shell", "--nvidia-smi-file",
-                          str(SMI / "driver-570-rtx4090.txt")], capture_output=True, text=True, check=True,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(SCRIPT),
+            "--shell",
+            "--nvidia-smi-file",
+            str(SMI / "driver-570-rtx4090.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines())
     assert lines["TORCH_TAG"] == "cu128"
     assert lines["TORCH_REQUIREMENT"] == f"torch=={TORCH_VERSION}+cu128"
