@@ -3,8 +3,10 @@
 ``ComparisonEngine`` loads the base model once (through ``Generator``) and
 adds each adapter on top of it the first time it is asked for, so switching
 between columns never reloads weights. ``run_prompts`` walks prompt by
-prompt, model by model, with one ``SamplingSettings`` for all, streaming
-pieces through callbacks; the caller decides what to store and show.
+prompt and model in batches (``batch_generation``: every model's rows in
+one batch where PEFT allows it), with one ``SamplingSettings`` for all,
+streaming pieces through callbacks; the caller decides what to store and
+show.
 """
 
 from __future__ import annotations
@@ -116,6 +118,18 @@ class ComparisonEngine:
         return self.generator.generate(messages, model=self.model_name(ref), settings=settings,
                                        on_token=on_token, should_stop=should_stop)
 
+    def generate_batch(self, items: Sequence[tuple[ModelRef, list[dict[str, Any]]]], settings,
+                       on_piece: Callable[[int, str], None] | None = None,
+                       on_answer: Callable[[int, str], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> list[str | None]:
+        """Answers to (model, messages) ``items``, batched (see ``Generator.generate_batch``)."""
+        from ftstudio.engine.batch_generation import Request
+
+        self.ensure([ref for ref, _m in items])
+        requests = [Request(messages, self.model_name(ref)) for ref, messages in items]
+        return self.generator.generate_batch(requests, settings, on_piece=on_piece, on_answer=on_answer,
+                                             should_stop=should_stop)
+
     def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]],
                  example_ids: Sequence[int] | None = None,
                  max_length: int = 512, exact_match: bool | None = None,
@@ -152,27 +166,28 @@ def run_prompts(engine: ComparisonEngine, refs: Sequence[ModelRef], prompts: Seq
                 on_piece: Callable[[int, str, str], None] | None = None,
                 on_output: Callable[[int, str, str], None] | None = None,
                 should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, str]]:
-    """Answer every prompt with every model, in that order, with the same settings.
+    """Answer every prompt with every model, with the same settings, in batches.
 
     ``on_piece(prompt_index, model_key, text)`` gets each streamed piece;
     ``on_output(prompt_index, model_key, answer)`` each finished answer (not
-    called for an answer cut short by a stop). Returns the finished answers.
+    called for an answer cut short by a stop). Answers come in the order the
+    batches finish them, not prompt by prompt. Returns the finished answers of
+    each prompt reached (a prompt none of whose answers finished is left out
+    at the end).
     """
     engine.ensure(refs)
-    out: list[dict[str, str]] = []
-    for i, prompt in enumerate(prompts):
-        answers: dict[str, str] = {}
-        for ref in refs:
-            if should_stop():
-                return out + ([answers] if answers else [])
-            piece_cb = (lambda text, i=i, key=ref.key: on_piece(i, key, text)) if on_piece else None
-            answer = engine.generate(ref, prompt.messages, settings, on_token=piece_cb, should_stop=should_stop)
-            if should_stop():
-                return out + ([answers] if answers else [])
-            answers[ref.key] = answer
-            if on_output:
-                on_output(i, ref.key, answer)
-        out.append(answers)
+    cells = [(i, ref) for i in range(len(prompts)) for ref in refs]
+    answers = engine.generate_batch(
+        [(ref, prompts[i].messages) for i, ref in cells], settings,
+        on_piece=(lambda n, text: on_piece(cells[n][0], cells[n][1].key, text)) if on_piece else None,
+        on_answer=(lambda n, text: on_output(cells[n][0], cells[n][1].key, text)) if on_output else None,
+        should_stop=should_stop)
+    out: list[dict[str, str]] = [{} for _ in prompts]
+    for (i, ref), answer in zip(cells, answers):
+        if answer is not None:
+            out[i][ref.key] = answer
+    while out and not out[-1]:
+        out.pop()
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model, stop_token_ids
-from ftstudio.engine.tokenize import encode_conversation, encode_prompt, fit_length
+from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample, encode_conversation, encode_prompt, fit_length
 
 BASE = "base"
 
@@ -182,6 +182,29 @@ class Generator:
             self._peft.set_adapter(model)
             yield self._peft
 
+    @property
+    def has_adapters(self) -> bool:
+        return self._peft is not None
+
+    @contextlib.contextmanager
+    def use_all(self) -> Iterator[Any]:
+        """The PEFT model with every adapter loaded, for a batch whose rows name their own (``adapter_names``)."""
+        with self._lock:
+            if self._peft is None:
+                raise KeyError("No adapters added")
+            yield self._peft
+
+    def generate_batch(self, requests: Sequence[Any], settings: SamplingSettings | None = None,
+                       on_piece: Callable[[int, str], None] | None = None,
+                       on_answer: Callable[[int, str], None] | None = None,
+                       should_stop: Callable[[], bool] | None = None,
+                       batch_size: int | None = None) -> list[str | None]:
+        """Answers to many ``batch_generation.Request``s at once (greedy: left-padded batches; see there)."""
+        from ftstudio.engine.batch_generation import generate_batch
+
+        return generate_batch(self, requests, settings, on_piece=on_piece, on_answer=on_answer,
+                              should_stop=should_stop, batch_size=batch_size)
+
     def prompt_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """The tokens that ask for the next assistant turn (a final assistant turn is left out)."""
         return encode_prompt(self.tokenizer, list(messages))
@@ -219,11 +242,12 @@ class Generator:
         return tok.decode(streamer.ids, skip_special_tokens=True).strip()
 
     def loss_sums(self, conversations: Sequence[list[dict[str, Any]]], model: str | None = None,
-                  max_length: int = 512) -> list[tuple[float, int]]:
+                  max_length: int = 512, final_answer_only: bool = False) -> list[tuple[float, int]]:
         """(sum of token losses, loss tokens) per conversation, on the tokens training takes loss on.
 
         Conversations longer than ``max_length`` tokens are cut to it; one with
         no answer left gives (0.0, 0). Each runs on its own, so its sum is exact.
+        ``final_answer_only``: earlier answers are prompt (few-shot turns), not loss.
         """
         import torch
 
@@ -234,7 +258,11 @@ class Generator:
         with self.use(model) as net, torch.no_grad():
             module = packed_loss_module(net)
             for conv in conversations:
-                enc = fit_length(encode_conversation(self.tokenizer, list(conv)), max_length, "truncate")
+                enc = encode_conversation(self.tokenizer, list(conv))
+                if final_answer_only:
+                    start = len(self.prompt_ids(conv))
+                    enc = EncodedExample(enc.input_ids, [IGNORE_INDEX] * start + enc.labels[start:])
+                enc = fit_length(enc, max_length, "truncate")
                 if enc is None or enc.loss_tokens == 0:
                     out.append((0.0, 0))
                     continue

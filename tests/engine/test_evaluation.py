@@ -127,7 +127,8 @@ def test_evaluation_reports_progress_over_both_passes_and_stops_between_examples
     convs = [_conv(f"Ticket {i}", labels[i % 2]) for i in range(6)]
     seen = []
     result = evaluate(generator, convs, progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(k, 12) for k in range(1, 13)] and result.exact_match is not None
+    # the loss, the label scores, the answers: 6 examples each
+    assert seen == [(k, 18) for k in range(1, 19)] and result.exact_match is not None
 
     calls = []
     stopped = evaluate(generator, convs, progress=lambda done, total: calls.append(done),
@@ -142,3 +143,69 @@ def test_answers_end_at_the_model_s_own_end_of_turn_tokens(generator, own_stop):
     settings = SamplingSettings(max_new_tokens=8)
     assert generator.generate(_conv(PROMPT, "")[:1], model=ADAPTER, settings=settings) == stopped_answer
     assert len(running_answer) > len(stopped_answer)  # without its end-of-turn token it would go on
+
+
+def _plain_label_logp(model_dir, prompt, label) -> float:
+    """log p(label's answer tokens | prompt) from an unpadded forward pass of plain transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    prompt_ids = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    full = tok.apply_chat_template([*prompt, {"role": "assistant", "content": label}], tokenize=True,
+                                   return_dict=True)["input_ids"]
+    # the answer's tokens: the label and the end-of-turn token (not the template's newline after it)
+    end = full.index(tok.convert_tokens_to_ids("<|im_end|>"), len(prompt_ids)) + 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([full[:end]])).logits[0].float(), -1)
+    return float(sum(logp[t - 1, full[t]] for t in range(len(prompt_ids), end)))
+
+
+def test_label_scores_are_the_softmax_of_each_label_s_likelihood(generator, tiny_model_dir):
+    from ftstudio.engine.label_scores import score_labels, softmax
+
+    labels = ["billing", "shipping", "account", "bill"]  # lengths differ; one label starts another
+    prompts = [[{"role": "system", "content": "Triage."}, {"role": "user", "content": "Refund my order"}],
+               [{"role": "user", "content": "Where is the parcel I ordered a long time ago?"}]]
+    scored = score_labels(generator, prompts, labels)
+    for prompt, probs in zip(prompts, scored):
+        expected = softmax([_plain_label_logp(tiny_model_dir, prompt, label) for label in labels])
+        assert probs == pytest.approx(expected, abs=1e-5)
+        assert sum(probs) == pytest.approx(1.0)
+    assert scored[0] != pytest.approx(scored[1], abs=1e-4)  # the prompt matters
+
+
+def test_evaluation_scores_labels_and_reports_calibration(generator):
+    from ftstudio.core.scores import calibration
+
+    labels = ["billing", "shipping", "account"]
+    convs = [_conv(f"Ticket number {i}: please help", labels[i % 3]) for i in range(9)]
+    result = evaluate(generator, convs, labels=labels)
+    assert result.labels == labels
+    assert len(result.predictions) == 9
+    confidences, right = [], []
+    for p in result.predictions:
+        assert set(p["scores"]) == set(labels) and sum(p["scores"].values()) == pytest.approx(1.0)
+        assert p["confidence"] == max(p["scores"].values())
+        assert p["scores"][p["scored_label"]] == p["confidence"]
+        confidences.append(p["confidence"])
+        right.append(p["scored_label"] == p["reference"])
+    assert result.calibration == calibration(confidences, right).to_dict()
+    low, high = result.exact_match_interval
+    assert low <= result.exact_match <= high
+
+
+def test_few_shot_puts_training_examples_in_the_prompt_and_checks_its_length(generator):
+    from ftstudio.core.prompting import Shot
+    from ftstudio.engine.evaluation import PromptTooLong
+
+    labels = ["billing", "shipping"]
+    convs = [_conv(f"Ticket {i}", labels[i % 2]) for i in range(4)]
+    shots = [Shot(1, "My card was charged", "billing"), Shot(2, "Parcel lost", "shipping")]
+    result = evaluate(generator, convs, shots=shots, labels=labels)
+    assert result.few_shot == 2 and result.shot_ids == [1, 2]
+    # the loss counts the final answer only: the same number of tokens as zero-shot
+    assert result.tokens == evaluate(generator, convs, labels=[]).tokens
+    with pytest.raises(PromptTooLong, match=r"use fewer examples \(\d fit\)"):
+        evaluate(generator, convs, shots=shots * 20, max_length=200)

@@ -296,9 +296,18 @@ class CompareTab(QWidget):
     def add_piece(self, index: int, key: str, text: str) -> None:
         self._pending.setdefault((index, key), []).append(text)
         self.piece_received.emit(index, key, text)
-        if self._follow and index != self.current:
+        # Batches write several prompts at once: stay on a prompt until all its answers are in.
+        if self._follow and index != self.current and not self._writing(self.current):
             self._flush()
             self.show_prompt(index, user=False)
+
+    def _writing(self, index: int) -> bool:
+        """True while prompt ``index`` is being written: some column has begun and another has not finished."""
+        if not 0 <= index < len(self.finished):
+            return False
+        begun = (bool(self.finished[index]) or any(self.texts[index].values())
+                 or any(i == index for i, _k in self._pending))
+        return begun and any(key not in self.finished[index] for key in self._columns)
 
     @Slot(int, str, str, int)
     def set_output(self, index: int, key: str, text: str, generation_id: int) -> None:

@@ -42,16 +42,15 @@ def answers_job(engine: ComparisonEngine, wanted: Sequence[tuple[int, ModelRef]]
     report(("loading", None, None, ""))
     engine.ensure(list({ref.key: ref for _i, ref in wanted}.values()))
     report(("loaded", None, None, ""))
-    sampling = _sampling(settings)
     n = 0
-    for i, ref in wanted:
-        if interrupted():
-            break
-        text = engine.generate(ref, prompts[i].messages, sampling, should_stop=interrupted)
-        if interrupted():
-            break
-        report(("output", i, ref.key, text))
+
+    def on_answer(k: int, text: str) -> None:
+        nonlocal n
+        report(("output", wanted[k][0], wanted[k][1].key, text))
         n += 1
+
+    engine.generate_batch([(ref, prompts[i].messages) for i, ref in wanted], _sampling(settings),
+                          on_answer=on_answer, should_stop=interrupted)
     return n
 
 

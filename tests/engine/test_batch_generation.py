@@ -1,0 +1,95 @@
+"""Batched greedy generation gives, for every prompt and every model, the answer
+one-at-a-time generation gives: prompts of different lengths (left padding), the
+base model and two adapters in one batch, batches smaller than the request list,
+streamed pieces adding up to the answer, and a stop leaving unreached rows empty."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftstudio.engine.batch_generation import Request, left_pad
+from ftstudio.engine.inference import Generator, SamplingSettings
+
+SYSTEM = {"role": "system", "content": "Answer briefly."}
+QUESTIONS = [
+    "Where is my parcel?",
+    "hi",
+    "My card was charged twice for the same order last Tuesday and the bank says it is pending, what now?",
+    "Password reset mail never arrives.",
+    "Great shop, thanks!",
+    "The app crashes when I open the basket on my phone, every single time since the update.",
+]
+
+
+def _prompts() -> list[list[dict]]:
+    return [[SYSTEM, {"role": "user", "content": q}] for q in QUESTIONS]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_model_dir, tmp_path_factory, lora_adapter):
+    root = tmp_path_factory.mktemp("batch-adapters")
+    g = Generator(str(tiny_model_dir), device="cpu")
+    g.add_adapter("a", lora_adapter(tiny_model_dir, root / "a", seed=1))
+    g.add_adapter("b", lora_adapter(tiny_model_dir, root / "b", seed=2))
+    return g
+
+
+def test_left_pad_puts_padding_before_the_prompt():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids == [[5, 6, 7], [0, 0, 8]]
+    assert mask == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_batched_answers_equal_one_at_a_time_for_every_model(generator):
+    settings = SamplingSettings(max_new_tokens=14)
+    requests = [Request(p, m) for m in (None, "a", "b") for p in _prompts()]
+    alone = [generator.generate(r.messages, model=r.model, settings=settings) for r in requests]
+    # the models and prompts really differ, so equality below says something
+    assert len(set(alone)) >= len(QUESTIONS) + 2, alone
+    lengths = {len(generator.prompt_ids(p)) for p in _prompts()}
+    assert len(lengths) >= 4  # rows of a batch are padded differently
+
+    pieces: dict[int, str] = {}
+    finished: dict[int, str] = {}
+    batched = generator.generate_batch(
+        requests, settings, batch_size=5,  # batches mix models and end mid-list
+        on_piece=lambda i, text: pieces.__setitem__(i, pieces.get(i, "") + text),
+        on_answer=lambda i, answer: finished.__setitem__(i, answer))
+    assert batched == alone
+    assert finished == dict(enumerate(alone))
+    for i, answer in enumerate(alone):
+        assert pieces.get(i, "").strip() == answer, i
+
+
+def test_one_model_batches_equal_one_at_a_time(generator):
+    settings = SamplingSettings(max_new_tokens=10)
+    requests = [Request(p, "a") for p in _prompts()]
+    alone = [generator.generate(r.messages, model="a", settings=settings) for r in requests]
+    assert generator.generate_batch(requests, settings, batch_size=4) == alone
+    base = [Request(p) for p in _prompts()]
+    assert generator.generate_batch(base, settings) == [generator.generate(r.messages, settings=settings)
+                                                        for r in base]
+
+
+def test_a_stop_leaves_the_rows_not_reached_empty(generator):
+    settings = SamplingSettings(max_new_tokens=8)
+    requests = [Request(p) for p in _prompts()]
+    done: list[int] = []
+    # Stops once the first batch has answered (the user pressing Stop between batches).
+    out = generator.generate_batch(requests, settings, batch_size=2, on_answer=lambda i, _a: done.append(i),
+                                   should_stop=lambda: len(done) >= 2)
+    assert sum(a is not None for a in out) == 2
+    assert sorted(i for i, a in enumerate(out) if a is not None) == sorted(done)
+
+
+def test_sampled_requests_keep_their_seed(generator):
+    """Sampling is not batched: each answer is the one the same seed gives alone."""
+    settings = SamplingSettings(temperature=1.0, top_p=0.95, max_new_tokens=8, seed=3)
+    requests = [Request(p, m) for m in (None, "b") for p in _prompts()[:2]]
+    alone = [generator.generate(r.messages, model=r.model, settings=settings) for r in requests]
+    assert generator.generate_batch(requests, settings) == alone
+
+
+def test_unknown_adapter_is_named(generator):
+    with pytest.raises(KeyError, match="nope"):
+        generator.generate_batch([Request(_prompts()[0], "nope")])
