@@ -8,7 +8,7 @@ reference and 8 tokens more). Both ways run in this process on the same
 loaded model:
 
 - one at a time: ``Generator.generate`` per prompt (what evaluation did before);
-- batched: ``Generator.generate_batch`` (left padding, one KV cache per batch,
+- batched: ``batch_generation.generate_batch`` (left padding, one KV cache per batch,
   prompts of similar length together).
 
     .venv/bin/python benchmarks/bench_generation.py [--device cpu|cuda] [--batch-size N] [--max-new-tokens N]
@@ -57,13 +57,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--batch-size", type=int, default=None, help="rows per batch (default: by device)")
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="answer budget (default: the evaluation's, from the references)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="answer budget (default: the evaluation's, from the references)",
+    )
     args = parser.parse_args()
 
     import torch
 
-    from ftstudio.engine.batch_generation import Request, default_batch_size
+    from ftstudio.engine.batch_generation import Request, default_batch_size, generate_batch
     from ftstudio.engine.evaluation import answer_budget, reference_answer
     from ftstudio.engine.inference import Generator, SamplingSettings
     from ftstudio.engine.models import bundled_model_dir
@@ -87,7 +91,7 @@ def main() -> int:
 
     # Warm-up (first calls allocate and pick kernels), not timed.
     generator.generate(conversations[0], settings=settings)
-    generator.generate_batch(requests[:batch_size], settings, batch_size=batch_size)
+    generate_batch(generator, requests[:batch_size], settings, batch_size=batch_size)
 
     sync()
     t0 = time.perf_counter()
@@ -96,23 +100,33 @@ def main() -> int:
     t_alone = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    batched = generator.generate_batch(requests, settings, batch_size=batch_size)
+    batched = generate_batch(generator, requests, settings, batch_size=batch_size)
     sync()
     t_batched = time.perf_counter() - t0
 
     same = sum(a == b for a, b in zip(alone, batched))
     n_alone, n_batched = answer_tokens(alone), answer_tokens(batched)
     threads = torch.get_num_threads()
-    print(f"Device: {generator.device} ({threads} CPU threads)  model: bundled "
-          f"({sum(p.numel() for p in generator.base.parameters()) / 1e6:.0f}M)")
-    print(f"Prompts: {len(requests)} held-out demo prompts, {min(prompt_tokens)}-{max(prompt_tokens)} tokens "
-          f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f}); greedy, at most {budget} new tokens")
-    print(f"One at a time: {t_alone:7.2f} s  {n_alone / t_alone:8.1f} answer tokens/s  "
-          f"({t_alone / len(requests) * 1000:.0f} ms per prompt)")
-    print(f"Batched ({batch_size:>3}): {t_batched:7.2f} s  {n_batched / t_batched:8.1f} answer tokens/s  "
-          f"({t_batched / len(requests) * 1000:.0f} ms per prompt)")
-    print(f"Ratio: {(n_batched / t_batched) / (n_alone / t_alone):.1f}x tokens/s  "
-          f"(floor: 3x on a 2-core CPU, 10x on a GPU)")
+    print(
+        f"Device: {generator.device} ({threads} CPU threads)  model: bundled "
+        f"({sum(p.numel() for p in generator.base.parameters()) / 1e6:.0f}M)"
+    )
+    print(
+        f"Prompts: {len(requests)} held-out demo prompts, {min(prompt_tokens)}-{max(prompt_tokens)} tokens "
+        f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f}); greedy, at most {budget} new tokens"
+    )
+    print(
+        f"One at a time: {t_alone:7.2f} s  {n_alone / t_alone:8.1f} answer tokens/s  "
+        f"({t_alone / len(requests) * 1000:.0f} ms per prompt)"
+    )
+    print(
+        f"Batched ({batch_size:>3}): {t_batched:7.2f} s  {n_batched / t_batched:8.1f} answer tokens/s  "
+        f"({t_batched / len(requests) * 1000:.0f} ms per prompt)"
+    )
+    print(
+        f"Ratio: {(n_batched / t_batched) / (n_alone / t_alone):.1f}x tokens/s  "
+        f"(floor: 3x on a 2-core CPU, 10x on a GPU)"
+    )
     print(f"Identical answers: {same} of {len(requests)}")
     for a, b in zip(alone, batched):
         if a != b:

@@ -8,7 +8,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio validate DIR [--model M] [--max-length N] [--json]
     ftstudio train DIR [--config RUN.yaml] [--preset NAME] [--set key=value ...] [--resume RUN_ID]
     ftstudio train --demo [DIR]
-    ftstudio evaluate DIR --run RUN_ID|base
+    ftstudio evaluate DIR --run RUN_ID|base [--few-shot K] [--json]
     ftstudio export DIR --dataset OUT.jsonl | --run RUN_ID (--adapter OUT | --merged OUT)
     ftstudio runs DIR
     ftstudio restore DIR [BACKUP | --list]
@@ -314,7 +314,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             plan = runs.plan_resume(project, _get_run(project, args.resume).id)
         else:
-            cfg = TrainConfig.load(Path(args.config)) if args.config else preset(args.preset)
+            cfg = (TrainConfig.load(Path(args.config)) if args.config
+                   else preset(args.preset, train_examples=len(project.prepared_data().train)))
             cfg = cfg.with_overrides(args.set or [])
             if _world() > 1 and not args.run_id:
                 raise CommandError("When launching on several processes, give every process the same "
@@ -375,8 +376,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 # -- evaluate ---------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ftstudio.core import ratings
     from ftstudio.core.config import BUNDLED_MODEL
-    from ftstudio.engine.evaluation import evaluate
+    from ftstudio.core.prompting import choose_shots, label_set_for
+    from ftstudio.core.scores import model_rows, results_text
+    from ftstudio.engine.evaluation import PromptTooLong, evaluate
     from ftstudio.engine.inference import Generator
     from ftstudio.engine.models import ModelError
 
@@ -385,6 +389,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not data.eval:
         raise CommandError(f"{project.path} has no held-out examples to evaluate on")
     run_id = None if args.run == "base" else args.run
+    if run_id and args.few_shot:
+        raise CommandError("--few-shot is a prompting baseline of the base model: use it with --run base")
+    if args.few_shot < 0:
+        raise CommandError("--few-shot takes a number of examples, 0 or more")
     model_spec = args.model or BUNDLED_MODEL
     max_length = args.max_length or 512
     adapter = None
@@ -396,25 +404,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         adapter = project.run_dir(run.id) / "adapter"
         if not adapter.exists():
             raise CommandError(f"Run {run.id} has no adapter yet; finish or resume it first")
+    references = [str(c[-1].get("content") or "") for c in data.eval if c and c[-1].get("role") == "assistant"]
+    shots = choose_shots(data.train, args.few_shot, seed=args.seed, example_ids=data.train_ids)
+    if args.few_shot and not shots:
+        raise CommandError(f"{project.path} has no single-turn training examples to put in a few-shot prompt")
     try:
         generator = Generator(model_spec)
         if run_id is not None and adapter is not None:
             generator.add_adapter(run_id, adapter)
     except ModelError as exc:
         raise CommandError(str(exc)) from None
-    result = evaluate(generator, data.eval, example_ids=data.eval_ids, model=run_id, max_length=max_length)
+    try:
+        result = evaluate(generator, data.eval, example_ids=data.eval_ids, model=run_id, max_length=max_length,
+                          shots=shots, labels=label_set_for(project, references))
+    except PromptTooLong as exc:
+        raise CommandError(f"{exc} (--few-shot, --max-length)") from None
     payload = result.to_dict()
     payload["run"] = run_id or "base"
     payload["model"] = model_spec
-    try:
-        from ftstudio.core.ratings import store_evaluation
-
-        store_evaluation(project, run_id, model_spec, payload)
-    except ImportError:
-        pass
-    if not args.predictions:
-        payload.pop("predictions", None)
-    print(json.dumps(payload, indent=2, ensure_ascii=False))
+    ratings.store_evaluation(project, run_id, model_spec, payload)
+    if args.json:
+        if not args.predictions:
+            payload.pop("predictions", None)
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        print(results_text(model_rows(ratings.evaluations(project))))
     return 0
 
 
@@ -536,7 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="base model (default: the run's, or the bundled model)")
     p.add_argument("--max-length", type=int, default=None,
                    help="context size in tokens (default: the run's max_length, 512 for the base model)")
-    p.add_argument("--predictions", action="store_true", help="include every prediction in the output")
+    p.add_argument("--few-shot", type=int, default=0, metavar="K",
+                   help="with --run base: put K training examples in the prompt (balanced across labels)")
+    p.add_argument("--seed", type=int, default=0, help="which training examples a few-shot prompt takes")
+    p.add_argument("--json", action="store_true", help="print this evaluation as JSON instead of the results table")
+    p.add_argument("--predictions", action="store_true", help="with --json: include every prediction")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="export the dataset, a run's adapter, or a merged model")

@@ -122,9 +122,20 @@ def test_train_evaluate_export_on_tiny_model(tmp_path, capsys, tiny_model_dir):
         run = p.get_run(run_id)
         assert run.status == "finished" and run.steps == 4 and run.train_loss is not None
 
-    assert main(["evaluate", str(target), "--run", run_id]) == 0
+    assert main(["evaluate", str(target), "--run", run_id, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["run"] == run_id and result["examples"] == 6 and result["loss"] > 0
+
+    # the prompting baselines: zero-shot and a 3-shot prompt of the base model, each a row of the results
+    assert main(["evaluate", str(target), "--run", "base", "--model", str(tiny_model_dir)]) == 0
+    assert main(["evaluate", str(target), "--run", "base", "--model", str(tiny_model_dir), "--few-shot", "3"]) == 0
+    table = capsys.readouterr().out
+    assert f"Run {run_id}" in table and "zero-shot" in table and "3-shot prompt" in table
+    assert main(["evaluate", str(target), "--run", run_id, "--few-shot", "3"]) == 1
+    assert "--run base" in capsys.readouterr().err
+    assert main(["evaluate", str(target), "--run", "base", "--model", str(tiny_model_dir), "--few-shot", "18",
+                 "--max-length", "64"]) == 1
+    assert "use fewer examples" in capsys.readouterr().err
 
     assert main(["export", str(target), "--run", run_id, "--merged", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "config.json").exists()

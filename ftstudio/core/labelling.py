@@ -46,6 +46,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ftstudio.core import review
 from ftstudio.core.examples import Example
 from ftstudio.core.project import Project, default_actor, now
 
@@ -67,12 +68,17 @@ MAX_LABEL_LENGTH = 60
 RESERVED_KEYS = {"s": "Skip", "f": "Flag for review"}
 PALETTE = ("#2f6fb2", "#2e7d4f", "#b7791f", "#b42318", "#6941c6", "#0e7490", "#c11574", "#4d7c0f",
            "#475467", "#9a3412")
-QUEUES = ("todo", "flagged", "mine", "disagreements")
-QUEUE_TITLES = {"todo": "To label", "flagged": "Flagged", "mine": "Labelled by me",
+QUEUES = ("todo", "least_sure", "review", "flagged", "mine", "disagreements")
+QUEUE_TITLES = {"todo": "To label", "least_sure": "To label, least sure first", "review":
+                "Review: the model disagrees", "flagged": "Flagged", "mine": "Labelled by me",
                 "disagreements": "Disagreements"}
 QUEUE_HINTS = {
     "todo": "Examples you have not labelled yet: those without a label first (with a share of those others "
             "labelled, to measure agreement), skipped ones last",
+    "least_sure": "The examples still to label that the newest run has predicted, those it is least sure of "
+                  "first: your time goes where the model needs it",
+    "review": "Examples sent from an evaluation's mistakes: the model answered otherwise; confirm or correct "
+              "the label",
     "flagged": "Examples someone flagged for review",
     "mine": "Examples you labelled, to look over again",
     "disagreements": "Examples two annotators labelled differently, for a reviewer to decide",
@@ -802,6 +808,11 @@ class Labelling:
                 "WHEN (e.id * 61) % 100 < ? AND EXISTS (SELECT 1 FROM annotations o WHERE o.example_id = e.id "
                 "AND o.annotator != ? AND o.status = 'labelled') THEN 0 ELSE 1 END, a.updated_at, e.id",
                 (annotator, self.overlap(), annotator))]
+        if name == "least_sure":
+            run_id = review.assisting_run(self.project)
+            return review.least_sure_first(self.project, run_id, self.queue("todo", annotator)) if run_id else []
+        if name == "review":
+            return review.review_queue(self.project)
         if name == "flagged":
             return [r[0] for r in self.project.execute(
                 "SELECT id FROM examples WHERE deleted = 0 AND status = 'flagged' ORDER BY id")]
@@ -818,6 +829,12 @@ class Labelling:
         """Whether ``example_id`` belongs to queue ``name`` now (cheap: one example)."""
         if name == "todo":
             return self.project.execute(self._TODO + " AND e.id = ?", (annotator, example_id)).fetchone() is not None
+        if name == "least_sure":
+            run_id = review.assisting_run(self.project)
+            return run_id is not None and self.in_queue("todo", example_id, annotator) and \
+                review.prediction(self.project, run_id, example_id) is not None
+        if name == "review":
+            return review.in_review_queue(self.project, example_id)
         if name == "flagged":
             return self.project.execute("SELECT 1 FROM examples WHERE id = ? AND deleted = 0 AND status = 'flagged'",
                                         (example_id,)).fetchone() is not None
@@ -832,7 +849,10 @@ class Labelling:
 
     def queue_sizes(self, annotator: str) -> dict[str, int]:
         todo = self.project.execute("SELECT COUNT(*) FROM (" + self._TODO + ")", (annotator,)).fetchone()[0]
-        return {"todo": todo, "flagged": self.progress(annotator).flagged,
+        run_id = review.assisting_run(self.project)
+        least_sure = len(review.least_sure_first(self.project, run_id, self.queue("todo", annotator))) if run_id else 0
+        return {"todo": todo, "least_sure": least_sure, "review": len(review.review_queue(self.project)),
+                "flagged": self.progress(annotator).flagged,
                 "mine": self.project.execute(
                     "SELECT COUNT(*) FROM annotations a JOIN examples e ON e.id = a.example_id WHERE e.deleted = 0 "
                     "AND a.annotator = ? AND a.status IN ('labelled', 'flagged')", (annotator,)).fetchone()[0],

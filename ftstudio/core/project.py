@@ -184,6 +184,28 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX journal_actor_state ON journal (actor, undone, group_id);
     """,
+    # 6 -> 7: examples sent from an evaluation's mistakes to the Label page's review queue, and a
+    # run's predicted label per example (kept per run id, so runs never mix).
+    """
+    CREATE TABLE review_requests (
+        example_id INTEGER PRIMARY KEY REFERENCES examples (id),
+        model TEXT NOT NULL,
+        answer TEXT,
+        confidence REAL,
+        sent_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        seen_updated_at TEXT  -- its newest label when it was sent: a label after that answers it
+    );
+    CREATE TABLE model_predictions (
+        run_id TEXT NOT NULL,
+        example_id INTEGER NOT NULL REFERENCES examples (id),
+        label TEXT NOT NULL,
+        probability REAL NOT NULL,
+        scores TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, example_id)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftstudio.core.project import Project
 
 Message = dict[str, Any]
 DEFAULT_SHOTS = 5
@@ -35,8 +38,13 @@ def _single_turn(conversation: Sequence[Message]) -> tuple[str, str] | None:
     return (user, answer) if user.strip() and answer.strip() else None
 
 
-def choose_shots(train: Sequence[Sequence[Message]], k: int, seed: int = 0,
-                 example_ids: Sequence[int] | None = None, balance: bool = True) -> list[Shot]:
+def choose_shots(
+    train: Sequence[Sequence[Message]],
+    k: int,
+    seed: int = 0,
+    example_ids: Sequence[int] | None = None,
+    balance: bool = True,
+) -> list[Shot]:
     """``k`` shots from ``train`` (fewer if it has fewer single-turn examples), in the order they are shown."""
     if k <= 0:
         return []
@@ -70,4 +78,18 @@ def with_shots(conversation: Sequence[Message], shots: Sequence[Shot]) -> list[M
     earlier: list[Message] = []
     for shot in shots:
         earlier += [{"role": "user", "content": shot.user}, {"role": "assistant", "content": shot.answer}]
-    return head + earlier + conversation[len(head):]
+    return head + earlier + conversation[len(head) :]
+
+
+def label_set_for(project: Project, references: Sequence[str]) -> list[str] | None:
+    """The Label page's label set when the held-out answers are its labels, else None (the data decides)."""
+    from ftstudio.core.labelling import Labelling
+
+    def norm(text: str) -> str:
+        return " ".join(text.split()).casefold().strip(" .")
+
+    schema = Labelling(project).schema()
+    names = [d.name for d in schema.labels]
+    if schema.uses_labels and names and {norm(r) for r in references} <= {norm(n) for n in names}:
+        return names
+    return None

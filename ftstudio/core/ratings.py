@@ -438,6 +438,22 @@ def evaluation_key(run_id: str | None, model: str) -> str:
     return base_key(model)
 
 
+FEW_SHOT_MARK = "#shots="
+
+
+def is_adapter_key(model_key: str) -> bool:
+    return model_key.startswith((RUN_PREFIX, ADAPTER_PREFIX))
+
+
+def evaluation_label(key: str) -> str:
+    """Words for an evaluation key: the base model's prompt (zero-shot or k-shot) or the adapter."""
+    model, _mark, shots = key.partition(FEW_SHOT_MARK)
+    label = model_label(model)
+    if is_adapter_key(model):
+        return label
+    return f"{label}, {shots}-shot prompt" if shots else f"{label}, zero-shot"
+
+
 @dataclass(frozen=True)
 class StoredEvaluation:
     id: int
@@ -448,8 +464,11 @@ class StoredEvaluation:
 
     @property
     def key(self) -> str:
-        """The model key, however the evaluation was stored (see ``evaluation_key``)."""
-        return evaluation_key(self.run_id, self.model)
+        """The model key, however the evaluation was stored (see ``evaluation_key``); a few-shot prompt of
+        the base model is a model of its own, ``base:<spec>#shots=<k>``."""
+        key = evaluation_key(self.run_id, self.model)
+        shots = self.results.get("few_shot") if isinstance(self.results, dict) else None
+        return f"{key}{FEW_SHOT_MARK}{int(shots)}" if shots else key
 
 
 def store_evaluation(project: Project, run_id: str | None, model: str, results_dict: dict[str, Any]) -> int:

@@ -90,11 +90,17 @@ class Calibration:
     bins: list[ReliabilityBin]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"examples": self.examples, "accuracy": self.accuracy, "ece": self.ece,
-                "bins": [b.__dict__ for b in self.bins]}
+        return {
+            "examples": self.examples,
+            "accuracy": self.accuracy,
+            "ece": self.ece,
+            "bins": [b.__dict__ for b in self.bins],
+        }
 
 
-def calibration(confidences: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS) -> Calibration:
+def calibration(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = CALIBRATION_BINS
+) -> Calibration:
     """Argmax accuracy, expected calibration error and reliability bins.
 
     Bin k of ``bins`` holds confidences in (k/bins, (k+1)/bins], the first one
@@ -149,12 +155,15 @@ def best_of(rows: Iterable[tuple[str, float | None]]) -> tuple[str, float] | Non
     return max(scored, key=lambda kv: kv[1]) if scored else None
 
 
-def compare_prompt_and_adapter(outcomes: Mapping[str, Mapping[Any, bool]], is_adapter: Mapping[str, bool]) -> Finding | None:
+def compare_prompt_and_adapter(
+    outcomes: Mapping[str, Mapping[Any, bool]], is_adapter: Mapping[str, bool]
+) -> Finding | None:
     """The best adapter and the best prompt (by exact match) and their paired difference.
 
     ``outcomes[model][example_id]`` says whether that model answered right.
     None unless there is at least one of each.
     """
+
     def share(model: str) -> float | None:
         seen = outcomes[model]
         return sum(bool(v) for v in seen.values()) / len(seen) if seen else None
@@ -170,20 +179,144 @@ def compare_prompt_and_adapter(outcomes: Mapping[str, Mapping[Any, bool]], is_ad
 def finding_sentence(finding: Finding | None, same_examples: bool = True) -> str:
     """One sentence for the top of the results."""
     if finding is None:
-        return ("Evaluate the base model (zero-shot and few-shot) and at least one adapter to see whether "
-                "fine-tuning is worth it here.")
+        return (
+            "Evaluate the base model (zero-shot and few-shot) and at least one adapter to see whether "
+            "fine-tuning is worth it here."
+        )
     d = finding.difference
     low, high = finding.interval
     verb = "adds" if d >= 0 else "loses"
     if d < 0:  # the interval of what it loses
         low, high = -high, -low
-    span = (f"{_points(low)}–{_points(high)}" if low >= 0
-            else f"{_points(low)} to {_points(high)}")
-    text = (f"The best adapter answers {_points(finding.adapter_share)}% correctly, the best prompt "
-            f"{_points(finding.prompt_share)}%: fine-tuning {verb} {_points(abs(d))} points "
-            f"(95% interval {span})")
+    span = f"{_points(low)}–{_points(high)}" if low >= 0 else f"{_points(low)} to {_points(high)}"
+    text = (
+        f"The best adapter answers {_points(finding.adapter_share)}% correctly, the best prompt "
+        f"{_points(finding.prompt_share)}%: fine-tuning {verb} {_points(abs(d))} points "
+        f"(95% interval {span})"
+    )
     if low <= 0 <= high:
         text += "; on these examples that is not a clear difference"
     if not same_examples:
         text += f" (paired over the {finding.counts.n} examples both were measured on)"
     return text + "."
+
+
+# -- the results of a project's evaluations, as the CLI and the GUI show them ----------
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One evaluated model: a prompt of the base model or an adapter."""
+
+    key: str  # the evaluation key (ratings.StoredEvaluation.key)
+    name: str
+    is_adapter: bool
+    examples: int
+    loss: float | None
+    exact_match: float | None
+    interval: tuple[float, float] | None
+    per_label: dict[str, float]  # label -> share answered exactly
+    label_accuracy: float | None  # argmax of the label scores
+    ece: float | None
+    created_at: str
+    results: dict[str, Any]
+
+    @property
+    def outcomes(self) -> dict[Any, bool]:
+        return {
+            p["example_id"]: bool(p.get("correct"))
+            for p in self.results.get("predictions") or []
+            if "example_id" in p
+        }
+
+
+def _float(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def model_rows(stored: Iterable[Any], newest_only: bool = True) -> list[ModelRow]:
+    """A row per model of the ``ratings.StoredEvaluation``s given (newest first: the newest of each model
+    wins; every one with ``newest_only`` False), prompts before adapters."""
+    from ftstudio.core.ratings import evaluation_label, is_adapter_key
+
+    rows: dict[Any, ModelRow] = {}
+    for ev in stored:
+        slot = ev.key if newest_only else ev.id
+        if slot in rows:
+            continue
+        r = ev.results
+        em = _float(r.get("exact_match"))
+        interval = r.get("exact_match_interval")
+        if em is not None and not interval:
+            n_pred = len(r.get("predictions") or [])
+            interval = wilson_interval(round(em * n_pred), n_pred) if n_pred else None
+        per_label = {}
+        for label, v in (r.get("per_label") or {}).items():
+            if isinstance(v, dict):
+                acc = _float(v.get("accuracy"))
+                if acc is None and v.get("n"):
+                    acc = _float(v.get("correct", 0) / v["n"])
+            else:
+                acc = _float(v)
+            if acc is not None:
+                per_label[str(label)] = acc
+        cal = r.get("calibration") or {}
+        rows[slot] = ModelRow(
+            ev.key,
+            evaluation_label(ev.key),
+            is_adapter_key(ev.key),
+            int(r.get("examples") or 0),
+            _float(r.get("loss")),
+            em,
+            tuple(interval) if interval else None,
+            per_label,
+            _float(cal.get("accuracy")),
+            _float(cal.get("ece")),
+            ev.created_at,
+            r,
+        )
+    return sorted(rows.values(), key=lambda row: (row.is_adapter, row.name, row.created_at))
+
+
+def headline(rows: Sequence[ModelRow]) -> str:
+    """The sentence at the top: the best adapter against the best prompt, paired over the same examples."""
+    outcomes = {row.key: row.outcomes for row in rows if row.exact_match is not None and row.outcomes}
+    finding = compare_prompt_and_adapter(outcomes, {row.key: row.is_adapter for row in rows})
+    if finding is None:
+        return finding_sentence(None)
+    same = set(outcomes[finding.adapter]) == set(outcomes[finding.prompt])
+    return finding_sentence(finding, same_examples=same)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.0f}%"
+
+
+def results_text(rows: Sequence[ModelRow]) -> str:
+    """The results as plain text: the sentence, then a row per model (as ``ftstudio evaluate`` prints them)."""
+    labels = sorted({label for row in rows for label in row.per_label})
+    head = ["Model", "Examples", "Exact match", "95% interval", *labels, "Label acc.", "ECE"]
+    table = [head]
+    for row in rows:
+        interval = f"{_pct(row.interval[0])}–{_pct(row.interval[1])}" if row.interval else "—"
+        table.append(
+            [
+                row.name,
+                str(row.examples),
+                _pct(row.exact_match),
+                interval,
+                *[_pct(row.per_label.get(label)) for label in labels],
+                _pct(row.label_accuracy),
+                "—" if row.ece is None else f"{row.ece:.3f}",
+            ]
+        )
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+    lines = [
+        "  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(r, widths)))
+        for r in table
+    ]
+    return "\n".join([headline(rows), "", *lines])

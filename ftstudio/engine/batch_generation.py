@@ -18,10 +18,9 @@ answered one at a time through ``Generator.generate``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-if TYPE_CHECKING:
-    from ftstudio.engine.inference import Generator, SamplingSettings
+from ftstudio.engine.inference import BASE, Generator, SamplingSettings
 
 # PEFT's name for "no adapter" in a mixed batch.
 PEFT_BASE = "__base__"
@@ -47,8 +46,13 @@ class BatchStreamer:
     (padding, while other rows go on) is not part of its answer.
     """
 
-    def __init__(self, tokenizer: Any, rows: Sequence[int], stop_ids: Sequence[int],
-                 on_piece: Callable[[int, str], None] | None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        rows: Sequence[int],
+        stop_ids: Sequence[int],
+        on_piece: Callable[[int, str], None] | None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.rows = list(rows)  # the request index of each batch row
         self.stop_ids = set(int(t) for t in stop_ids)
@@ -83,7 +87,7 @@ class BatchStreamer:
         if not final and text.endswith("\ufffd"):
             return
         if text.startswith(self.sent[r]) and len(text) > len(self.sent[r]):
-            piece, self.sent[r] = text[len(self.sent[r]):], text
+            piece, self.sent[r] = text[len(self.sent[r]) :], text
             if self.on_piece is not None:
                 self.on_piece(self.rows[r], piece)
 
@@ -99,8 +103,9 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[list[list[int]
     return ids, mask
 
 
-def _batches(order: list[int], lengths: list[int], models: list[str | None], batch_size: int,
-             mixed: bool) -> list[list[int]]:
+def _batches(
+    order: list[int], lengths: list[int], models: list[str | None], batch_size: int, mixed: bool
+) -> list[list[int]]:
     """Request indices in batches of at most ``batch_size``, similar prompt lengths together.
 
     Without ``mixed`` (PEFT cannot put several adapters in one batch) a batch
@@ -116,22 +121,39 @@ def _batches(order: list[int], lengths: list[int], models: list[str | None], bat
     out: list[list[int]] = []
     for group in groups:
         group = sorted(group, key=lambda i: lengths[i])
-        out.extend(group[k:k + batch_size] for k in range(0, len(group), batch_size))
+        out.extend(group[k : k + batch_size] for k in range(0, len(group), batch_size))
     return out
 
 
-def generate_batch(generator: Generator, requests: Sequence[Request], settings: SamplingSettings | None = None,
-                   on_piece: Callable[[int, str], None] | None = None,
-                   on_answer: Callable[[int, str], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None,
-                   batch_size: int | None = None) -> list[str | None]:
+def _row_callback(on_piece: Callable[[int, str], None] | None, index: int) -> Callable[[str], None] | None:
+    if on_piece is None:
+        return None
+    return lambda text: on_piece(index, text)
+
+
+def _batch_callback(
+    on_piece: Callable[[int, str], None] | None, batch: list[int]
+) -> Callable[[int, str], None] | None:
+    """Pieces of batch row r reported under their request's index."""
+    if on_piece is None:
+        return None
+    return lambda r, text: on_piece(batch[r], text)
+
+
+def generate_batch(
+    generator: Generator,
+    requests: Sequence[Request],
+    settings: SamplingSettings | None = None,
+    on_piece: Callable[[int, str], None] | None = None,
+    on_answer: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    batch_size: int | None = None,
+) -> list[str | None]:
     """Each request's answer, in the order asked (None for one not reached before a stop).
 
     ``on_piece(index, text)`` gets streamed pieces, ``on_answer(index, answer)``
     each finished answer (not one cut short by a stop).
     """
-    from ftstudio.engine.inference import BASE, SamplingSettings
-
     settings = settings or SamplingSettings()
     answers: list[str | None] = [None] * len(requests)
     if not requests:
@@ -140,9 +162,13 @@ def generate_batch(generator: Generator, requests: Sequence[Request], settings: 
         for i, req in enumerate(requests):
             if should_stop is not None and should_stop():
                 break
-            answer = generator.generate(req.messages, model=req.model, settings=settings,
-                                        on_token=(lambda text, i=i: on_piece(i, text)) if on_piece else None,
-                                        should_stop=should_stop)
+            answer = generator.generate(
+                req.messages,
+                model=req.model,
+                settings=settings,
+                on_token=_row_callback(on_piece, i),
+                should_stop=should_stop,
+            )
             if should_stop is not None and should_stop():
                 break
             answers[i] = answer
@@ -171,10 +197,16 @@ def generate_batch(generator: Generator, requests: Sequence[Request], settings: 
         else:
             use = generator.use(models[batch[0]])
         with use as net:
-            out = greedy_generate(net, tok, [prompts[i] for i in batch], stop_ids, settings.max_new_tokens,
-                                  on_piece=(lambda r, text, batch=batch: on_piece(batch[r], text))
-                                  if on_piece else None,
-                                  should_stop=should_stop, **extra)
+            out = greedy_generate(
+                net,
+                tok,
+                [prompts[i] for i in batch],
+                stop_ids,
+                settings.max_new_tokens,
+                on_piece=_batch_callback(on_piece, batch),
+                should_stop=should_stop,
+                **extra,
+            )
         if should_stop is not None and should_stop():
             break
         for i, answer in zip(batch, out):
@@ -184,9 +216,16 @@ def generate_batch(generator: Generator, requests: Sequence[Request], settings: 
     return answers
 
 
-def greedy_generate(net: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], stop_ids: Sequence[int],
-                    max_new_tokens: int, on_piece: Callable[[int, str], None] | None = None,
-                    should_stop: Callable[[], bool] | None = None, **extra: Any) -> list[str]:
+def greedy_generate(
+    net: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    stop_ids: Sequence[int],
+    max_new_tokens: int,
+    on_piece: Callable[[int, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **extra: Any,
+) -> list[str]:
     """One left-padded batch of prompt token ids through ``net.generate``, greedy, with its KV cache.
 
     Any causal LM will do (the training loop passes its model for its
@@ -206,8 +245,19 @@ def greedy_generate(net: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], 
     ids, mask = left_pad(prompts, pad_id)
     streamer = BatchStreamer(tokenizer, range(len(prompts)), stop_ids, on_piece)
     with torch.no_grad():
-        net.generate(input_ids=torch.tensor(ids, device=device), attention_mask=torch.tensor(mask, device=device),
-                     max_new_tokens=max_new_tokens, eos_token_id=list(stop_ids), pad_token_id=pad_id,
-                     streamer=streamer, use_cache=True, stopping_criteria=StoppingCriteriaList([_Stop()]),
-                     do_sample=False, temperature=None, top_p=None, top_k=None, **extra)
+        net.generate(
+            input_ids=torch.tensor(ids, device=device),
+            attention_mask=torch.tensor(mask, device=device),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=list(stop_ids),
+            pad_token_id=pad_id,
+            streamer=streamer,
+            use_cache=True,
+            stopping_criteria=StoppingCriteriaList([_Stop()]),
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            **extra,
+        )
     return [streamer.answer(r) for r in range(len(prompts))]

@@ -118,24 +118,26 @@ class ComparisonEngine:
         return self.generator.generate(messages, model=self.model_name(ref), settings=settings,
                                        on_token=on_token, should_stop=should_stop)
 
-    def generate_batch(self, items: Sequence[tuple[ModelRef, list[dict[str, Any]]]], settings,
+    def generate_batch(self, items: Sequence[tuple[ModelRef, list[dict[str, Any]]]], settings: SamplingSettings | None,
                        on_piece: Callable[[int, str], None] | None = None,
                        on_answer: Callable[[int, str], None] | None = None,
                        should_stop: Callable[[], bool] | None = None) -> list[str | None]:
-        """Answers to (model, messages) ``items``, batched (see ``Generator.generate_batch``)."""
-        from ftstudio.engine.batch_generation import Request
+        """Answers to (model, messages) ``items``, batched (see ``batch_generation.generate_batch``)."""
+        from ftstudio.engine.batch_generation import Request, generate_batch
 
         self.ensure([ref for ref, _m in items])
         requests = [Request(messages, self.model_name(ref)) for ref, messages in items]
-        return self.generator.generate_batch(requests, settings, on_piece=on_piece, on_answer=on_answer,
+        return generate_batch(self.generator, requests, settings, on_piece=on_piece, on_answer=on_answer,
                                              should_stop=should_stop)
 
     def evaluate(self, ref: ModelRef, conversations: list[list[dict[str, Any]]],
                  example_ids: Sequence[int] | None = None,
                  max_length: int = 512, exact_match: bool | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> EvalResult:
-        """Held-out loss, perplexity and (for short answers) exact match of one model.
+                 should_stop: Callable[[], bool] | None = None, shots: Sequence[Any] = (),
+                 labels: Sequence[str] | None = None) -> EvalResult:
+        """Held-out loss, perplexity and (for short answers) exact match and label scores of one model,
+        with ``shots`` in its prompt (a few-shot baseline) when given.
 
         The result's ``model`` names the column (its model key), not the
         adapter's name inside the generator.
@@ -145,7 +147,7 @@ class ComparisonEngine:
         self.ensure([ref])
         result = evaluate(self.generator, conversations, example_ids=example_ids, model=self.model_name(ref),
                           max_length=max_length, exact_match=exact_match, progress=progress,
-                          should_stop=should_stop)
+                          should_stop=should_stop, shots=shots, labels=labels)
         result.model = ref.key
         return result
 

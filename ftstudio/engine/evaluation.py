@@ -131,7 +131,7 @@ def evaluate(generator: Generator, conversations: Sequence[list[dict[str, Any]]]
     from ftstudio.core.prompting import with_shots
     from ftstudio.core.ratings import wilson_interval
     from ftstudio.core.scores import calibration
-    from ftstudio.engine.batch_generation import Request
+    from ftstudio.engine.batch_generation import Request, generate_batch
     from ftstudio.engine.inference import SamplingSettings
     from ftstudio.engine.label_scores import score_labels
 
@@ -182,11 +182,11 @@ def evaluate(generator: Generator, conversations: Sequence[list[dict[str, Any]]]
             return result
         label_n = [normalise_answer(x) for x in labels]
         confidences, right = [], []
-        for ref, probs in zip(references, scores):
-            if probs is None:
+        for ref, row in zip(references, scores):
+            if row is None:
                 continue
-            top = max(range(len(labels)), key=lambda j: probs[j])
-            confidences.append(probs[top])
+            top = max(range(len(labels)), key=row.__getitem__)
+            confidences.append(row[top])
             right.append(label_n[top] == normalise_answer(ref))
         result.calibration = calibration(confidences, right).to_dict()
     if not exact_match:
@@ -200,7 +200,8 @@ def evaluate(generator: Generator, conversations: Sequence[list[dict[str, Any]]]
     pairs: list[tuple[str, str]] = []
     correct_by_label: Counter = Counter()
     count_by_label: Counter = Counter()
-    answers = generator.generate_batch([Request(conv, model) for conv in conversations], settings,
+    answers = generate_batch(
+        generator,[Request(conv, model) for conv in conversations], settings,
                                        on_answer=tick, should_stop=should_stop)
     for k, (ref, answer) in enumerate(zip(references, answers)):
         if answer is None:  # stopped before it was answered

@@ -194,17 +194,6 @@ class Generator:
                 raise KeyError("No adapters added")
             yield self._peft
 
-    def generate_batch(self, requests: Sequence[Any], settings: SamplingSettings | None = None,
-                       on_piece: Callable[[int, str], None] | None = None,
-                       on_answer: Callable[[int, str], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None,
-                       batch_size: int | None = None) -> list[str | None]:
-        """Answers to many ``batch_generation.Request``s at once (greedy: left-padded batches; see there)."""
-        from ftstudio.engine.batch_generation import generate_batch
-
-        return generate_batch(self, requests, settings, on_piece=on_piece, on_answer=on_answer,
-                              should_stop=should_stop, batch_size=batch_size)
-
     def prompt_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """The tokens that ask for the next assistant turn (a final assistant turn is left out)."""
         return encode_prompt(self.tokenizer, list(messages))
@@ -258,11 +247,11 @@ class Generator:
         with self.use(model) as net, torch.no_grad():
             module = packed_loss_module(net)
             for conv in conversations:
-                enc = encode_conversation(self.tokenizer, list(conv))
+                whole = encode_conversation(self.tokenizer, list(conv))
                 if final_answer_only:
                     start = len(self.prompt_ids(conv))
-                    enc = EncodedExample(enc.input_ids, [IGNORE_INDEX] * start + enc.labels[start:])
-                enc = fit_length(enc, max_length, "truncate")
+                    whole = EncodedExample(whole.input_ids, [IGNORE_INDEX] * start + whole.labels[start:])
+                enc = fit_length(whole, max_length, "truncate")
                 if enc is None or enc.loss_tokens == 0:
                     out.append((0.0, 0))
                     continue

@@ -31,7 +31,9 @@ def softmax(logps: Sequence[float]) -> list[float]:
     return [e / total for e in exps]
 
 
-def label_rows(tokenizer: Any, prompt: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+def label_rows(
+    tokenizer: Any, prompt: Sequence[dict[str, Any]], labels: Sequence[str]
+) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) of the prompt answered with each label in turn."""
     messages = list(prompt)
     if messages and messages[-1].get("role") == "assistant":
@@ -44,14 +46,23 @@ def label_rows(tokenizer: Any, prompt: Sequence[dict[str, Any]], labels: Sequenc
         first = last
         while first - 1 >= 0 and enc.labels[first - 1] != IGNORE_INDEX:
             first -= 1
-        targets = [IGNORE_INDEX] * first + enc.labels[first:last + 1] + [IGNORE_INDEX] * (len(enc.labels) - last - 1)
+        targets = (
+            [IGNORE_INDEX] * first
+            + enc.labels[first : last + 1]
+            + [IGNORE_INDEX] * (len(enc.labels) - last - 1)
+        )
         out.append((list(enc.input_ids), targets))
     return out
 
 
-def score_labels(generator: Generator, prompts: Sequence[Sequence[dict[str, Any]]], labels: Sequence[str],
-                 model: str | None = None, on_scored: Callable[[int], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[list[float] | None]:
+def score_labels(
+    generator: Generator,
+    prompts: Sequence[Sequence[dict[str, Any]]],
+    labels: Sequence[str],
+    model: str | None = None,
+    on_scored: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[list[float] | None]:
     """For each prompt, the probability of each label (in ``labels``' order); None for one not reached."""
     import torch
 
@@ -70,18 +81,22 @@ def score_labels(generator: Generator, prompts: Sequence[Sequence[dict[str, Any]
             mask = torch.zeros((len(rows), width), dtype=torch.long)
             targets = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
             for r, (row_ids, row_targets) in enumerate(rows):
-                ids[r, width - len(row_ids):] = torch.tensor(row_ids)
-                mask[r, width - len(row_ids):] = 1
-                targets[r, width - len(row_ids):] = torch.tensor(row_targets)
+                ids[r, width - len(row_ids) :] = torch.tensor(row_ids)
+                mask[r, width - len(row_ids) :] = 1
+                targets[r, width - len(row_ids) :] = torch.tensor(row_targets)
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             # Token t is predicted at position t - 1: logits from the first scored token's position on.
             scored = (targets != IGNORE_INDEX).any(0).nonzero()
             keep = width - int(scored.min()) + 1
-            logits = net(input_ids=ids.to(generator.device), attention_mask=mask.to(generator.device),
-                         position_ids=positions.to(generator.device), logits_to_keep=keep,
-                         use_cache=False).logits.float()
+            logits = net(
+                input_ids=ids.to(generator.device),
+                attention_mask=mask.to(generator.device),
+                position_ids=positions.to(generator.device),
+                logits_to_keep=keep,
+                use_cache=False,
+            ).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)  # predictions of the last keep - 1 tokens
-            tail = targets[:, width - keep + 1:].to(logp.device)
+            tail = targets[:, width - keep + 1 :].to(logp.device)
             picked = logp.gather(-1, tail.clamp(min=0).unsqueeze(-1)).squeeze(-1)
             sums = (picked * (tail != IGNORE_INDEX)).sum(-1).tolist()
             out[n] = softmax([float(s) for s in sums])

@@ -48,6 +48,8 @@ class ProjectContext(QObject):
     labels_changed = Signal()
     status_message = Signal(str)  # a short line for the status bar
     actor_changed = Signal(str)
+    open_example = Signal(int)  # show this example on the Data page
+    review_changed = Signal()  # examples were sent to the Label page's review queue
 
     def __init__(self, project: Project, actor: str = "", parent: QObject | None = None) -> None:
         super().__init__(parent)

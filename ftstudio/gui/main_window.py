@@ -484,6 +484,7 @@ class MainWindow(QMainWindow):
         project.on_wait = self._say_waiting
         self.context = self._context_factory(project, self.settings.annotator())
         self.context.status_message.connect(self.show_status)
+        self.context.open_example.connect(self.open_example)
         self.context.compute.changed.connect(self._compute_changed)
         self.settings.add_recent_project(project.path)
         self.setWindowTitle(f"{project.name} \u2014 FT Studio")
@@ -618,6 +619,15 @@ class MainWindow(QMainWindow):
             except Exception:  # a layout saved by another version: keep the default
                 log.warning("the %s page's saved layout was not used", name)
         return page
+
+    @Slot(int)
+    def open_example(self, example_id: int) -> None:
+        """The Data page, showing example ``example_id`` (asked from another page, such as a mistake)."""
+        self.show_page("Data")
+        data = self.page("Data")
+        select = getattr(data, "select_ids", None)
+        if callable(select):
+            select([example_id])
 
     def show_page(self, name: str) -> None:
         if self.context is None or name not in PAGES:

@@ -291,9 +291,28 @@ def real_compare(window, shots: _Shots, run_id: str) -> None:
     n = len(sel.evaluation_examples())
     print(f"  2 models evaluated on {n} held-out examples in {time.monotonic() - started:.0f} s")
     page.evaluate.view.select(adapter)
-    shots.save(window, "compare-evaluation", f"Compare, held-out evaluation: loss, perplexity and exact match of "
-                                             f"the base model and the adapter on {n} held-out examples, per label "
-                                             "and as a confusion matrix (the adapter selected)")
+    shots.save(window, "compare-evaluation", f"Compare, held-out evaluation: the base model zero-shot and with a "
+                                             f"few-shot prompt beside the adapter on {n} held-out examples: exact "
+                                             "match with its 95% interval, per label, label accuracy and "
+                                             "calibration error, the sentence on what fine-tuning adds, and the "
+                                             "adapter's confusion of labels")
+    view = page.evaluate.view
+    view.details.setCurrentIndex(1)
+    settle(200)
+    shots.save(window, "compare-calibration", "Compare, held-out evaluation: the reliability diagram of every "
+                                              "model's label scores (on the diagonal: as sure as right)")
+    view.details.setCurrentIndex(2)
+    mistakes = view.mistakes
+    chosen = mistakes.table.selectionModel()
+    for row in range(min(3, mistakes.table.rowCount())):
+        chosen.select(mistakes.table.model().index(row, 0),
+                      chosen.SelectionFlag.Select | chosen.SelectionFlag.Rows)
+    if mistakes.review_button.isEnabled():
+        mistakes.review_button.click()  # the surest mistakes, to the Label page's review queue
+    settle(200)
+    shots.save(window, "compare-mistakes", "Compare, held-out evaluation: the mistakes of every model, surest "
+                                           "first, three of them sent to the Label page's review queue")
+    view.details.setCurrentIndex(0)
 
     page.tabs.setCurrentWidget(page.results)  # after the evaluation, which fills its held-out columns
     page.results.refresh()
@@ -309,6 +328,34 @@ def real_compare(window, shots: _Shots, run_id: str) -> None:
     _must(page.busy, "the chat did not answer")
     _wait_job(page, "chat answer")
     shots.save(window, "compare-chat", "Compare, chat: a new question answered by the adapter")
+
+
+def real_assisted_labelling(window, shots: _Shots, run_id: str) -> None:
+    """The Label page after the Quick run: its predicted label pre-selected, and the review queue."""
+    from ftstudio.core import review
+
+    window.show_page("Label")
+    page = window.page("Label")
+    mode = page.mode
+    if not mode.annotator:
+        page.context.set_actor(VOTER)
+    mode.load_queue("todo")
+    project = page.context.project
+    _must(wait_for(lambda: mode.current_id is not None and review.prediction(project, run_id, mode.current_id)
+                   is not None and mode.assist.preselected, JOB_TIMEOUT_S, poll_ms=200),
+          "no prediction came for the example on screen")
+    settle(300)
+    shots.save(window, "label-assisted", f"Label: run {run_id} predicts the label of the example on screen; it is "
+                                         "pre-selected with its probability, Enter confirms it")
+    _must(wait_for(lambda: not mode.assist.predictor.busy, JOB_TIMEOUT_S, poll_ms=500),
+          "the predictions did not finish")
+    mode.load_queue("review")
+    if mode.current_id is not None:
+        settle(300)
+        shots.save(window, "label-review", "Label: the queue “Review: the model disagrees”, fed from the "
+                                           "evaluation's mistakes: what the model answered, the label to "
+                                           "confirm or correct")
+    mode.load_queue("todo")
 
 
 # -- taking the pictures ----------------------------------------------------------------------------
@@ -372,6 +419,7 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                         real_runs(window, shots, run_id)
                     elif name == "Compare":
                         real_compare(window, shots, run_id)
+                        real_assisted_labelling(window, shots, run_id)
                     window.statusBar().clearMessage()
                     continue
                 _take_page_views(window, name, shots)

@@ -76,3 +76,19 @@ def test_the_command_line_refuses_huge_max_steps_at_once(project, capsys):
     assert cli.main(["train", str(project.path), "--set", "max_steps=100000000"]) == 1
     assert "max_steps" in capsys.readouterr().err
     assert project.runs() == []
+
+
+def test_quick_preset_scales_epochs_to_the_data():
+    from ftstudio.core.config import QUICK_MAX_SEEN, QUICK_MIN_SEEN, preset, quick_epochs
+
+    assert quick_epochs(100) == 8.0  # capped: 800 examples seen
+    assert quick_epochs(270) == pytest.approx(QUICK_MIN_SEEN / 270, abs=0.01)  # the demo: 4.44 epochs
+    assert quick_epochs(1000) == 1.2
+    assert quick_epochs(3000) == 1.0
+    assert quick_epochs(10_000) == 0.5 and 10_000 * quick_epochs(10_000) == QUICK_MAX_SEEN
+    assert quick_epochs(0) == 1.0
+    # more data never means fewer examples seen, up to the ceiling
+    seen = [n * quick_epochs(n) for n in range(50, 20_000, 50)]
+    assert all(b >= 0.99 * a for a, b in zip(seen, seen[1:]))  # (epochs are rounded to 0.001)
+    assert preset("quick", train_examples=270).epochs == quick_epochs(270)
+    assert preset("quick").epochs == 1.0 and preset("balanced", train_examples=100).epochs == 2.0

@@ -323,7 +323,7 @@ def test_queues_progress_skip_flag_and_review(project, lab):
     lab.undo("cy")
     assert lab.queue("disagreements", "cy") == [ids[0]] and lab.review(ids[0]) is None
     sizes = lab.queue_sizes("ana")
-    assert sizes == {"todo": 4, "flagged": 0, "mine": 2, "disagreements": 1}
+    assert sizes == {"todo": 4, "least_sure": 0, "review": 0, "flagged": 0, "mine": 2, "disagreements": 1}
     assert lab.annotators() == ["ana", "ben"]
 
 

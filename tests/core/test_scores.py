@@ -9,7 +9,11 @@ import pytest
 
 from ftstudio.core.prompting import Shot, choose_shots, with_shots
 from ftstudio.core.scores import (
-    PairedCounts, calibration, compare_prompt_and_adapter, finding_sentence, paired_counts,
+    PairedCounts,
+    calibration,
+    compare_prompt_and_adapter,
+    finding_sentence,
+    paired_counts,
     paired_difference_interval,
 )
 
@@ -91,8 +95,10 @@ def test_the_sentence_counts_the_best_adapter_against_the_best_prompt():
     assert finding.counts == PairedCounts(20, 16, 4, 0)
     low, high = finding.interval
     sentence = finding_sentence(finding)
-    assert sentence.startswith("The best adapter answers 90% correctly, the best prompt 60%: fine-tuning adds "
-                               "30 points (95% interval ")
+    assert sentence.startswith(
+        "The best adapter answers 90% correctly, the best prompt 60%: fine-tuning adds "
+        "30 points (95% interval "
+    )
     assert f"{low * 100:.0f}–{high * 100:.0f})." in sentence and 0 < low < 0.3 < high
     assert "not a clear difference" not in sentence
     assert "worth it" in finding_sentence(compare_prompt_and_adapter({"few": outcomes["few"]}, {}))
@@ -102,10 +108,22 @@ def test_the_sentence_counts_the_best_adapter_against_the_best_prompt():
 
 def test_shots_are_seeded_balanced_and_put_before_the_question():
     labels = ["billing"] * 10 + ["shipping"] * 3 + ["account"] * 2
-    train = [[{"role": "system", "content": "S"}, {"role": "user", "content": f"ticket {i}"},
-              {"role": "assistant", "content": label}] for i, label in enumerate(labels)]
-    train.append([{"role": "user", "content": "two"}, {"role": "assistant", "content": "a"},
-                  {"role": "user", "content": "turns"}, {"role": "assistant", "content": "b"}])
+    train = [
+        [
+            {"role": "system", "content": "S"},
+            {"role": "user", "content": f"ticket {i}"},
+            {"role": "assistant", "content": label},
+        ]
+        for i, label in enumerate(labels)
+    ]
+    train.append(
+        [
+            {"role": "user", "content": "two"},
+            {"role": "assistant", "content": "a"},
+            {"role": "user", "content": "turns"},
+            {"role": "assistant", "content": "b"},
+        ]
+    )
     shots = choose_shots(train, 5, seed=1, example_ids=list(range(100, 116)))
     assert len(shots) == 5
     answers = [s.answer for s in shots]
@@ -118,6 +136,10 @@ def test_shots_are_seeded_balanced_and_put_before_the_question():
 
     conv = [{"role": "system", "content": "Triage."}, {"role": "user", "content": "Where is it?"}]
     prompt = with_shots(conv, [Shot(1, "Refund?", "billing")])
-    assert prompt == [conv[0], {"role": "user", "content": "Refund?"}, {"role": "assistant", "content": "billing"},
-                      conv[1]]
+    assert prompt == [
+        conv[0],
+        {"role": "user", "content": "Refund?"},
+        {"role": "assistant", "content": "billing"},
+        conv[1],
+    ]
     assert with_shots(conv[1:], [Shot(1, "Refund?", "billing")])[0]["content"] == "Refund?"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftstudio.engine.batch_generation import Request, left_pad
+from ftstudio.engine.batch_generation import Request, generate_batch, left_pad
 from ftstudio.engine.inference import Generator, SamplingSettings
 
 SYSTEM = {"role": "system", "content": "Answer briefly."}
@@ -51,10 +51,14 @@ def test_batched_answers_equal_one_at_a_time_for_every_model(generator):
 
     pieces: dict[int, str] = {}
     finished: dict[int, str] = {}
-    batched = generator.generate_batch(
-        requests, settings, batch_size=5,  # batches mix models and end mid-list
+    batched = generate_batch(
+        generator,
+        requests,
+        settings,
+        batch_size=5,  # batches mix models and end mid-list
         on_piece=lambda i, text: pieces.__setitem__(i, pieces.get(i, "") + text),
-        on_answer=lambda i, answer: finished.__setitem__(i, answer))
+        on_answer=lambda i, answer: finished.__setitem__(i, answer),
+    )
     assert batched == alone
     assert finished == dict(enumerate(alone))
     for i, answer in enumerate(alone):
@@ -65,10 +69,11 @@ def test_one_model_batches_equal_one_at_a_time(generator):
     settings = SamplingSettings(max_new_tokens=10)
     requests = [Request(p, "a") for p in _prompts()]
     alone = [generator.generate(r.messages, model="a", settings=settings) for r in requests]
-    assert generator.generate_batch(requests, settings, batch_size=4) == alone
+    assert generate_batch(generator, requests, settings, batch_size=4) == alone
     base = [Request(p) for p in _prompts()]
-    assert generator.generate_batch(base, settings) == [generator.generate(r.messages, settings=settings)
-                                                        for r in base]
+    assert generate_batch(generator, base, settings) == [
+        generator.generate(r.messages, settings=settings) for r in base
+    ]
 
 
 def test_a_stop_leaves_the_rows_not_reached_empty(generator):
@@ -76,8 +81,14 @@ def test_a_stop_leaves_the_rows_not_reached_empty(generator):
     requests = [Request(p) for p in _prompts()]
     done: list[int] = []
     # Stops once the first batch has answered (the user pressing Stop between batches).
-    out = generator.generate_batch(requests, settings, batch_size=2, on_answer=lambda i, _a: done.append(i),
-                                   should_stop=lambda: len(done) >= 2)
+    out = generate_batch(
+        generator,
+        requests,
+        settings,
+        batch_size=2,
+        on_answer=lambda i, _a: done.append(i),
+        should_stop=lambda: len(done) >= 2,
+    )
     assert sum(a is not None for a in out) == 2
     assert sorted(i for i, a in enumerate(out) if a is not None) == sorted(done)
 
@@ -87,9 +98,9 @@ def test_sampled_requests_keep_their_seed(generator):
     settings = SamplingSettings(temperature=1.0, top_p=0.95, max_new_tokens=8, seed=3)
     requests = [Request(p, m) for m in (None, "b") for p in _prompts()[:2]]
     alone = [generator.generate(r.messages, model=r.model, settings=settings) for r in requests]
-    assert generator.generate_batch(requests, settings) == alone
+    assert generate_batch(generator, requests, settings) == alone
 
 
 def test_unknown_adapter_is_named(generator):
     with pytest.raises(KeyError, match="nope"):
-        generator.generate_batch([Request(_prompts()[0], "nope")])
+        generate_batch(generator, [Request(_prompts()[0], "nope")])

@@ -272,7 +272,10 @@ def test_held_out_evaluation_is_stored_with_each_run_as_the_command_line_does(qt
     assert finished.args == ["evaluate", "done"]
     stored = ratings.latest_evaluations(cproject)
     keys = _keys(page)
-    assert set(stored) == set(keys.values())
+    # the base model twice: zero-shot and with the few-shot prompt (the one training example as its shot)
+    few_shot = ratings.base_key(BUNDLED_MODEL) + ratings.FEW_SHOT_MARK + "1"
+    assert set(stored) == set(keys.values()) | {few_shot}
+    assert stored[few_shot].results["shot_ids"] == cproject.prepared_data().train_ids
     for label, key in keys.items():
         ev = stored[key]
         assert ev.run_id == ratings.run_id_of(key)
@@ -282,8 +285,13 @@ def test_held_out_evaluation_is_stored_with_each_run_as_the_command_line_does(qt
         assert r["exact_match"] is not None  # short answers from a small set of labels
         assert {k: v["n"] for k, v in r["per_label"].items()} == {"billing": 2, "technical": 1}
         assert sum(map(sum, r["confusion"]["matrix"])) == len(HELD_OUT)
+        # label scores: a probability per label for every example, and their calibration
+        assert r["labels"] == ["billing", "technical"]
+        assert all(abs(sum(p["scores"].values()) - 1) < 1e-6 for p in r["predictions"])
+        assert r["calibration"]["examples"] == len(HELD_OUT) and r["calibration"]["ece"] is not None
     view = page.evaluate.view
-    assert view.summary.rowCount() == 3
+    assert view.summary.rowCount() == 4
+    assert view.headline.text().startswith("The best adapter answers ")
     assert view.per_label.rowCount() == 2  # billing, technical: the confusion and the exact match per label
     assert view.per_label.horizontalHeaderItem(view.per_label.columnCount() - 1).text() == "Exact match"
 
@@ -291,10 +299,15 @@ def test_held_out_evaluation_is_stored_with_each_run_as_the_command_line_does(qt
     from ftstudio.cli import main
 
     run_key = keys["Run run-1"]
-    assert main(["evaluate", str(cproject.path), "--run", "run-1"]) == 0
+    assert main(["evaluate", str(cproject.path), "--run", "run-1", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["loss"] == pytest.approx(stored[run_key].results["loss"], rel=1e-5)
     assert printed["exact_match"] == stored[run_key].results["exact_match"]
+    assert printed["calibration"]["ece"] == pytest.approx(stored[run_key].results["calibration"]["ece"], abs=1e-6)
+    assert main(["evaluate", str(cproject.path), "--run", "base", "--few-shot", "5", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["few_shot"] == 1 and printed["exact_match"] == stored[few_shot].results["exact_match"]
+    assert printed["calibration"]["accuracy"] == stored[few_shot].results["calibration"]["accuracy"]
     assert [e.run_id for e in ratings.evaluations(cproject, "run-1")][:2] == ["run-1", "run-1"]
 
 

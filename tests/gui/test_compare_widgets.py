@@ -320,7 +320,7 @@ def test_sample_state_with_sample_runs_fills_every_tab(qtbot, context, project, 
     stage_sample_state(page, "evaluate", sample_runs=len(SAMPLE_RUNS))
     view = page.evaluate.view
     assert view.summary.rowCount() == 3
-    assert view.selected().key == runs[-1]  # the best run's table below
+    assert view.selected_row().key == runs[-1]  # the best run's table below
     table = view.per_label
     labels = [table.verticalHeaderItem(r).text() for r in range(table.rowCount())]
     assert labels == ["account", "billing", "technical"]

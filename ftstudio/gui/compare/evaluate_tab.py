@@ -12,12 +12,15 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QTableWidget,
-    QTableWidgetItem, QVBoxLayout, QWidget,
+    QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core import ratings
+from ftstudio.core import ratings, review, scores
+from ftstudio.core.prompting import DEFAULT_SHOTS, Shot, choose_shots, label_set_for
 from ftstudio.core.project import Project
 from ftstudio.gui import style
+from ftstudio.gui.compare.calibration_plot import ReliabilityDiagram
+from ftstudio.gui.compare.mistakes import MistakesTable
 
 SUMMARY_COLUMNS = ["Model", "Examples", "Loss", "Perplexity", "Exact match", "Evaluated"]
 EXACT_MATCH_CHOICES = [("Auto", None), ("Always", True), ("Never", False)]
@@ -115,13 +118,18 @@ def _table(columns: list[str], stretch: int = 0) -> QTableWidget:
 
 
 class EvaluationsView(QWidget):
-    """Stored evaluations: one row each, and for the selected one a table per label: how its
-    answers spread over the labels (the confusion: rows the reference, columns the answer), how
-    many examples and the share answered exactly.
+    """Stored evaluations: at the top, one sentence on whether fine-tuning beat prompting; then a row
+    per model (the base model's zero-shot and few-shot prompts and each adapter: exact match with its
+    95% interval, the share right per label, the accuracy of its most likely label and its expected
+    calibration error), and below, in tabs: the selected model's confusion of labels, the reliability
+    diagram of every model, and the mistakes.
 
-    ``run_id`` shows that run's evaluations only; ``latest_only`` the newest
+    ``run_id`` shows that run's evaluations only (every one of them); ``latest_only`` the newest
     evaluation per model.
     """
+
+    open_example = Signal(int)
+    review_requested = Signal(list)
 
     def __init__(self, project: Project, run_id: str | None = None, latest_only: bool = False,
                  parent: QWidget | None = None) -> None:
@@ -130,79 +138,140 @@ class EvaluationsView(QWidget):
         self.run_id = run_id
         self.latest_only = latest_only
         self.shown: list[ratings.StoredEvaluation] = []
+        self.rows: list[scores.ModelRow] = []
+        self.labels: list[str] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
+        self.headline = QLabel()
+        self.headline.setObjectName("Headline")
+        self.headline.setWordWrap(True)
+        self.headline.setStyleSheet("font-size: 11pt; font-weight: 600;")
+        layout.addWidget(self.headline)
         self.summary = _table(SUMMARY_COLUMNS)
         layout.addWidget(self.summary)
+        self.empty = QLabel()
+        self.empty.setObjectName("Hint")
+        layout.addWidget(self.empty)
+        self.details = QTabWidget()
+        self.details.setDocumentMode(True)
+        layout.addWidget(self.details, 1)
+
+        per_label_page = QWidget()
+        pl = QVBoxLayout(per_label_page)
+        pl.setContentsMargins(0, 6, 0, 0)
         self.per_label_title = QLabel("Per label")
         self.per_label_title.setObjectName("SectionTitle")
-        layout.addWidget(self.per_label_title)
+        pl.addWidget(self.per_label_title)
         self.per_label_hint = QLabel("Rows: the reference label; columns: what the model answered (green: "
                                      "right, red: wrong); then how many examples carry the label and the "
                                      "share answered exactly.")
         self.per_label_hint.setObjectName("Hint")
         self.per_label_hint.setWordWrap(True)
-        layout.addWidget(self.per_label_hint)
+        pl.addWidget(self.per_label_hint)
         self.per_label = QTableWidget()
         self.per_label.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.per_label.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.per_label.setShowGrid(False)
         self.per_label.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.per_label.horizontalHeader().setStretchLastSection(True)
-        layout.addWidget(self.per_label)
-        self.empty = QLabel()
-        self.empty.setObjectName("Hint")
-        layout.addWidget(self.empty)
-        layout.addStretch(1)
+        pl.addWidget(self.per_label)
+        pl.addStretch(1)
+        self.details.addTab(per_label_page, "Per label")
+
+        calibration_page = QWidget()
+        cl = QVBoxLayout(calibration_page)
+        cl.setContentsMargins(0, 6, 0, 0)
+        self.calibration_hint = QLabel(
+            "Each model scores every label by how likely it finds it as the answer. The diagram puts the "
+            "examples into bins by the probability of the most likely label and shows how often that label "
+            "was right: on the diagonal the model is as sure as it is right; below it, surer than right. "
+            "ECE: the average distance from the diagonal, weighted by the examples in each bin.")
+        self.calibration_hint.setObjectName("Hint")
+        self.calibration_hint.setWordWrap(True)
+        cl.addWidget(self.calibration_hint)
+        self.reliability = ReliabilityDiagram()
+        cl.addWidget(self.reliability, 1)
+        self.details.addTab(calibration_page, "Calibration")
+
+        self.mistakes = MistakesTable(project)
+        self.details.addTab(self.mistakes, "Mistakes")
+        self.mistakes.open_example.connect(self.open_example)
+        self.mistakes.review_requested.connect(self.review_requested)
         self.summary.itemSelectionChanged.connect(self._show_selected)
         self.refresh()
 
     def refresh(self) -> None:
         if self.latest_only:
-            self.shown = sorted(ratings.latest_evaluations(self.project).values(), key=lambda e: e.key)
+            self.shown = list(ratings.latest_evaluations(self.project).values())
         else:
             self.shown = ratings.evaluations(self.project, self.run_id)
-        self.summary.setRowCount(len(self.shown))
-        for row, ev in enumerate(self.shown):
-            r = ev.results
-            loss, ppl, em = _num(r.get("loss")), _num(r.get("perplexity")), _num(r.get("exact_match"))
+        # Every stored evaluation of one run is a row of its own; otherwise the newest of each model.
+        self.rows = scores.model_rows(self.shown, newest_only=self.latest_only)
+        self.labels = sorted({label for row in self.rows for label in row.per_label})
+        columns = ["Model", "Examples", "Loss", "Exact match", "95% interval", *self.labels, "Label accuracy",
+                   "ECE", "Evaluated"]
+        self.summary.clear()
+        self.summary.setColumnCount(len(columns))
+        self.summary.setHorizontalHeaderLabels(columns)
+        tips = {"Exact match": "Share of greedy answers equal to the reference",
+                "95% interval": "Where the exact match of all such examples lies, 95% of the time (Wilson)",
+                "Label accuracy": "Share of examples whose most likely label (by the label scores) is right",
+                "ECE": "Expected calibration error of the label scores: 0 is perfectly calibrated"}
+        for c, name in enumerate(columns):
+            header = self.summary.horizontalHeaderItem(c)
+            if name in tips:
+                header.setToolTip(tips[name])
+            elif name in self.labels:
+                header.setToolTip(f"Share of the examples labelled “{name}” answered exactly")
+        self.summary.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            interval = (f"{row.interval[0]:.0%}–{row.interval[1]:.0%}" if row.interval else "—")
             cells = [
-                _item(ratings.model_label(ev.key)),
-                _item(str(r.get("examples", "—")), True),
-                _item("—" if loss is None else f"{loss:.4f}", True),
-                _item("—" if ppl is None else f"{ppl:.2f}", True),
-                _item("—" if em is None else f"{em:.1%}", True),
-                _item(ev.created_at[:19].replace("T", " ")),
+                _item(row.name),
+                _item(str(row.examples), True),
+                _item("—" if row.loss is None else f"{row.loss:.4f}", True),
+                _item("—" if row.exact_match is None else f"{row.exact_match:.1%}", True),
+                _item(interval, True),
+                *[_item("—" if row.per_label.get(label) is None else f"{row.per_label[label]:.0%}", True)
+                  for label in self.labels],
+                _item("—" if row.label_accuracy is None else f"{row.label_accuracy:.1%}", True),
+                _item("—" if row.ece is None else f"{row.ece:.3f}", True),
+                _item(row.created_at[:19].replace("T", " ")),
             ]
-            cells[0].setToolTip(ev.key)
+            cells[0].setToolTip(row.key)
             for col, item in enumerate(cells):
-                self.summary.setItem(row, col, item)
+                self.summary.setItem(r, col, item)
+        self.summary.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         _fit_rows(self.summary, maximum=8)
-        self.empty.setText("" if self.shown else "No evaluations yet.")
-        self.empty.setVisible(not self.shown)
-        if self.shown:
+        self.headline.setText(scores.headline(self.rows) if self.latest_only else "")
+        self.headline.setVisible(self.latest_only and bool(self.rows))
+        self.empty.setText("" if self.rows else "No evaluations yet.")
+        self.empty.setVisible(not self.rows)
+        self.reliability.show_rows(self.rows)
+        self.mistakes.show_rows(self.rows)
+        if self.rows:
             self.summary.selectRow(0)
         self._show_selected()
 
-    def selected(self) -> ratings.StoredEvaluation | None:
+    def selected_row(self) -> scores.ModelRow | None:
         rows = self.summary.selectionModel().selectedRows()
-        if not rows or rows[0].row() >= len(self.shown):
+        if not rows or rows[0].row() >= len(self.rows):
             return None
-        return self.shown[rows[0].row()]
+        return self.rows[rows[0].row()]
 
     def select(self, model_key: str) -> bool:
         """Show the evaluation of ``model_key`` below the list; False if it is not listed."""
-        for row, ev in enumerate(self.shown):
-            if ev.key == model_key:
-                self.summary.selectRow(row)
+        for r, row in enumerate(self.rows):
+            if row.key == model_key:
+                self.summary.selectRow(r)
                 return True
         return False
 
     def _show_selected(self) -> None:
-        ev = self.selected()
+        ev = self.selected_row()
         results = ev.results if ev else {}
-        name = ratings.model_label(ev.key) if ev else ""
+        name = ev.name if ev else ""
         self.per_label_title.setText(f"Per label · {name}" if ev else "Per label")
         per_label = {label: (n, correct, acc) for label, n, correct, acc in per_label_rows(results.get("per_label"))}
         refs, preds, counts = confusion_matrix(results.get("confusion"))
@@ -239,6 +308,7 @@ class EvaluationsView(QWidget):
         has_em = results.get("exact_match") is not None
         for w in (self.per_label_title, self.per_label_hint, self.per_label):
             w.setVisible(has_em or not ev)
+        self.details.setVisible(bool(self.rows))
 
 
 def show_evaluations(context_or_project, run_id: str | None = None, parent: QWidget | None = None) -> EvaluationsView:
@@ -275,6 +345,16 @@ class EvaluateTab(QWidget):
                                     "answers such as labels. Auto: on when the references are a few words "
                                     "from a small set.")
         bar.addWidget(self.exact_match)
+        bar.addWidget(QLabel("Few-shot"))
+        self.few_shot = QSpinBox()
+        self.few_shot.setRange(0, 50)
+        self.few_shot.setValue(DEFAULT_SHOTS)
+        self.few_shot.setSuffix(" examples")
+        self.few_shot.setSpecialValueText("off")
+        self.few_shot.setToolTip("Besides its zero-shot prompt (the project's system prompt), the base model is "
+                                 "measured with this many training examples put in front as earlier turns, "
+                                 "chosen with a seed and balanced across labels: would a prompt have done?")
+        bar.addWidget(self.few_shot)
         bar.addWidget(QLabel("Context"))
         self.max_length = QSpinBox()
         self.max_length.setRange(16, 32768)
@@ -290,9 +370,27 @@ class EvaluateTab(QWidget):
         layout.addWidget(self.status)
         self.view = EvaluationsView(context.project, latest_only=True)
         layout.addWidget(self.view, 1)
+        self.view.open_example.connect(context.open_example)
+        self.view.review_requested.connect(self.send_to_review)
         self.run_button.clicked.connect(self.run_requested)
         self.stop_button.clicked.connect(self.stop_requested)
         context.runs_changed.connect(self.view.refresh)
+
+    def prompting(self, examples: list[Any]) -> tuple[list[Shot], list[str] | None]:
+        """The few-shot prompt's examples (from the training split, never one being measured) and the
+        label set to score, for evaluating ``examples``."""
+        measured = {ex.id for ex in examples}
+        data = self.context.project.prepared_data()
+        train = [(i, c) for i, c in zip(data.train_ids, data.train) if i not in measured]
+        shots = choose_shots([c for _i, c in train], self.few_shot.value(), example_ids=[i for i, _c in train])
+        references = [ex.reference_answer() or "" for ex in examples]
+        return shots, label_set_for(self.context.project, references)
+
+    def send_to_review(self, mistakes: list[dict[str, Any]]) -> int:
+        n = review.send_to_review(self.context.project, mistakes, self.context.actor)
+        self.view.mistakes.set_sent(n)
+        self.context.review_changed.emit()
+        return n
 
     def set_running(self, running: bool) -> None:
         self.run_button.setEnabled(not running)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ftstudio.core.ratings import run_id_of
+from ftstudio.core.ratings import FEW_SHOT_MARK, run_id_of
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef, PromptItem
 
 
@@ -55,18 +55,24 @@ def answers_job(engine: ComparisonEngine, wanted: Sequence[tuple[int, ModelRef]]
 
 
 def evaluate_job(engine: ComparisonEngine, refs: Sequence[ModelRef], conversations: list[list[dict]],
-                 example_ids: list[int], max_length: int, exact_match: bool | None, *, report, interrupted) -> int:
-    """Held-out loss, perplexity and exact match per model: ("result", model key, results dict)."""
+                 example_ids: list[int], max_length: int, exact_match: bool | None, shots: Sequence[Any] = (),
+                 labels: Sequence[str] | None = None, *, report, interrupted) -> int:
+    """Held-out loss, perplexity, exact match and label scores per model: ("result", model key, results dict).
+
+    A base model is measured zero-shot and, when ``shots`` are given, with them in its prompt too.
+    """
     report(("loading", None, None))
     engine.ensure(refs)
     n = 0
-    for ref in refs:
+    runs = [(ref, ()) for ref in refs] + [(ref, tuple(shots)) for ref in refs if ref.is_base and shots]
+    for ref, ref_shots in runs:
         if interrupted():
             break
-        report(("started", ref.key, None))
+        key = ref.key + (f"{FEW_SHOT_MARK}{len(ref_shots)}" if ref_shots else "")
+        report(("started", key, None))
         result = engine.evaluate(ref, conversations, example_ids=example_ids, max_length=max_length,
-                                 exact_match=exact_match, should_stop=interrupted,
-                                 progress=lambda done, total, key=ref.key: report(("progress", key, (done, total))))
+                                 exact_match=exact_match, should_stop=interrupted, shots=ref_shots, labels=labels,
+                                 progress=lambda done, total, key=key: report(("progress", key, (done, total))))
         if interrupted():
             break
         results = result.to_dict()

@@ -119,6 +119,7 @@ class ComparePage(Page):
         self._compare_run: dict[str, Any] | None = None
         self._blind_round: _BlindRound | None = None
         self._eval_refs: list[ModelRef] = []
+        self._eval_models = 0
         self._chat_ref: ModelRef | None = None
 
         layout, _head, self.summary = page_layout(self, "Compare", stretch_hint=True)
@@ -538,9 +539,11 @@ class ComparePage(Page):
         self._eval_n = len(examples)
         self._eval_done = 0
         self.tabs.setCurrentWidget(self.evaluate)
+        shots, labels = self.evaluate.prompting(examples)
+        self._eval_models = len(refs) + (sum(r.is_base for r in refs) if shots else 0)
         task = _Task(EVALUATE, jobs.evaluate_job,
                    (self._engine(), refs, [ex.conversation() for ex in examples], [ex.id for ex in examples],
-                    self.evaluate.max_length.value(), self.evaluate.exact_match.currentData()),
+                    self.evaluate.max_length.value(), self.evaluate.exact_match.currentData(), shots, labels),
                    self._evaluate_progress, self._evaluate_end)
         return self._launch(task)
 
@@ -551,14 +554,13 @@ class ComparePage(Page):
         elif kind == "loading":
             self.evaluate.set_status(f"Loading {self.selection.base_combo.currentText()}…")
         elif kind == "started":
-            n = next((j for j, r in enumerate(self._eval_refs) if r.key == item[1]), 0)
-            self.evaluate.set_status(f"Evaluating {ratings.model_label(item[1])} on {self._eval_n} examples "
-                                     f"({n + 1} of {len(self._eval_refs)} models)…")
+            self.evaluate.set_status(f"Evaluating {ratings.evaluation_label(item[1])} on {self._eval_n} examples "
+                                     f"({self._eval_done + 1} of {self._eval_models} models)…")
         elif kind == "progress":
             _, key, (done, total) = item
-            n = next((j for j, r in enumerate(self._eval_refs) if r.key == key), 0)
-            self.evaluate.set_status(f"Evaluating {ratings.model_label(key)}: {done} of {total} greedy answers "
-                                     f"checked ({n + 1} of {len(self._eval_refs)} models)…")
+            self.evaluate.set_status(f"Evaluating {ratings.evaluation_label(key)}: {done} of {total} steps "
+                                     f"(loss, label scores, greedy answers; {self._eval_done + 1} of "
+                                     f"{self._eval_models} models)…")
         elif kind == "result":
             _, key, results = item
             ratings.store_evaluation(self.project, ratings.run_id_of(key), key, results)
@@ -569,7 +571,8 @@ class ComparePage(Page):
     def _evaluate_end(self, outcome: str, value) -> None:
         self._set_buttons()
         if outcome == "done":
-            self.evaluate.set_status(f"Evaluated {self._eval_done} model{'s' if self._eval_done != 1 else ''} on "
+            self.evaluate.set_status(f"Evaluated {self._eval_done} model{'s' if self._eval_done != 1 else ''} "
+                                     "(prompts count as models) on "
                                      f"{self._eval_n} examples; stored with each run (the Runs page shows them).")
         elif outcome in ("stopped", "cancelled"):
             self.evaluate.set_status(f"Stopped; {self._eval_done} evaluation{'s' if self._eval_done != 1 else ''} "

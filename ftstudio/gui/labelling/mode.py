@@ -30,6 +30,7 @@ from ftstudio.core.labelling import (
 from ftstudio.core.project import UndoConflict
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.labelling.assist import LabelAssist
 from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestion_models
 from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
 from ftstudio.gui.plain import plain_label, plain_tip
@@ -180,6 +181,7 @@ class LabelMode(QWidget):
         self.suggester.failed.connect(self._suggest_failed)
         self.suggester.refused.connect(self._suggest_refused)
         self.suggester.stopped.connect(self._suggest_stopped)
+        self.assist = LabelAssist(self)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -340,6 +342,7 @@ class LabelMode(QWidget):
         self.labels_grid.setContentsMargins(0, 0, 0, 0)
         self.labels_grid.setHorizontalSpacing(10)
         self.labels_grid.setVerticalSpacing(10)
+        outer.addWidget(self.assist.line)
         outer.addWidget(self.labels_box)
 
         actions = QHBoxLayout()
@@ -511,6 +514,7 @@ class LabelMode(QWidget):
             self._show_next()
         self.refresh_progress()
         self.refresh_queue_counts()
+        self.assist.queue_loaded()
 
     @Slot(int)
     def _queue_chosen(self, index: int) -> None:
@@ -637,6 +641,18 @@ class LabelMode(QWidget):
                     + (" (flagged)" if a.status == "flagged" else "")
                     + (f" \u2014 \u201c{html.escape(a.comment)}\u201d" if a.comment else "")
                     for a in others))
+        # The label and the answer it has.
+        if self.schema.uses_labels:
+            self.chosen = (mine.label if mine is not None and mine.label else None) or example.label
+            if self.chosen not in self._buttons:
+                self.chosen = None if self.chosen is None or self.schema.kind == "classification" else self.chosen
+        else:
+            self.chosen = None
+        # The model's prediction is pre-selected until the expert has labelled the example themselves (in
+        # the review queue the label it has stays chosen: the expert confirms or corrects it).
+        own = mine is not None and bool(mine.label)
+        bits += self.assist.on_show(example_id, has_label=own or (self.queue_name == "review"
+                                                                   and self.chosen is not None))
         self.meta.setText("  \u00b7  ".join(bits))
 
         # The text: system prompt and earlier turns small and muted, the input large.
@@ -652,13 +668,6 @@ class LabelMode(QWidget):
         parts.append(f"<p>{_para(body)}</p>")
         self.text.setHtml("".join(parts))
 
-        # The label and the answer it has.
-        if self.schema.uses_labels:
-            self.chosen = (mine.label if mine is not None and mine.label else None) or example.label
-            if self.chosen not in self._buttons:
-                self.chosen = None if self.chosen is None or self.schema.kind == "classification" else self.chosen
-        else:
-            self.chosen = None
         for name, b in self._buttons.items():
             b.setChecked(name == self.chosen)
         if self.schema.uses_answer:
@@ -1036,6 +1045,7 @@ class LabelMode(QWidget):
         self._counts_timer.stop()
         self._message_timer.stop()
         self.suggester.shutdown()
+        self.assist.shutdown()
 
 
 def _para(text: str) -> str:

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core.config import BUNDLED_MODEL, PRESET_TITLES, PRESETS, Problem, TrainConfig, field_help, preset
+from ftstudio.core.config import BUNDLED_MODEL, PRESET_TITLES, PRESETS, Problem, TrainConfig, field_help, preset, preset_values
 from ftstudio.gui import style
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -112,6 +112,7 @@ class ConfigForm(QWidget):
     changed = Signal()
     model_changed = Signal(str)
     download_requested = Signal(str)  # a hub id that is not in the local cache yet
+    _train_examples: int | None = None  # Quick's epochs follow it (set_train_examples)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -449,12 +450,19 @@ class ConfigForm(QWidget):
         """The preset's settings, keeping the model, method and machine choices."""
         current = self.config()
         kept = {k: getattr(current, k) for k in KEPT_BY_PRESETS}
-        self.set_config(preset(name, **kept))
+        self.set_config(preset(name, self._train_examples, **kept))
+
+    def set_train_examples(self, n: int) -> None:
+        """The number of training examples, which Quick's epochs follow; settings that are Quick stay Quick."""
+        was_quick = self.matching_preset() == "quick"
+        self._train_examples = n
+        if was_quick and self.matching_preset() != "quick":
+            self.apply_preset("quick")
 
     def matching_preset(self) -> str | None:
         cfg = self.config()
-        for name, values in PRESETS.items():
-            if all(getattr(cfg, k) == v for k, v in values.items()):
+        for name in PRESETS:
+            if all(getattr(cfg, k) == v for k, v in preset_values(name, self._train_examples).items()):
                 return name
         return None
 

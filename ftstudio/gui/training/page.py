@@ -343,6 +343,7 @@ class TrainPage(Page):
         n_train, chars = stats.get("train", (0, 0))
         n_eval = stats.get("eval", (0, 0))[0]
         self._data = (n_train, int(chars / CHARS_PER_TOKEN), n_eval)
+        self.form.set_train_examples(n_train)
         if n_train:
             self.data_label.setText(f"{n_train:,} training examples \u00b7 {n_eval:,} held out")
         else:
