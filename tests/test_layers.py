@@ -7,6 +7,7 @@ library that core imports must not drag in Qt or torch, and the GUI must not
 load torch when its modules are imported (start-up time), although its
 functions may, through the engine, once a model is needed."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,16 @@ def test_gui_does_not_import_torch_at_module_level():
         return
     loaded = _imported_after(mods)
     assert not loaded & {"torch", "transformers", "peft", "bitsandbytes", "accelerate"}
+
+
+def test_no_sql_outside_core():
+    """The database is core's: pages, the engine and the CLI ask Project's named queries."""
+    sql = re.compile(r"\b(SELECT .* FROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b|\.execute\(")
+    offenders = [
+        f"{path.relative_to(PKG.parent)}:{n}"
+        for path in sorted(PKG.rglob("*.py"))
+        if path.relative_to(PKG).parts[0] != "core"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if sql.search(line)
+    ]
+    assert offenders == []

@@ -661,6 +661,90 @@ class Project:
             "SELECT DISTINCT label FROM examples WHERE deleted = 0 AND label IS NOT NULL ORDER BY label"
         )]
 
+    # -- examples: the pages' named queries ---------------------------------------------
+
+    def example_exists(self, example_id: int) -> bool:
+        """The example is there and not deleted."""
+        return self._conn.execute("SELECT 1 FROM examples WHERE id = ? AND deleted = 0",
+                                  (example_id,)).fetchone() is not None
+
+    def split_counts(self) -> dict[str, int]:
+        """Live examples per split."""
+        return {r[0]: r[1] for r in self._conn.execute(
+            "SELECT split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY split")}
+
+    def trainable_sizes(self) -> dict[str, tuple[int, int]]:
+        """{split: (examples, characters of their messages and system prompt)} over the examples a
+        run would train on (not unlabelled, skipped or flagged), in one query."""
+        rows = self._conn.execute(
+            "SELECT split, COUNT(*) AS n, SUM(LENGTH(messages) + IFNULL(LENGTH(system), 0)) AS chars "
+            "FROM examples WHERE deleted = 0 AND status NOT IN ('unlabelled', 'skipped', 'flagged') GROUP BY split"
+        ).fetchall()
+        return {r["split"]: (r["n"], r["chars"] or 0) for r in rows}
+
+    def example_rows(self, ids: Iterable[int]) -> list[sqlite3.Row]:
+        """The table view's columns (id, messages, system, split, status, label, updated_at) of the
+        live examples among ``ids``: one range scan when the ids are dense, else a lookup each."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        low, high = wanted[0], wanted[-1]
+        if high - low < 4 * len(wanted):  # dense ids: one range scan of the primary key
+            sql, params = "id BETWEEN ? AND ?", [low, high]
+        else:  # a sparse page (a narrow filter): look the ids up one by one
+            sql, params = f"id IN ({','.join('?' * len(wanted))})", wanted
+        return self._conn.execute(
+            "SELECT id, messages, system, split, status, label, updated_at FROM examples "
+            f"WHERE {sql} AND deleted = 0", params,
+        ).fetchall()
+
+    def matching_ids(self, flt: ExampleFilter | None, ids: Iterable[int]) -> set[int]:
+        """Which of ``ids`` pass ``flt`` now."""
+        clause, params = self._where(flt)
+        out: set[int] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 900):  # SQLite's variable limit
+            chunk = unique[start:start + 900]
+            out.update(r[0] for r in self._conn.execute(
+                f"SELECT id FROM examples WHERE {clause} AND id IN ({','.join('?' * len(chunk))})",
+                [*params, *chunk]))
+        if flt is not None and flt.ids is not None:
+            out &= flt.ids
+        return out
+
+    def first_example_id(self, after: int = 0, labelled_first: bool = False) -> int | None:
+        """The first live example (with an id above ``after``; labelled ones first if asked)."""
+        order = "label IS NULL, id" if labelled_first else "id"
+        row = self._conn.execute(f"SELECT id FROM examples WHERE deleted = 0 AND id > ? ORDER BY {order} LIMIT 1",
+                                 (after,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def ids_from_source(self, source: str) -> list[int]:
+        """Live examples added with ``source`` (``add_examples(source=...)``), in id order."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT id FROM examples WHERE deleted = 0 AND source = ? ORDER BY id", (source,))]
+
+    def first_system_prompt(self) -> str | None:
+        row = self._conn.execute("SELECT system FROM examples WHERE deleted = 0 AND system IS NOT NULL "
+                                 "ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def labelled_training_examples(self, not_from: str | None = None, limit: int = -1) -> list[tuple[int, str]]:
+        """(id, label) of labelled training examples with a label, in id order (``not_from``: leave
+        out those added with that source)."""
+        rows = self._conn.execute(
+            "SELECT id, label FROM examples WHERE deleted = 0 AND split = 'train' AND status = 'labelled' "
+            "AND label IS NOT NULL AND (source IS NULL OR source != ?) ORDER BY id LIMIT ?",
+            (not_from or "", limit)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def shortest_labelled_by(self, annotator: str) -> int | None:
+        """The shortest example ``annotator`` labelled (ties: the first)."""
+        row = self._conn.execute(
+            "SELECT id FROM examples WHERE deleted = 0 AND status = 'labelled' AND label IS NOT NULL "
+            "AND annotator = ? ORDER BY length(messages), id LIMIT 1", (annotator,)).fetchone()
+        return None if row is None else int(row[0])
+
     # -- examples: changing ---------------------------------------------------------
 
     def _next_group(self, c: sqlite3.Connection, actor: str) -> int:
@@ -1120,6 +1204,15 @@ def list_backups(project_dir: Path) -> list[Path]:
         return sorted(folder.glob("project-*.db"), key=lambda p: p.name, reverse=True)
     except OSError:
         return []
+
+
+def backup_example_count(path: Path) -> int:
+    """The live examples in a backup of project.db, opened read-only. Raises sqlite3.Error."""
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM examples WHERE deleted = 0").fetchone()[0])
+    finally:
+        conn.close()
 
 
 def _backup_time(path: Path) -> str:

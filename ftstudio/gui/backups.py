@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ftstudio.core.project import list_backups
+from ftstudio.core.project import backup_example_count, list_backups
 
 
 def backup_summary(path: Path) -> str:
@@ -26,11 +26,7 @@ def backup_summary(path: Path) -> str:
     when = datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
     size = f"{path.stat().st_size / 1e6:,.1f} MB"
     try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
-        try:
-            n = conn.execute("SELECT COUNT(*) FROM examples WHERE deleted = 0").fetchone()[0]
-        finally:
-            conn.close()
+        n = backup_example_count(path)
         count = f"{n:,} example{'s' if n != 1 else ''}"
     except sqlite3.Error:
         count = "cannot be read"

@@ -250,3 +250,19 @@ def test_killing_the_process_loses_nothing_a_call_returned_from(tmp_path):
         labels = {e.id: e.label for e in p.examples()}
     for eid in confirmed:
         assert eid in labels and labels[eid] is not None
+
+
+def test_named_queries_for_the_pages(tmp_path):
+    p = Project.create(tmp_path / "p")
+    ids = p.add_examples([_ex(f"q{i}" * (6 - i), label="x" if i % 2 else None, split="eval" if i == 3 else "train")
+                          for i in range(6)], actor="t", source="file.jsonl")
+    p.delete_examples([ids[0]], actor="t")
+    live = ids[1:]
+    assert not p.example_exists(ids[0]) and all(p.example_exists(i) for i in live)
+    assert p.split_counts() == {"train": 4, "eval": 1}
+    assert p.trainable_sizes()["train"][0] == 4 and p.trainable_sizes()["eval"][0] == 1
+    assert p.ids_from_source("file.jsonl") == live and p.ids_from_source("other") == []
+    assert [r["id"] for r in p.example_rows([ids[0], live[0], live[-1], 10_000])] == [live[0], live[-1]]
+    assert p.matching_ids(ExampleFilter(label="x"), ids) == {ids[1], ids[3], ids[5]}
+    assert p.first_example_id() == live[0] and p.first_example_id(after=live[-1]) is None
+    assert p.first_example_id(labelled_first=True) == ids[1]

@@ -57,9 +57,8 @@ def add_sample_runs(page, n: int) -> list[str]:
         return []
     added = []
     for run_id, preset_name, steps, train_loss, eval_loss in SAMPLE_RUNS[:n]:
-        project.create_run(preset(preset_name).to_dict(), run_id=run_id)
-        with project.transaction() as c:  # started when its id says, so the runs list in a fixed order
-            c.execute("UPDATE runs SET created_at = ? WHERE id = ?", (_started(run_id), run_id))
+        # started when its id says, so the runs list in a fixed order
+        project.create_run(preset(preset_name).to_dict(), run_id=run_id, created_at=_started(run_id))
         project.update_run(run_id, status="finished", steps=steps, train_loss=train_loss, eval_loss=eval_loss)
         (project.run_dir(run_id) / "adapter").mkdir(parents=True, exist_ok=True)
         added.append(run_id)

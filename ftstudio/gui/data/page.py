@@ -35,8 +35,7 @@ SUMMARY_DELAY_MS = 150
 
 
 def _split_counts(project: Project) -> dict[str, int]:
-    return {r[0]: r[1] for r in project.execute(
-        "SELECT split, COUNT(*) FROM examples WHERE deleted = 0 GROUP BY split")}
+    return project.split_counts()
 
 
 def _summarise(project_path: str, report, interrupted) -> tuple[dict[str, int], list[str]]:

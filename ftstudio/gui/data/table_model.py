@@ -168,15 +168,7 @@ class ExamplesTableModel(QAbstractTableModel):
         if not wanted:
             return
         self.fetches += 1
-        low, high = min(wanted), max(wanted)
-        if high - low < 4 * len(wanted):  # dense ids: one range scan of the primary key
-            sql, params = "id BETWEEN ? AND ?", [low, high]
-        else:  # a sparse page (a narrow filter): look the ids up one by one
-            sql, params = f"id IN ({','.join('?' * len(wanted))})", sorted(wanted)
-        for r in self._project.execute(
-            "SELECT id, messages, system, split, status, label, updated_at FROM examples "
-            f"WHERE {sql} AND deleted = 0", params,
-        ):
+        for r in self._project.example_rows(wanted):
             if r["id"] in wanted:
                 self._cache[r["id"]] = _row(r)
         excess = len(self._cache) - CACHE_ROWS
@@ -288,19 +280,7 @@ class ExamplesTableModel(QAbstractTableModel):
 
     def _matching(self, ids: list[int]) -> set[int] | None:
         """Which of ``ids`` pass the filter now (None when the project cannot say cheaply)."""
-        where = getattr(self._project, "_where", None)  # the filter as SQL, shared with example_ids()
-        if where is None:
-            return None
-        clause, params = where(self._filter)
-        out: set[int] = set()
-        ids = list(dict.fromkeys(ids))
-        for start in range(0, len(ids), 900):  # SQLite's variable limit
-            chunk = ids[start:start + 900]
-            out.update(r[0] for r in self._project.execute(
-                f"SELECT id FROM examples WHERE {clause} AND id IN ({','.join('?' * len(chunk))})", [*params, *chunk]))
-        if self._filter.ids is not None:
-            out &= self._filter.ids
-        return out
+        return self._project.matching_ids(self._filter, ids)
 
 
 def _runs(rows: list[int]) -> list[tuple[int, int]]:

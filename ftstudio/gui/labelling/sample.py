@@ -75,8 +75,7 @@ def _ensure_labels(page) -> None:
 
 def _sample_ids(page) -> list[int]:
     project = page.context.project
-    return [r[0] for r in project.execute(
-        "SELECT id FROM examples WHERE deleted = 0 AND source = ? ORDER BY id", (SOURCE,))]
+    return project.ids_from_source(SOURCE)
 
 
 def _add_tickets(page) -> list[int]:
@@ -85,9 +84,7 @@ def _add_tickets(page) -> list[int]:
     if ids:
         return ids
     project = page.context.project
-    row = project.execute("SELECT system FROM examples WHERE deleted = 0 AND system IS NOT NULL "
-                          "ORDER BY id LIMIT 1").fetchone()
-    system = row[0] if row else None
+    system = project.first_system_prompt()
     new = [NewExample(messages=[{"role": "user", "content": text}], system=system, status="unlabelled",
                       split="train") for text in NEW_TICKETS]
     ids = project.add_examples(new, actor=ANNOTATOR, source=SOURCE)
@@ -98,11 +95,8 @@ def _add_tickets(page) -> list[int]:
 def _labelled_demo_examples(page) -> list[tuple[int, str]]:
     """(id, label) of training examples that carry a label from the set, in id order."""
     names = {d.name for d in _labelling(page).labels()}
-    rows = page.context.project.execute(
-        "SELECT id, label FROM examples WHERE deleted = 0 AND split = 'train' AND status = 'labelled' "
-        "AND label IS NOT NULL AND (source IS NULL OR source != ?) ORDER BY id LIMIT ?",
-        (SOURCE, DONE_BY_ANNOTATOR)).fetchall()
-    return [(r[0], r[1]) for r in rows if r[1] in names]
+    rows = page.context.project.labelled_training_examples(not_from=SOURCE, limit=DONE_BY_ANNOTATOR)
+    return [(example_id, label) for example_id, label in rows if label in names]
 
 
 def _annotate(page) -> None:
@@ -143,11 +137,9 @@ def stage_sample_state(page, view: str = "label") -> None:
     elif view == "setup":
         page.tabs.setCurrentWidget(page.setup.parentWidget())
         page.setup.template.setPlainText(SAMPLE_TEMPLATE)  # typed, not applied
-        shortest = page.context.project.execute(
-            "SELECT id FROM examples WHERE deleted = 0 AND status = 'labelled' AND label IS NOT NULL "
-            "AND annotator = ? ORDER BY length(messages), id LIMIT 1", (ANNOTATOR,)).fetchone()
+        shortest = page.context.project.shortest_labelled_by(ANNOTATOR)
         if shortest is not None:
-            page.setup.show_preview_of(shortest[0])
+            page.setup.show_preview_of(shortest)
     else:
         page.tabs.setCurrentWidget(page.agreement.parentWidget())
         page.agreement.refresh()

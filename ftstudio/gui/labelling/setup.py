@@ -459,24 +459,23 @@ class SetupPanel(QWidget):
                 return project.get_example(self._preview_id)
             except KeyError:
                 self._preview_id = None
-        row = project.execute("SELECT id FROM examples WHERE deleted = 0 ORDER BY label IS NULL, id LIMIT 1"
-                              ).fetchone()
-        if row is None:
+        first = project.first_example_id(labelled_first=True)
+        if first is None:
             return None
-        self._preview_id = row[0]
-        return project.get_example(row[0])
+        self._preview_id = first
+        return project.get_example(first)
 
     def show_preview_of(self, example_id: int) -> None:
         self._preview_id = example_id
         self._template_edited()
 
     def next_preview_example(self) -> None:
-        row = self.context.project.execute(
-            "SELECT id FROM examples WHERE deleted = 0 AND id > ? ORDER BY id LIMIT 1", (self._preview_id or 0,)
-        ).fetchone() or self.context.project.execute(
-            "SELECT id FROM examples WHERE deleted = 0 ORDER BY id LIMIT 1").fetchone()
-        if row is not None:
-            self.show_preview_of(row[0])
+        project = self.context.project
+        following = project.first_example_id(after=self._preview_id or 0)
+        if following is None:
+            following = project.first_example_id()  # round to the first
+        if following is not None:
+            self.show_preview_of(following)
 
     @Slot()
     def _template_edited(self) -> None:

@@ -334,12 +334,8 @@ class TrainPage(Page):
 
     @Slot()
     def refresh_data(self) -> None:
-        """Count the examples the engine will train on and roughly how many tokens they hold (one SQL query)."""
-        rows = self.project.execute(
-            "SELECT split, COUNT(*) AS n, SUM(LENGTH(messages) + IFNULL(LENGTH(system), 0)) AS chars "
-            "FROM examples WHERE deleted = 0 AND status NOT IN ('unlabelled', 'skipped', 'flagged') GROUP BY split"
-        ).fetchall()
-        stats = {r["split"]: (r["n"], r["chars"] or 0) for r in rows}
+        """Count the examples the engine will train on and roughly how many tokens they hold (one query)."""
+        stats = self.project.trainable_sizes()
         n_train, chars = stats.get("train", (0, 0))
         n_eval = stats.get("eval", (0, 0))[0]
         self._data = (n_train, int(chars / CHARS_PER_TOKEN), n_eval)
