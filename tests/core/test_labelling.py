@@ -7,10 +7,8 @@ import json
 import pytest
 
 from ftstudio.core.examples import NewExample
-from ftstudio.core.labelling import (
-    AgreementReport, Labelling, LabellingError, SessionStats, agreement_of, check_template, cohen_kappa, item_of,
-    kappa_words, unwrap, wrap,
-)
+from ftstudio.core.agreement import AgreementReport, agreement_of, cohen_kappa, kappa_words
+from ftstudio.core.labelling import Labelling, LabellingError, SessionStats, check_template, item_of, unwrap, wrap
 
 
 def _unlabelled(project, texts):

@@ -12,7 +12,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ftstudio.core.labelling import AgreementReport, Labelling, kappa_words
+from ftstudio.core.agreement import AgreementReport, kappa_words
+from ftstudio.core.labelling import Labelling
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.setup import _card, swatch
