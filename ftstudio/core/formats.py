@@ -72,16 +72,39 @@ UTF8_ADVICE = ("re-save it as UTF-8 (in Excel: File > Save As > 'CSV UTF-8'; "
 
 # -- problems ---------------------------------------------------------------------------
 
+# Fixes a problem can name. Each front end says them in terms of its own controls
+# (FormatProblem.worded); CLI_FIXES are the command line's words.
+FIX_FORMAT = "format"  # choose the file's format
+FIX_COLUMNS = "columns"  # choose the prompt and response columns
+FIX_PROMPT_COLUMN = "prompt_column"  # choose the prompt column
+CLI_FIXES = {
+    FIX_FORMAT: f"choose the format with --format ({', '.join(FORMATS[1:])})",
+    FIX_COLUMNS: "choose columns with --map prompt=COLUMN --map response=COLUMN",
+    FIX_PROMPT_COLUMN: "add --map prompt=COLUMN",
+}
+
+
 @dataclass(frozen=True)
 class FormatProblem:
     """One thing wrong with a file. ``line`` is 1-based; ``record`` is the 1-based
     position of the record where lines do not apply (Parquet, datasets folders)
-    or beside the line (JSON arrays)."""
+    or beside the line (JSON arrays). ``text`` says what is wrong; with a ``fix``
+    (one of the FIX_ names) it holds "{fix}" where the words for the fix go."""
 
     path: str
     line: int | None
-    message: str
+    text: str
     record: int | None = None
+    fix: str | None = None
+
+    def worded(self, fixes: dict[str, str]) -> str:
+        """The problem with its fix said in ``fixes``' words."""
+        return self.text.replace("{fix}", fixes[self.fix]) if self.fix else self.text
+
+    @property
+    def message(self) -> str:
+        """The problem as the command line says it."""
+        return self.worded(CLI_FIXES)
 
     def location(self) -> str:
         name = Path(self.path).name or self.path
@@ -105,10 +128,11 @@ class _Problems:
         self.items: list[FormatProblem] = []
         self.count = 0
 
-    def add(self, message: str, line: int | None = None, record: int | None = None, path: str | None = None) -> None:
+    def add(self, message: str, line: int | None = None, record: int | None = None, path: str | None = None,
+            fix: str | None = None) -> None:
         self.count += 1
         if len(self.items) < MAX_LISTED_PROBLEMS:
-            self.items.append(FormatProblem(path or self.path, line, message, record))
+            self.items.append(FormatProblem(path or self.path, line, message, record, fix))
 
 
 class _RowError(Exception):
@@ -145,14 +169,18 @@ class ImportFailed(Exception):
         self.path = Path(path)
         super().__init__(self._text())
 
-    def _text(self) -> str:
+    def lines(self, fixes: dict[str, str]) -> list[str]:
+        """What went wrong, a line each, with the fixes in ``fixes``' words."""
         n = self.problem_count
         head = f"{self.path}: {n} problem{'s' if n != 1 else ''} found"
         shown = self.problems[: self.LISTED_IN_MESSAGE]
-        lines = [head, *(f"  {p}" for p in shown)]
+        lines = [head, *(f"  {p.location()}: {p.worded(fixes)}" for p in shown)]
         if n > len(shown):
             lines.append(f"  ... and {n - len(shown)} more")
-        return "\n".join(lines)
+        return lines
+
+    def _text(self) -> str:
+        return "\n".join(self.lines(CLI_FIXES))
 
     def __str__(self) -> str:
         return self._text()
@@ -774,7 +802,7 @@ def read_dataset(path: Path | str, format: str = "auto", column_map: dict[str, s
     if layout is None:
         what = "a folder" if path.is_dir() else "this file"
         problems.add(f"cannot tell the format of {what}; name it .jsonl, .json, .csv, .tsv or .parquet, or "
-                     f"choose the format with --format ({', '.join(FORMATS[1:])})")
+                     "{fix}", fix=FIX_FORMAT)
         return done("unknown format")
 
     columns: list[str] = []
@@ -842,10 +870,11 @@ def read_dataset(path: Path | str, format: str = "auto", column_map: dict[str, s
         if not chosen:
             preview.needs_column_map = True
             problems.add(f"is a table (columns {available}) and it is not clear which column is the prompt and "
-                         "which the response; choose columns with --map prompt=COLUMN --map response=COLUMN")
+                         "which the response; {fix}", fix=FIX_COLUMNS)
         elif "prompt" not in chosen:
             preview.needs_column_map = True
-            problems.add(f"the column map has no prompt column; add --map prompt=COLUMN (columns: {available})")
+            problems.add(f"the column map has no prompt column; {{fix}} (columns: {available})",
+                         fix=FIX_PROMPT_COLUMN)
         else:
             if columns:
                 for fld, col in chosen.items():

@@ -8,7 +8,6 @@ connection), so a large file never freezes the window.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -18,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core.formats import (
-    FORMATS, JSON_TABLE, MAPPABLE_FIELDS, PREVIEW_ROWS, DatasetPreview, import_dataset, read_dataset,
+    FIX_COLUMNS, FIX_FORMAT, FIX_PROMPT_COLUMN, FORMATS, JSON_TABLE, MAPPABLE_FIELDS, PREVIEW_ROWS,
+    DatasetPreview, ImportFailed, import_dataset, read_dataset,
 )
 from ftstudio.core.project import Project
 from ftstudio.gui.context import ProjectContext
@@ -41,20 +41,12 @@ FIELD_HELP = {
 CELL_CHARS = 120
 
 
-# The reader's advice names the command line's options; here the same choices are controls.
-_CLI_ADVICE = (
-    (re.compile(r"choose the format with --format \([^)]*\)"), "choose the format on the first page (Back)"),
-    (re.compile(r"choose columns with --map prompt=COLUMN --map response=COLUMN"),
-     "choose the prompt and response columns below"),
-    (re.compile(r"add --map prompt=COLUMN"), "choose the prompt column below"),
-)
-
-
-def for_the_wizard(message: str) -> str:
-    """A reader's problem text with command-line advice turned into advice about the wizard."""
-    for pattern, words in _CLI_ADVICE:
-        message = pattern.sub(words, message)
-    return message
+# The reader's problems name their fixes; here the same choices are controls.
+WIZARD_FIXES = {
+    FIX_FORMAT: "choose the format on the first page (Back)",
+    FIX_COLUMNS: "choose the prompt and response columns below",
+    FIX_PROMPT_COLUMN: "choose the prompt column below",
+}
 
 
 def _first(messages: list[dict], role: str) -> str:
@@ -79,11 +71,14 @@ def _read(path: str, fmt: str, column_map: dict | None, system: str | None, repo
 
 
 def _import(project_path: str, path: str, fmt: str, column_map: dict | None, system: str | None,
-            eval_fraction: float, actor: str, report, interrupted) -> DatasetPreview:
+            eval_fraction: float, actor: str, report, interrupted) -> DatasetPreview | ImportFailed:
+    """Worker thread: the import, or (nothing imported) the problems that stopped it."""
     project = Project.open(project_path)
     try:
         return import_dataset(project, path, format=fmt, column_map=column_map, system=system,
                               eval_fraction=eval_fraction, actor=actor)
+    except ImportFailed as exc:  # told with the wizard's words for the fixes
+        return exc
     finally:
         project.close()
 
@@ -268,7 +263,7 @@ class PreviewPage(QWizardPage):
             self.count.setText("The file holds no examples.")
         self.problems.clear()
         for prob in p.problems:
-            self.problems.addItem(for_the_wizard(f"{prob.location()}: {prob.message}"))
+            self.problems.addItem(f"{prob.location()}: {prob.worded(WIZARD_FIXES)}")
         if p.problem_count > len(p.problems):
             self.problems.addItem(f"\u2026 and {p.problem_count - len(p.problems):,} more")
         self.problems.setVisible(bool(p.problems))
@@ -363,7 +358,9 @@ class ImportWizard(QWizard):
     def _import_ended(self, outcome: Outcome) -> None:
         self._importer = None
         if outcome.failed:
-            self._import_failed(str(outcome.value))
+            self._import_failed(str(outcome.value).splitlines())
+        elif isinstance(outcome.value, ImportFailed):
+            self._import_failed(outcome.value.lines(WIZARD_FIXES))
         elif outcome.done:
             self._import_done(outcome.value)
         # stopped: only at shutdown, when nobody is left to tell
@@ -376,10 +373,10 @@ class ImportWizard(QWizard):
         self.imported.emit(n)
         super().accept()
 
-    def _import_failed(self, message: str) -> None:
+    def _import_failed(self, lines: list[str]) -> None:
         self.preview_page.count.setText("Nothing was imported.")
         self.preview_page.problems.clear()
-        self.preview_page.problems.addItems([for_the_wizard(line) for line in message.splitlines()])
+        self.preview_page.problems.addItems(lines)
         self.preview_page.problems.show()
         self.preview_page.completeChanged.emit()
 
