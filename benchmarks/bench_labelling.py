@@ -217,7 +217,7 @@ def run_baseline(app, n: int) -> list[float]:
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-    from ftstudio.gui.labelling.mode import TEXT_POINT_SIZE
+    from ftstudio.gui.labelling.example_card import TEXT_POINT_SIZE
 
     items = texts(n)
 

@@ -17,83 +17,25 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QKeySequence, QTextOption
+from PySide6.QtGui import QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QCheckBox, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
-    QPushButton, QSizePolicy, QStackedWidget, QTextBrowser, QVBoxLayout, QWidget,
+    QApplication, QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar,
+    QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core.labelling import (
-    QUEUE_HINTS, QUEUE_TITLES, QUEUES, LabelDef, Labelling, LabellingError, Schema, SessionStats, item_of,
+    QUEUE_HINTS, QUEUE_TITLES, QUEUES, Labelling, LabellingError, Schema, SessionStats, item_of,
     prompt_messages,
 )
 from ftstudio.core.project import UndoConflict
+from ftstudio.core.queue_cursor import QueueCursor
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.labelling.assist import LabelAssist
-from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel, suggestion_models
 from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
-from ftstudio.gui.plain import plain_label, plain_tip
-
-TEXT_POINT_SIZE = style.FONT_POINT_SIZE + 5
-ANSWER_POINT_SIZE = style.FONT_POINT_SIZE + 3
-LABEL_COLUMNS = 4  # the most label buttons in a row, beyond five labels
-
-
-def label_columns(n: int) -> int:
-    """Label buttons per row for ``n`` labels: up to five in one row, six in two rows of three, else four."""
-    if n <= 5:
-        return max(1, n)
-    return 3 if n in (6, 9) else LABEL_COLUMNS
-RENDER_LIMIT = 20_000  # characters of one example shown at once (the rest: "… n more characters")
-
-
-def soft(colour: str, amount: float = 0.86) -> str:
-    """``colour`` mixed with white: the background of a chosen label."""
-    c = QColor(colour)
-    mix = [round(v + (255 - v) * amount) for v in (c.red(), c.green(), c.blue())]
-    return "#{:02x}{:02x}{:02x}".format(*mix)
-
-
-class LabelButton(QPushButton):
-    """A big button for one label: its key in a badge, its name, a bar in its colour."""
-
-    def __init__(self, label: LabelDef, parent=None) -> None:
-        super().__init__(parent)
-        self.label_name = label.name
-        self.setObjectName("LabelButton")
-        self.setCheckable(True)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.setMinimumHeight(54)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setToolTip(plain_tip(f"Press {label.shortcut.upper()} to choose '{label.name}'" if label.shortcut
-                                  else f"Choose '{label.name}' (give it a key in Set up)"))
-        row = QHBoxLayout(self)
-        row.setContentsMargins(14, 6, 14, 6)
-        row.setSpacing(12)
-        self.key_badge = plain_label((label.shortcut or "").upper())
-        self.key_badge.setObjectName("KeyBadge")
-        self.key_badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.key_badge.setFixedSize(28, 28)
-        self.key_badge.setVisible(bool(label.shortcut))
-        self.name_label = plain_label(label.name)
-        self.name_label.setObjectName("LabelName")
-        for w in (self.key_badge, self.name_label):
-            w.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-            row.addWidget(w)
-        row.addStretch(1)
-        colour = label.colour
-        self.setStyleSheet(
-            f"QPushButton#LabelButton {{ background: {style.SURFACE}; border: 1px solid {style.BORDER};"
-            f" border-radius: 8px; text-align: left; }}"
-            f"QPushButton#LabelButton:hover {{ background: {soft(colour, 0.94)}; border-color: {soft(colour, 0.5)}; }}"
-            f"QPushButton#LabelButton:checked {{ background: {soft(colour)}; border: 2px solid {colour}; }}"
-            f"QPushButton#LabelButton:disabled {{ background: #f7f8fa; }}"
-            f"QLabel#KeyBadge {{ background: {soft(colour, 0.8)}; color: {colour}; border-radius: 5px;"
-            f" font-weight: 700; font-size: {style.FONT_POINT_SIZE + 1}pt; }}"
-            f"QLabel#LabelName {{ color: {style.TEXT}; font-size: {style.FONT_POINT_SIZE + 3}pt; }}"
-            f"QLabel#LabelName:disabled {{ color: #98a2b3; }}"
-        )
+from ftstudio.gui.labelling.assist import LabelAssist
+from ftstudio.gui.labelling.example_card import ExampleCard
+from ftstudio.gui.labelling.label_buttons import LabelButton, label_columns
+from ftstudio.gui.labelling.suggestion_panel import SuggestionPanel
 
 
 class _AnswerKeys(QObject):
@@ -156,16 +98,10 @@ class LabelMode(QWidget):
         self.context = context
         self.lab = labelling
         self.schema: Schema = labelling.schema()
-        self.queue_name = "todo"
-        self.queue_ids: list[int] = []
-        self.pos = 0
+        self.cursor = QueueCursor()
         self.current_id: int | None = None
-        self.history: list[int] = []
         self.stats = SessionStats()
         self.chosen: str | None = None
-        self.suggestions: dict[int, str] = {}
-        self._suggest_models: list[SuggestionModel] = []
-        self._extra_bases: list[str] = []
         self._counted: list[int] = []  # examples labelled or flagged this session, for the pace
         self._emitting = False
         self._stale = False
@@ -174,13 +110,6 @@ class LabelMode(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setObjectName("LabelMode")
 
-        self.suggester = Suggester(context, self)
-        self.suggester.loading.connect(self._suggest_loading)
-        self.suggester.piece.connect(self._suggest_piece)
-        self.suggester.finished.connect(self._suggest_finished)
-        self.suggester.failed.connect(self._suggest_failed)
-        self.suggester.refused.connect(self._suggest_refused)
-        self.suggester.stopped.connect(self._suggest_stopped)
         self.assist = LabelAssist(self)
 
         outer = QVBoxLayout(self)
@@ -251,78 +180,16 @@ class LabelMode(QWidget):
         bar.addWidget(self.change_name_button)
         outer.addLayout(bar)
 
-        # The example (or a word on why there is none).
-        self.card = QFrame()
-        self.card.setObjectName("Card")
-        card = QVBoxLayout(self.card)
-        card.setContentsMargins(22, 16, 22, 16)
-        card.setSpacing(8)
-        self.meta = QLabel()
-        self.meta.setObjectName("Hint")
-        self.meta.setTextFormat(Qt.TextFormat.RichText)
-        card.addWidget(self.meta)
-        self.text = QTextBrowser()
-        self.text.setObjectName("ExampleText")
-        self.text.setFrameShape(QFrame.Shape.NoFrame)
-        self.text.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.text.setOpenLinks(False)
-        self.text.setWordWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
-        font = QFont(self.text.font())
-        font.setPointSize(TEXT_POINT_SIZE)
-        self.text.setFont(font)
-        self.text.document().setDefaultFont(font)
-        self.text.document().setDocumentMargin(2)
-        card.addWidget(self.text, 1)
-
-        self.answer_box = QWidget()
-        answer = QVBoxLayout(self.answer_box)
-        answer.setContentsMargins(0, 4, 0, 0)
-        answer.setSpacing(6)
-        answer_head = QHBoxLayout()
-        self.answer_title = QLabel("Answer")
-        self.answer_title.setObjectName("SectionTitle")
-        answer_head.addWidget(self.answer_title)
-        answer_head.addStretch(1)
-        self.model_combo = QComboBox()
-        self.model_combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self.model_combo.setToolTip("Which model suggests answers: the base model, or a trained adapter")
-        self.model_combo.setMinimumWidth(220)
-        answer_head.addWidget(QLabel("Suggestions from"))
-        answer_head.addWidget(self.model_combo)
-        self.auto_suggest = QCheckBox("For every example")
-        self.auto_suggest.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.auto_suggest.setToolTip("Ask the model for a suggestion as soon as each example is shown")
-        answer_head.addWidget(self.auto_suggest)
-        self.suggest_button = _button("Suggest", "Ask the model for a starting point (Ctrl+G)")
-        self.suggest_button.setMinimumHeight(30)
-        answer_head.addWidget(self.suggest_button)
-        answer.addLayout(answer_head)
-        self.answer_edit = QPlainTextEdit()
-        self.answer_edit.setObjectName("AnswerEdit")
-        self.answer_edit.setPlaceholderText("Write the answer the model should give. Ctrl+Enter accepts it.")
-        afont = QFont(self.answer_edit.font())
-        afont.setPointSize(ANSWER_POINT_SIZE)
-        self.answer_edit.setFont(afont)
-        self.answer_edit.setMinimumHeight(90)
+        # The example (or a word on why there is none), and the answer box with suggestions.
+        self.card = ExampleCard()
+        self.meta, self.text = self.card.meta, self.card.text
+        self.answer_box = SuggestionPanel(context)
+        self.answer_box.message.connect(self.show_message)
+        self.answer_edit = self.answer_box.answer_edit
         self.answer_edit.installEventFilter(_AnswerKeys(self))
-        answer.addWidget(self.answer_edit, 1)
-        self.suggestion_frame = QFrame()
-        self.suggestion_frame.setObjectName("Suggestion")
-        sugg = QHBoxLayout(self.suggestion_frame)
-        sugg.setContentsMargins(12, 8, 8, 8)
-        self.suggestion_text = QLabel()
-        self.suggestion_text.setWordWrap(True)
-        self.suggestion_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.suggestion_text.setTextFormat(Qt.TextFormat.PlainText)
-        sugg.addWidget(self.suggestion_text, 1)
-        self.use_button = _button("Use this", "Put the suggestion into the answer box to accept or rewrite (Ctrl+U)")
-        self.use_button.setMinimumHeight(30)
-        sugg.addWidget(self.use_button, 0, Qt.AlignmentFlag.AlignTop)
-        answer.addWidget(self.suggestion_frame)
-        card.addWidget(self.answer_box, 1)
-        self.suggest_button.clicked.connect(self.request_suggestion)
-        self.model_combo.currentIndexChanged.connect(self._model_chosen)
-        self.use_button.clicked.connect(self.use_suggestion)
+        self.suggester = self.answer_box.suggester
+        self.suggestion_frame, self.suggestion_text = self.answer_box.suggestion_frame, self.answer_box.suggestion_text
+        self.card.body.addWidget(self.answer_box, 1)
 
         self.done = QLabel()
         self.done.setObjectName("Hint")
@@ -397,12 +264,18 @@ class LabelMode(QWidget):
         context.examples_changed.connect(self._examples_changed)
         context.labels_changed.connect(self.reload_schema)
         context.actor_changed.connect(self._actor_changed)
-        context.compute.changed.connect(self._compute_changed)
-        context.runs_changed.connect(self._fill_models)  # a finished run's adapter can suggest too
 
         self.reload_schema()
-        self._fill_models()
         self._actor_changed(context.actor)
+
+    @property
+    def queue_name(self) -> str:
+        return self.cursor.name
+
+    @property
+    def queue_ids(self) -> list[int]:
+        """The queue on screen, in its order (the cursor's)."""
+        return self.cursor.ids
 
     # -- who -------------------------------------------------------------------------------
 
@@ -444,7 +317,7 @@ class LabelMode(QWidget):
         self.change_name_button.setVisible(bool(name))
         self.stats = SessionStats()
         self._counted.clear()
-        self.history.clear()
+        self.cursor.history.clear()
         self.load_queue(self.queue_name)
         if name:
             self.setFocus()
@@ -494,23 +367,19 @@ class LabelMode(QWidget):
 
     def load_queue(self, name: str, keep_current: bool = False) -> None:
         """Read the queue ``name`` afresh and show its first example (or keep the one on screen)."""
-        self.queue_name = name
         index = QUEUES.index(name)
         if self.queue_combo.currentIndex() != index:
             self.queue_combo.blockSignals(True)
             self.queue_combo.setCurrentIndex(index)
             self.queue_combo.blockSignals(False)
         self._stale = False
-        self.queue_ids = self.lab.queue(name, self.annotator) if self.annotator else []
+        ids = self.lab.queue(name, self.annotator) if self.annotator else []
         current = self.current_id if keep_current else None
-        if current is not None and current in self.queue_ids:
-            self.pos = self.queue_ids.index(current)
-            self._show(current, keep_answer=True)
-        elif current is not None and self._exists(current):
-            self.pos = min(self.pos, len(self.queue_ids))
+        exists = current is not None and current not in ids and self._exists(current)
+        if self.cursor.load(name, ids, keep=current, keep_exists=exists):
+            assert current is not None
             self._show(current, keep_answer=True)
         else:
-            self.pos = 0
             self._show_next()
         self.refresh_progress()
         self.refresh_queue_counts()
@@ -518,13 +387,12 @@ class LabelMode(QWidget):
 
     @Slot(int)
     def _queue_chosen(self, index: int) -> None:
-        self.history.clear()
+        self.cursor.history.clear()
         self.load_queue(QUEUES[index])
         self.setFocus()
 
     def _exists(self, example_id: int) -> bool:
-        return self.context.project.execute("SELECT 1 FROM examples WHERE id = ? AND deleted = 0",
-                                            (example_id,)).fetchone() is not None
+        return self.context.project.example_exists(example_id)
 
     @Slot()
     def refresh_queue_counts(self) -> None:
@@ -555,14 +423,15 @@ class LabelMode(QWidget):
         if self.schema.uses_labels and not self.schema.labels:
             self._show_done()  # nothing to label with: say how to set the labels up
             return
-        while self.pos < len(self.queue_ids):
-            if self._show(self.queue_ids[self.pos]):
+        while self.cursor.current is not None:
+            if self._show(self.cursor.current):
                 return
-            del self.queue_ids[self.pos]  # deleted meanwhile
+            self.cursor.drop_current()  # deleted meanwhile
         self._show_done()
 
     def _show_done(self) -> None:
         self.current_id = None
+        self.answer_box.set_example(None)
         self.chosen = None
         self._set_action_buttons(False)
         for b in self._buttons.values():
@@ -609,7 +478,7 @@ class LabelMode(QWidget):
     def _set_action_buttons(self, on: bool) -> None:
         for b in (self.skip_button, self.flag_button, self.accept_button, *self._buttons.values()):
             b.setEnabled(on)
-        self.back_button.setEnabled(bool(self.history) and bool(self.annotator))
+        self.back_button.setEnabled(bool(self.cursor.history) and bool(self.annotator))
 
     def _show(self, example_id: int, keep_answer: bool = False) -> bool:
         """Put ``example_id`` on screen; False if it is gone."""
@@ -622,25 +491,10 @@ class LabelMode(QWidget):
         item = item_of(example, self.schema.template)
         mine = self.lab.annotation(example_id, self.annotator) if self.annotator else None
 
-        # What is known about it, in one muted line.
-        bits = [f"Example {example_id}", example.split]
-        if example.status == "flagged":
-            bits.append(f"<span style='color:{style.WARN}'>flagged for review</span>")
-        if mine is not None and mine.status in ("labelled", "flagged"):
-            what = mine.label or "an answer"
-            bits.append(f"you said <b>{html.escape(what)}</b>")
-        elif example.label and self.schema.uses_labels:
-            who = f" by {html.escape(example.annotator)}" if example.annotator else ""
-            bits.append(f"labelled <b>{html.escape(example.label)}</b>{who}")
+        others = None
         if self.queue_name in ("disagreements", "flagged"):
             others = [a for a in self.lab.annotations(example_id) if a.annotator != self.annotator
                       and a.status in ("labelled", "flagged")]
-            if others:
-                bits.append(" \u00b7 ".join(
-                    f"{html.escape(a.annotator)}: <b>{html.escape(a.label or (a.answer or '')[:40])}</b>"
-                    + (" (flagged)" if a.status == "flagged" else "")
-                    + (f" \u2014 \u201c{html.escape(a.comment)}\u201d" if a.comment else "")
-                    for a in others))
         # The label and the answer it has.
         if self.schema.uses_labels:
             self.chosen = (mine.label if mine is not None and mine.label else None) or example.label
@@ -651,22 +505,9 @@ class LabelMode(QWidget):
         # The model's prediction is pre-selected until the expert has labelled the example themselves (in
         # the review queue the label it has stays chosen: the expert confirms or corrects it).
         own = mine is not None and bool(mine.label)
-        bits += self.assist.on_show(example_id, has_label=own or (self.queue_name == "review"
-                                                                   and self.chosen is not None))
-        self.meta.setText("  \u00b7  ".join(bits))
-
-        # The text: system prompt and earlier turns small and muted, the input large.
-        parts = []
-        if item.system:
-            parts.append(f"<p style='color:{style.MUTED}; font-size:{style.FONT_POINT_SIZE}pt'>"
-                         f"<b>System</b>: {_para(item.system)}</p>")
-        for m in item.context:
-            parts.append(f"<p style='color:{style.MUTED}; font-size:{style.FONT_POINT_SIZE}pt'>"
-                         f"<b>{html.escape(str(m.get('role', '')).capitalize())}</b>: "
-                         f"{_para(str(m.get('content') or ''))}</p>")
-        body = item.input if item.input.strip() else "(this example has no text)"
-        parts.append(f"<p>{_para(body)}</p>")
-        self.text.setHtml("".join(parts))
+        prediction = self.assist.on_show(example_id, has_label=own or (self.queue_name == "review"
+                                                                       and self.chosen is not None))
+        self.card.show_example(example, item, mine, self.schema.uses_labels, others, prediction)
 
         for name, b in self._buttons.items():
             b.setChecked(name == self.chosen)
@@ -677,9 +518,7 @@ class LabelMode(QWidget):
                 answer = mine.answer
             else:
                 answer = item.answer or ""
-            if self.answer_edit.toPlainText() != answer:
-                self.answer_edit.setPlainText(answer)
-            self._show_suggestion()
+            self.answer_box.set_example(example_id, prompt_messages(example, self.schema.template), answer)
         self._set_action_buttons(True)
         if self.stack.currentWidget() is not self.card:
             self.stack.setCurrentWidget(self.card)
@@ -687,8 +526,6 @@ class LabelMode(QWidget):
             for b in (self.skip_button, self.flag_button, self.accept_button):
                 b.show()
         self.shown.emit(example_id)
-        if self.schema.uses_answer and self.auto_suggest.isChecked() and example_id not in self.suggestions:
-            QTimer.singleShot(0, self.request_suggestion)
         return True
 
     # -- actions ------------------------------------------------------------------------------
@@ -754,33 +591,16 @@ class LabelMode(QWidget):
         self._emit_changed([example_id])
         self.message.setText("")
         still = self.lab.in_queue(self.queue_name, example_id, self.annotator)
-        on_queue = self.pos < len(self.queue_ids) and self.queue_ids[self.pos] == example_id
-        if on_queue:
-            if not still:
-                del self.queue_ids[self.pos]
-            elif action == "skip" and self.queue_name == "todo":
-                self.queue_ids.append(self.queue_ids.pop(self.pos))
-            else:
-                self.pos += 1
-        elif example_id in self.queue_ids and not still:
-            i = self.queue_ids.index(example_id)
-            del self.queue_ids[i]
-            if i < self.pos:
-                self.pos -= 1
-        self.history.append(example_id)
-        if self.pos >= len(self.queue_ids) and self.queue_ids and self.queue_name == "todo":
-            self.pos = 0  # skipped ones wait at the back: come round to them
+        self.cursor.done_with(example_id, action, still)
         self._show_next()
         self.refresh_progress()
         self._counts_timer.start()
 
     def back(self) -> None:
-        if not self.history:
+        previous = self.cursor.back()
+        if previous is None:
             self.show_message("Nothing to go back to yet.")
             return
-        previous = self.history.pop()
-        if previous in self.queue_ids:
-            self.pos = self.queue_ids.index(previous)
         if not self._show(previous):
             self.back()
 
@@ -808,13 +628,7 @@ class LabelMode(QWidget):
                 self._counted.pop()
                 self.stats.record(-1)
             # Back to the example whose label was taken back, to label it again.
-            if self.history and self.history[-1] == example_id:
-                self.history.pop()
-            if self.lab.in_queue(self.queue_name, example_id, self.annotator):
-                if example_id in self.queue_ids:
-                    self.queue_ids.remove(example_id)
-                self.pos = min(self.pos, len(self.queue_ids))
-                self.queue_ids.insert(self.pos, example_id)
+            self.cursor.undone(example_id, self.lab.in_queue(self.queue_name, example_id, self.annotator))
             if self._show(example_id):
                 self.refresh_progress()
                 self._counts_timer.start()
@@ -915,140 +729,24 @@ class LabelMode(QWidget):
         if not self.handle_key(event):
             super().keyPressEvent(event)
 
-    # -- suggestions ----------------------------------------------------------------------------
-
-    @Slot()
-    def _fill_models(self) -> None:
-        if self._closed:
-            return
-        current = self.model_combo.currentData()
-        self._suggest_models = suggestion_models(self.context, self._extra_bases)
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        for i, m in enumerate(self._suggest_models):
-            self.model_combo.addItem(m.title, m.ref.key)
-            self.model_combo.setItemData(i, plain_tip(m.base_spec if m.ref.is_base else str(m.ref.adapter_dir)),
-                                         Qt.ItemDataRole.ToolTipRole)
-        keys = [m.ref.key for m in self._suggest_models]
-        if current in keys:
-            self.model_combo.setCurrentIndex(keys.index(current))
-        self.model_combo.blockSignals(False)
-
-    @Slot(int)
-    def _model_chosen(self, _index: int) -> None:
-        """Suggestions belong to the model that made them: another model starts afresh."""
-        self.suggestions.clear()
-        self.suggester.cancel()
-        if self.current_id is not None:
-            self._show_suggestion()
+    # -- suggestions (the answer box's) ----------------------------------------------------
 
     def set_suggestion_base(self, spec: str) -> None:
-        """Offer ``spec`` (a model folder or hub id) as a base model for suggestions, and choose it."""
-        if spec not in self._extra_bases:
-            self._extra_bases.append(spec)
-        self._fill_models()
-        for i, m in enumerate(self._suggest_models):
-            if m.base_spec == spec and m.ref.is_base:
-                self.model_combo.setCurrentIndex(i)
-                return
-
-    def suggestion_model(self) -> SuggestionModel | None:
-        i = self.model_combo.currentIndex()
-        return self._suggest_models[i] if 0 <= i < len(self._suggest_models) else None
+        self.answer_box.set_suggestion_base(spec)
 
     def request_suggestion(self) -> str:
         if self.current_id is None or not self.schema.uses_answer:
             return "refused"
-        model = self.suggestion_model()
-        if model is None:
-            return "refused"
-        example = self.context.project.get_example(self.current_id)
-        self.suggestions.pop(self.current_id, None)
-        state = self.suggester.request(self.current_id, model, prompt_messages(example, self.schema.template))
-        if state != "refused":
-            self.suggestion_frame.show()
-            self.suggestion_text.setText("Thinking\u2026")
-            self.use_button.setEnabled(False)
-        return state
+        return self.answer_box.request_suggestion()
 
     def use_suggestion(self) -> None:
-        text = self.suggestions.get(self.current_id) if self.current_id is not None else None
-        if not text:
-            self.show_message("No suggestion for this example yet: ask for one with Suggest (Ctrl+G).")
-            return
-        self.answer_edit.setPlainText(text)
-        self.answer_edit.setFocus()
-        cursor = self.answer_edit.textCursor()
-        cursor.movePosition(cursor.MoveOperation.End)
-        self.answer_edit.setTextCursor(cursor)
-
-    def _show_suggestion(self) -> None:
-        text = self.suggestions.get(self.current_id)
-        if text is None and not (self.suggester.busy and self.suggester._running_id == self.current_id):
-            self.suggestion_frame.hide()
-            return
-        self.suggestion_frame.show()
-        if text is not None:
-            self.suggestion_text.setText(f"Suggestion: {text}" if text else "The model suggested nothing.")
-            self.use_button.setEnabled(bool(text))
-
-    @Slot(int)
-    def _suggest_loading(self, example_id: int) -> None:
-        if example_id == self.current_id:
-            self.suggestion_frame.show()
-            self.suggestion_text.setText("Loading the model (the first time takes a while)\u2026")
-
-    @Slot(int, str)
-    def _suggest_piece(self, example_id: int, text: str) -> None:
-        if example_id == self.current_id:
-            self.suggestion_frame.show()
-            shown = self.suggestion_text.text()
-            if not shown.startswith("Suggestion: "):
-                shown = "Suggestion: "
-            self.suggestion_text.setText(shown + text)
-
-    @Slot(int, str)
-    def _suggest_finished(self, example_id: int, text: str) -> None:
-        self.suggestions[example_id] = text
-        if example_id == self.current_id:
-            self._show_suggestion()
-
-    @Slot(int, str)
-    def _suggest_failed(self, example_id: int, message: str) -> None:
-        if example_id == self.current_id:
-            self.suggestion_frame.hide()
-            self.show_message(message)
-
-    @Slot(int)
-    def _suggest_stopped(self, example_id: int) -> None:
-        if example_id == self.current_id and not self.suggester.busy:
-            self._show_suggestion()
-
-    @Slot(int, str)
-    def _suggest_refused(self, example_id: int, holder: str) -> None:
-        self.show_message(f"The model is busy ({holder}), so it cannot suggest answers right now. "
-                          "You can write the answer yourself; suggestions come back when it is done.")
-
-    @Slot(str)
-    def _compute_changed(self, holder: str) -> None:
-        self.suggest_button.setEnabled(not holder or holder == self.suggester_holder)
-
-    @property
-    def suggester_holder(self) -> str:
-        from ftstudio.gui.labelling.suggest import HOLDER
-
-        return HOLDER
+        self.answer_box.use_suggestion()
 
     def shutdown(self) -> None:
         """Before the project closes: no timer may read it afterwards, no suggestion may still run."""
         self._closed = True
         self._counts_timer.stop()
         self._message_timer.stop()
-        self.suggester.shutdown()
+        self.answer_box.shutdown()
         self.assist.shutdown()
 
-
-def _para(text: str) -> str:
-    if len(text) > RENDER_LIMIT:
-        text = text[:RENDER_LIMIT] + f"\n\u2026 {len(text) - RENDER_LIMIT:,} more characters"
-    return html.escape(text).replace("\n", "<br>")

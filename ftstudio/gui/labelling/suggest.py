@@ -91,10 +91,16 @@ class Suggester(QObject):
         self._engine: ComparisonEngine | None = None
         # A new request stops the running one, waits for it to end, then starts.
         self._slot = JobSlot(self, stop_running=True)
+        self._running_for: int | None = None
 
     @property
     def busy(self) -> bool:
         return self._slot.busy
+
+    @property
+    def running_for(self) -> int | None:
+        """The example whose suggestion is being written (None: none is)."""
+        return self._running_for if self._slot.busy else None
 
     def request(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> str:
         """Ask for a suggestion: "started", "waiting" (after the running one) or "refused" (device busy)."""
@@ -107,6 +113,7 @@ class Suggester(QObject):
                   parent=self, lock=self.context.compute, holder=HOLDER)
         job.refused.connect(lambda holder: self.refused.emit(example_id, holder))
         job.progressed.connect(lambda item: self._on_progress(example_id, item))
+        job.started.connect(lambda: setattr(self, "_running_for", example_id))
         job.ended.connect(lambda outcome: self._on_ended(example_id, outcome))
         return job
 
