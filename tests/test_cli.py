@@ -104,6 +104,7 @@ def test_unknown_setting_is_a_clear_error(tmp_path, capsys):
     assert "lerning_rate" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_train_evaluate_export_on_tiny_model(tmp_path, capsys, tiny_model_dir):
     target = tmp_path / "p"
     main(["new", str(target)])

@@ -4,6 +4,8 @@ near-duplicate search at 100,000 examples."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import random
 
@@ -198,6 +200,7 @@ def _synthetic(n: int, seed: int = 0) -> list[Example]:
     return out
 
 
+@pytest.mark.slow
 def test_near_duplicates_at_100000_examples():
     # Completes only if the search is not pairwise (5e9 comparisons would not finish);
     # benchmarks/near_duplicates.py measures the time.

@@ -61,6 +61,7 @@ def _refs(tiny_model_dir, adapters) -> list[ModelRef]:
     return [base] + [ModelRef(ratings.adapter_key(a), f"A{i}", a) for i, a in enumerate(adapters)]
 
 
+@pytest.mark.slow
 def test_every_answer_is_the_named_model_s_and_streams(engine, tiny_model_dir, adapters):
     refs = _refs(tiny_model_dir, adapters)
     pieces: dict[tuple[int, str], list[str]] = {}

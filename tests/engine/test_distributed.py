@@ -37,6 +37,7 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU")
+@pytest.mark.slow
 def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun is installed with torch"

@@ -86,6 +86,7 @@ def own_stop(adapted):
 PROMPT = "Ticket number 0: please help"
 
 
+@pytest.mark.slow
 def test_evaluate_reports_loss_and_exact_match_that_add_up(generator, own_stop):
     # Three labels; the first is what the model answers to PROMPT, so exactly the three
     # examples that ask PROMPT are right and the six others wrong.
@@ -122,6 +123,7 @@ def test_loss_is_the_mean_over_answer_tokens(generator):
     assert result.loss == pytest.approx(sum(s for s, _n in sums) / result.tokens)
 
 
+@pytest.mark.slow
 def test_evaluation_reports_progress_over_both_passes_and_stops_between_examples(generator):
     labels = ["billing", "shipping"]
     convs = [_conv(f"Ticket {i}", labels[i % 2]) for i in range(6)]

@@ -40,6 +40,7 @@ def test_merged_model_gives_the_same_logits_as_base_plus_adapter(adapter, tiny_m
     assert not list(tmp_path.glob(".*partial"))
 
 
+@pytest.mark.slow
 def test_merged_model_keeps_the_dtype_the_base_was_published_in(adapter, tiny_model_dir, tmp_path):
     import json
 

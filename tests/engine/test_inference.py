@@ -38,6 +38,7 @@ def _plain_generate(model, tokenizer, max_new_tokens: int) -> str:
     return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
+@pytest.mark.slow
 def test_each_column_is_the_model_it_names(generator, tiny_model_dir, adapters):
     import torch
     from peft import PeftModel
@@ -86,6 +87,7 @@ def test_streamed_pieces_make_the_answer_and_stop_works(generator):
     assert len(seen) <= 3 and len(short) < len(answer)
 
 
+@pytest.mark.slow
 def test_sampling_is_repeatable_by_seed(generator):
     settings = SamplingSettings(temperature=1.5, top_p=0.95, max_new_tokens=12, seed=7)
     first = generator.generate(PROMPT, model="b", settings=settings)

@@ -23,6 +23,7 @@ def test_bundled_model_is_a_cached_safetensors_folder_with_chat_template(bundled
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
 
 
+@pytest.mark.slow
 def test_bundled_model_answers_sensibly(bundled_dir):
     import torch
     from transformers import AutoModelForCausalLM

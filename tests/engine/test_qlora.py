@@ -49,6 +49,7 @@ def test_qlora_model_is_4bit_nf4_with_double_quantisation(tiny_model_dir):
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.slow
 def test_qlora_trains_and_its_adapter_loads_on_a_plain_base(tiny_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

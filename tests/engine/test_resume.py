@@ -49,6 +49,7 @@ def adapter_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("stop_after", [3, 6])
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, stop_after):
     cfg = cfg_for(tiny_model_dir)
     straight_events = []
@@ -93,6 +94,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_model_dir, tmp_path, stop_
     assert second.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_starts_from_the_beginning(tiny_model_dir, tmp_path):
     cfg = TrainConfig(model=str(tiny_model_dir), max_steps=2, batch_tokens=160, max_length=128, eval_every=0,
                       samples=0, checkpoint_every=0)

@@ -63,6 +63,7 @@ def learnable_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_lora_learns_a_memorisation_task(learnable_model_dir, tmp_path):
     data = memorise_data()
     cfg = tiny_cfg(learnable_model_dir, max_steps=0, epochs=12.0, eval_every=0, checkpoint_every=0, samples=0,
@@ -78,6 +79,7 @@ def test_lora_learns_a_memorisation_task(learnable_model_dir, tmp_path):
     assert result.eval_loss < first_epoch - 3.0
 
 
+@pytest.mark.slow
 def test_events_come_in_a_sane_order_with_the_right_fields(tiny_model_dir, tmp_path):
     data = memorise_data()
     run_dir = tmp_path / "run"
@@ -127,6 +129,7 @@ def test_events_come_in_a_sane_order_with_the_right_fields(tiny_model_dir, tmp_p
     assert TrainConfig.load(run_dir / "config.yaml") == tiny_cfg(tiny_model_dir)
 
 
+@pytest.mark.slow
 def test_run_folder_holds_checkpoints_and_an_adapter_plain_peft_loads(tiny_model_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -174,6 +177,7 @@ def test_run_folder_holds_checkpoints_and_an_adapter_plain_peft_loads(tiny_model
     assert abs(base_sum.item() / count - result.eval_loss) > 0.01
 
 
+@pytest.mark.slow
 def test_stop_saves_a_checkpoint_and_the_adapter(tiny_model_dir, tmp_path):
     data = memorise_data()
     run_dir = tmp_path / "run"
@@ -196,6 +200,7 @@ def test_stop_saves_a_checkpoint_and_the_adapter(tiny_model_dir, tmp_path):
     assert [e.step for e in events if isinstance(e, Checkpoint)] == [2]
 
 
+@pytest.mark.slow
 def test_overlong_examples_are_dropped_and_counted(tiny_model_dir, tmp_path):
     data = memorise_data()
     long_answer = " ".join(["elephant"] * 80)
@@ -244,6 +249,7 @@ def test_expected_failures_become_failed_events(tiny_model_dir, tmp_path, case, 
     assert read_events(tmp_path / "run" / "metrics.jsonl")[-1] == failure
 
 
+@pytest.mark.slow
 def test_a_crashing_consumer_becomes_an_internal_failure(tiny_model_dir, tmp_path):
     events = []
 
@@ -276,6 +282,7 @@ def _poisoned_model(tiny_model_dir: Path, out: Path, token_id: int) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path):
     from ftstudio.engine.models import load_tokenizer
     from ftstudio.engine.packing import epoch_batches
@@ -322,6 +329,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_model_di
     assert events[-1] == failure
 
 
+@pytest.mark.slow
 def test_training_is_repeatable_with_the_same_seed(tiny_model_dir, tmp_path):
     data = memorise_data()
     cfg = tiny_cfg(tiny_model_dir, max_steps=3, eval_every=0, samples=0, checkpoint_every=0, lora_dropout=0.1)
@@ -338,6 +346,7 @@ def test_training_is_repeatable_with_the_same_seed(tiny_model_dir, tmp_path):
     random.seed(0)  # the engine seeds the global RNGs; leave them predictable for other tests
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_reported_with_what_to_change_and_the_process_goes_on(tiny_model_dir, tmp_path,
                                                                               monkeypatch):
     # No GPU here to fill: the device's own out-of-memory error is raised where

@@ -395,6 +395,7 @@ def _launch(args: list[str], tmp_path) -> str:
         proc.wait(20)
 
 
+@pytest.mark.slow
 def test_the_ftstudio_command_opens_the_window_and_the_demo(tmp_path):
     assert _launch([], tmp_path) == "FT Studio"
     assert _launch(["--demo"], tmp_path) == "Support ticket triage (demo) \u2014 FT Studio"

@@ -191,6 +191,7 @@ def test_a_run_that_is_training_cannot_be_deleted(runs, page, project, context):
     assert page.delete_runs([a]) == 1  # a stale "running" row (the app was killed) can go
 
 
+@pytest.mark.slow
 def test_export_copies_a_loadable_adapter(page, project, context, qtbot, tmp_path, tiny_model_dir):
     from ftstudio.core.examples import PreparedData
     from ftstudio.engine.inference import check_adapter_dir

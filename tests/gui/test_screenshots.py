@@ -35,6 +35,7 @@ def app_as_it_was(qapp):
     qapp.setOrganizationName(organisation)
 
 
+@pytest.mark.slow
 def test_label_and_compare_pictures(app_as_it_was, tmp_path, monkeypatch):
     monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings.ini"))  # take() points it at its own copy
     monkeypatch.setattr(screenshots, "SETTLE_MS", 50)

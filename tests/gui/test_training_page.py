@@ -147,6 +147,7 @@ def wait_for_step(qtbot, page: TrainPage, step: int) -> None:
                     timeout=RUN_TIMEOUT_MS)
 
 
+@pytest.mark.slow
 def test_start_stop_and_resume_a_real_run(page, qtbot, fill, project, tiny_model_dir, context):
     fill(project, 40, eval_every=5)
     configure(page, tiny_model_dir, max_steps=60, checkpoint_every=0)
@@ -211,6 +212,7 @@ def test_start_stop_and_resume_a_real_run(page, qtbot, fill, project, tiny_model
     assert len(project.runs()) == 1
 
 
+@pytest.mark.slow
 def test_event_loop_stays_responsive_while_training(page, qtbot, fill, project, tiny_model_dir):
     """A timer on the GUI thread keeps firing while a real run trains: it sees the run's
     steps one after another, not only the first and the last (as it would if training held
@@ -251,6 +253,7 @@ def _answer_dialog(qtbot, button_text: str) -> None:
     QTimer.singleShot(20, answer)
 
 
+@pytest.mark.slow
 def test_closing_the_window_during_a_run_asks_then_stops_and_keeps_the_checkpoint(qtbot, settings, project, fill,
                                                                                  tiny_model_dir):
     from ftstudio.gui.main_window import MainWindow
