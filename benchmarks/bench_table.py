@@ -116,8 +116,8 @@ def time_operations(app, page) -> dict[str, float]:
             app.processEvents()
             best = min(best, time.perf_counter() - t)
         out[name] = best
-    if page._summary_thread is not None:
-        page._summary_thread.wait()
+    if page._summary_job is not None:
+        page._summary_job.wait()
     app.processEvents()
     return out
 

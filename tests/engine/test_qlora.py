@@ -3,6 +3,8 @@ quantisation, the add-on weights train, and the adapter loads on a plain base.""
 
 from __future__ import annotations
 
+import pytest
+
 # bitsandbytes is a required dependency: on a broken install these tests fail, never skip.
 import bitsandbytes  # noqa: F401
 import torch

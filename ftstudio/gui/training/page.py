@@ -2,10 +2,11 @@
 the running (or last) run on the right, and Start / Stop / Resume.
 
 A run is a row in the project's ``runs`` table and a folder ``runs/<id>/``,
-created and updated here exactly as ``ftstudio train`` does: status
-running, then finished, stopped or failed with steps, losses and a message.
-The engine runs on a ``TrainingThread`` while this page holds the project's
-compute lock as "Training"; a comparison holding it makes Start refuse.
+created and updated through ``core.runs`` exactly as ``ftstudio train`` does:
+status running, then finished, stopped or failed with steps, losses and a
+message. The engine runs in a ``workers.Job`` (``train_job``) while this page
+holds the project's compute lock as "Training"; a comparison holding it makes
+Start refuse.
 """
 
 from __future__ import annotations
