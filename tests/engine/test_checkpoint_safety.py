@@ -59,6 +59,7 @@ def three_checkpoints(tiny_model_dir, tmp_path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_checkpoint_has_a_manifest_and_damage_is_found(three_checkpoints):
     ckpt = three_checkpoints / "checkpoints" / "step-3"
     assert (ckpt / checkpoints.MANIFEST_FILE).is_file()
@@ -74,6 +75,7 @@ def test_a_checkpoint_has_a_manifest_and_damage_is_found(three_checkpoints):
     assert checkpoints.newest_complete(three_checkpoints)[0].name == "step-1"
 
 
+@pytest.mark.slow
 def test_resume_falls_back_to_the_newest_whole_checkpoint(three_checkpoints, tiny_model_dir):
     run_dir = three_checkpoints
     (run_dir / "checkpoints" / "step-3" / "adapter_model.safetensors").unlink()
@@ -94,6 +96,7 @@ def test_resume_falls_back_to_the_newest_whole_checkpoint(three_checkpoints, tin
     assert any(isinstance(e, Log) and "Resuming from step 1 of 4 (step-1)" in e.message for e in events)
 
 
+@pytest.mark.slow
 def test_temporary_folders_left_by_a_kill_are_removed_on_resume(three_checkpoints, tiny_model_dir):
     run_dir = three_checkpoints
     # What a process killed inside a checkpoint write and inside the adapter write leaves.
@@ -116,6 +119,7 @@ def test_temporary_folders_left_by_a_kill_are_removed_on_resume(three_checkpoint
     assert any(isinstance(e, Log) and "Removed 3 unfinished temporary folders" in e.message for e in events)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_is_said_and_the_run_is_recorded_failed(
     project, tiny_model_dir, monkeypatch
 ):

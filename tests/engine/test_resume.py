@@ -111,6 +111,7 @@ HANG_S = 900  # only catches a child that hangs; never a speed check
 
 
 @pytest.mark.parametrize("where", ["mid-step", "mid-checkpoint"])
+@pytest.mark.slow
 def test_resume_after_the_process_is_killed(tiny_model_dir, tmp_path, where):
     cfg = dataclasses.replace(cfg_for(tiny_model_dir), checkpoint_every=KILL_CHECKPOINT_EVERY)
     straight_events = []
