@@ -15,7 +15,8 @@ suggestion does; it is not started while something else holds it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -31,6 +32,7 @@ from ftstudio.gui.workers import Job, JobSlot, Outcome
 log = logging.getLogger("ftstudio.gui.labelling")
 
 HOLDER = "Predicting labels (Label page)"
+HOLD_OFF_S = 0.6  # predictions wait this long after a key press: the expert's pace comes first
 
 
 def predict_job(
@@ -41,8 +43,14 @@ def predict_job(
     *,
     report,
     interrupted,
+    paused: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Worker thread: ("predicted", example id, probabilities in ``labels``' order) per example."""
+    """Worker thread: ("predicted", example id, probabilities in ``labels``' order) per example.
+
+    Between examples it waits while ``paused()``: the expert is pressing keys, and on a CPU with few
+    cores the scoring (tokenising through the chat template holds the interpreter) would slow each
+    key press down.
+    """
     from ftstudio.engine.label_scores import score_labels
 
     report(("loading", None, None))
@@ -50,6 +58,8 @@ def predict_job(
     name = engine.model_name(ref)
     n = 0
     for example_id, messages in items:
+        while paused() and not interrupted():
+            time.sleep(0.05)
         if interrupted():
             break
         probs = score_labels(engine.generator, [messages], list(labels), model=name)[0]
@@ -72,10 +82,19 @@ class Predictor(QObject):
         self._slot = JobSlot(self, stop_running=True)
         self._run_id: str | None = None
         self._labels: list[str] = []
+        self._quiet_until = 0.0
 
     @property
     def busy(self) -> bool:
         return self._slot.busy
+
+    def hold_off(self, seconds: float = HOLD_OFF_S) -> None:
+        """The expert is at work: the worker waits until ``seconds`` after the last key press."""
+        self._quiet_until = time.monotonic() + seconds
+
+    def typing(self) -> bool:
+        """(Worker thread) whether a key was pressed in the last moment: a float read, no lock needed."""
+        return time.monotonic() < self._quiet_until
 
     @property
     def run_id(self) -> str | None:
@@ -112,6 +131,7 @@ class Predictor(QObject):
             parent=self,
             lock=self.context.compute,
             holder=HOLDER,
+            paused=self.typing,
         )
         job.progressed.connect(self._on_progress)
         job.started.connect(lambda: self.status.emit(f"Run {run_id} is predicting labels…"))
@@ -188,6 +208,7 @@ class LabelAssist(QObject):
         from ftstudio.core.ratings import model_label
 
         mode = self.mode
+        self.predictor.hold_off()
         bits: list[str] = []
         if mode.queue_name == review.REVIEW:
             request = review.review_request(mode.context.project, example_id)
