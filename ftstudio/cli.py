@@ -76,6 +76,19 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.system is not None and not _is_text(args.system):
         raise CommandError("--system holds bytes that are not UTF-8 text; write the system prompt again "
                            "(or put it in the file)")
+    from ftstudio.core import preferences
+
+    if args.format == "auto" and preferences.detect_form(args.file):
+        try:
+            found = preferences.import_preferences(project, args.file)
+        except ImportFailed as exc:
+            raise CommandError(f"Nothing was imported.\n{exc}") from None
+        c = preferences.counts(project)
+        print(f"Found: {found.description}")
+        print(f"Imported {len(found.pairs)} into the preference data of {project.path} ({c.total_pairs()} pairs and "
+              f"{c.total_singles() - 2 * c.total_pairs()} single rated answers in the project, "
+              f"{c.pairs['eval']} pairs held out)")
+        return 0
     try:
         preview = import_dataset(project, args.file, format=args.format, column_map=column_map or None,
                                  system=args.system, eval_fraction=args.eval_fraction)
@@ -152,6 +165,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     project = _open_project(args.dir)
+    if args.preferences:
+        from ftstudio.core.preferences import export_preferences
+
+        n = export_preferences(project, args.preferences, unpaired=args.unpaired, split=args.split)
+        what = "rated answers (TRL's unpaired form)" if args.unpaired else "preference pairs (TRL's form)"
+        print(f"Wrote {n} {what} to {args.preferences}")
+        return 0
     if args.dataset:
         from ftstudio.core.formats import export_dataset
 
@@ -166,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"Wrote {n} examples to {args.dataset}")
         return 0
     if not args.run or not (args.adapter or args.merged):
-        raise CommandError("Say what to export: --dataset OUT.jsonl, or --run RUN_ID with --adapter OUT or --merged OUT")
+        raise CommandError("Say what to export: --dataset OUT.jsonl, --preferences OUT.jsonl, or --run RUN_ID with --adapter OUT or --merged OUT")
     run = _get_run(project, args.run)
     adapter = project.run_dir(run.id) / "adapter"
     if not adapter.exists():
@@ -261,6 +281,9 @@ class TerminalReporter:
                         + (f"  vram {event.vram_allocated / 2**30:.2f} GiB" if event.vram_total else ""))
         elif isinstance(event, ev.EvalMetrics):
             self._write(f"step {event.step:5d}  held-out loss {event.eval_loss:.4f}")
+        elif isinstance(event, ev.PreferenceMetrics) and event.split == "eval":
+            margin = f"  margin {event.reward_margin:+.3f}" if event.reward_margin is not None else ""
+            self._write(f"step {event.step:5d}  held-out reward accuracy {event.reward_accuracy:.2f}{margin}")
         elif isinstance(event, ev.Sample):
             self._write(f"  sample: {event.prompt[:60]!r} -> {event.output[:60]!r}"
                         + (f" (reference {event.reference[:40]!r})" if event.reference else ""))
@@ -317,6 +340,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = (TrainConfig.load(Path(args.config)) if args.config
                    else preset(args.preset, train_examples=len(project.prepared_data().train)))
             cfg = cfg.with_overrides(args.set or [])
+            if args.from_run:
+                from ftstudio.core.preferences import starting_adapter
+
+                try:
+                    cfg.start_from = starting_adapter(project, args.from_run)
+                except ValueError as exc:
+                    raise CommandError(f"--from-run: {exc}") from None
             if _world() > 1 and not args.run_id:
                 raise CommandError("When launching on several processes, give every process the same "
                                    "--run-id NAME")
@@ -324,6 +354,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (ConfigError, runs.RunProblem) as exc:
         if isinstance(exc, ConfigError) or exc.kind == "config":
             raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) \
+                from None
+        if exc.kind == "no_data" and exc.objective != "sft":
+            raise CommandError(f"{project.path} has no preference data for training yet: rate answers blind on the "
+                               f"Compare page, or import pairs with 'ftstudio import {project.path} PAIRS.jsonl'") \
                 from None
         if exc.kind == "no_data":
             raise CommandError(f"{project.path} has no training examples with answers yet; import some with "
@@ -340,8 +374,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     run_dir = project.run_dir(run_id)
     if main_process:
-        print(f"Run {run_id}: {cfg.method.upper()} on {cfg.model}, {len(data.train)} training and "
-              f"{len(data.eval)} held-out examples")
+        what = "examples" if cfg.objective == "sft" else "preference rows"
+        method = cfg.method.upper() if cfg.objective == "sft" else f"{cfg.objective.upper()} ({cfg.method.upper()})"
+        start = f" from {cfg.start_from}" if cfg.start_from else ""
+        print(f"Run {run_id}: {method} on {cfg.model}{start}, {len(data.train)} training and "
+              f"{len(data.eval)} held-out {what}")
 
     stop_requested = {"flag": False}
 
@@ -504,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.set_defaults(func=cmd_new)
 
-    p = sub.add_parser("import", help="import examples from a file into a project")
+    p = sub.add_parser("import", help="import examples (or preference pairs, found by their fields) from a file "
+                                      "into a project")
     p.add_argument("dir")
     p.add_argument("file")
     p.add_argument("--format", default="auto",
@@ -542,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last checkpoint")
     p.add_argument("--run-id", help="name the run (needed when launching on several processes)")
+    p.add_argument("--from-run", metavar="RUN_ID",
+                   help="start from this run's adapter (preference tuning usually starts from an SFT run)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="held-out loss and exact-match accuracy of a run (or the base model)")
@@ -560,7 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export the dataset, a run's adapter, or a merged model")
     p.add_argument("dir")
     p.add_argument("--dataset", metavar="OUT.jsonl")
-    p.add_argument("--split", choices=["train", "eval"], help="only this split of the dataset")
+    p.add_argument("--preferences", metavar="OUT.jsonl", help="the preference pairs, in TRL's form")
+    p.add_argument("--unpaired", action="store_true",
+                   help="with --preferences: every rated answer in TRL's unpaired (KTO) form")
+    p.add_argument("--split", choices=["train", "eval"], help="only this split of the dataset (or the pairs)")
     p.add_argument("--run", metavar="RUN_ID")
     p.add_argument("--adapter", metavar="OUT")
     p.add_argument("--merged", metavar="OUT")

@@ -215,3 +215,66 @@ def test_validate_warns_when_the_chat_template_gives_answers_no_end_of_turn_toke
     assert "end-of-turn" not in out and "Tokens per example" in out
     assert main(["validate", str(target)]) == 0  # no model given: no tokenizer loaded, and it says so
     assert "were not checked: give --model" in capsys.readouterr().out
+
+
+def _pair(i: int) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": f"Ticket {i}: sort it"}],
+        "chosen": [{"role": "assistant", "content": f"Billing, because of ticket {i}."}],
+        "rejected": [{"role": "assistant", "content": "Billing"}],
+    }
+
+
+def test_preference_pairs_import_export_and_dpo_from_a_run(tmp_path, capsys, tiny_model_dir):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    data = _write_jsonl(tmp_path / "d.jsonl", [_conv(f"question {i}", f"answer {i}") for i in range(12)])
+    assert main(["import", str(target), str(data)]) == 0
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [_pair(i) for i in range(10)])
+    capsys.readouterr()
+    assert main(["import", str(target), str(pairs)]) == 0  # found as preference data by its fields
+    out = capsys.readouterr().out
+    assert "TRL preference form" in out and "Imported 10 into the preference data" in out
+    with Project.open(target) as p:
+        assert p.count_examples() == 12  # not read as examples
+    bad = _write_jsonl(
+        tmp_path / "bad.jsonl", [_pair(0), {"prompt": "Q", "chosen": "same", "rejected": "same"}]
+    )
+    assert main(["import", str(target), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "Nothing was imported" in err and "bad.jsonl, line 2" in err and "'rejected'" in err
+
+    out_file = tmp_path / "out.jsonl"
+    assert main(["export", str(target), "--preferences", str(out_file)]) == 0
+    rows = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(rows) == 10 and rows[0] == _pair(0)
+
+    settings = [
+        "--set",
+        f"model={tiny_model_dir}",
+        "--set",
+        "max_steps=2",
+        "--set",
+        "batch_tokens=256",
+        "--set",
+        "max_length=64",
+        "--set",
+        "samples=0",
+        "--set",
+        "eval_every=0",
+    ]
+    assert main(["train", str(target), *settings, "--run-id", "sft"]) == 0
+    capsys.readouterr()
+    assert (
+        main(["train", str(target), *settings, "--set", "method=dpo", "--from-run", "sft", "--run-id", "dpo"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "DPO (LORA)" in out and "runs/sft/adapter" in out
+    with Project.open(target) as p:
+        run = p.get_run("dpo")
+        assert run.method == "dpo" and run.status == "finished"
+        assert run.config["objective"] == "dpo" and run.config["method"] == "lora"
+        assert run.config["start_from"] == str(p.run_dir("sft") / "adapter")
+    assert main(["train", str(target), *settings, "--set", "method=kto", "--from-run", "nope"]) == 1
+    assert "--from-run: no run 'nope'" in capsys.readouterr().err

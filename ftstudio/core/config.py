@@ -82,6 +82,45 @@ class TrainConfig:
     checkpoint_every: int = _f(100, "Save a checkpoint every this many steps (0: only at the end).", advanced=True)
     keep_checkpoints: int = _f(2, "How many recent checkpoints to keep on disk.", advanced=True)
 
+    # -- preference tuning (DPO, KTO) ---------------------------------------------------
+    objective: str = _f(
+        "sft",
+        "What the model learns from: example answers (sft), preference pairs (dpo) or answers rated good "
+        "or bad (kto).",
+        "sft copies the answers of your examples. dpo learns from pairs of a better and a worse answer "
+        "to the same prompt (your blind votes, or an imported file): use it after an SFT run, when the "
+        "answers are right but you prefer one way of giving them. kto learns from single answers marked "
+        "good or bad, for when you have verdicts rather than pairs ('both bad' votes count).",
+    )
+    start_from: str = _f(
+        "",
+        "The adapter training starts from (a run's adapter folder); empty: the base model.",
+        "Preference tuning usually starts from an SFT run, so the model already knows the task. The "
+        "starting adapter is trained further; the reference the preferences are measured against is the "
+        "model as it was at the start.",
+    )
+    beta: float = _f(
+        0.1,
+        "How far preference tuning may move the model from where it started: lower moves further.",
+        "DPO/KTO's beta. Around 0.1 is usual; raise it (0.3-0.5) if the answers drift or get worse in "
+        "ways the pairs do not ask for, lower it (0.05) if the model barely changes.",
+    )
+    loss_type: str = _f(
+        "sigmoid",
+        "DPO's loss: sigmoid (the original DPO) or ipo (steadier when the pairs are very easy to tell apart).",
+        "sigmoid is DPO as published. ipo (Identity Preference Optimisation) aims for a fixed margin "
+        "instead of an ever larger one, which overfits less on small or very clear-cut data.",
+        advanced=True,
+    )
+    desirable_weight: float = _f(
+        0.0,
+        "KTO: weight of the good answers (0: set from the data so good and bad count the same).",
+        "KTO works best when weight x count of the good answers is about the bad ones' (up to 4:3). "
+        "0 sets it from your data: the bad answers' count over the good answers' count.",
+        advanced=True,
+    )
+    undesirable_weight: float = _f(1.0, "KTO: weight of the bad answers.", advanced=True)
+
     # -- conversion -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +169,9 @@ class TrainConfig:
                 problems.append(Problem(key, f"unknown setting '{key}'"))
                 continue
             value = yaml.safe_load(raw) if raw.strip() else ""
+            if key == "method" and value in OBJECTIVES:
+                # 'method=dpo' is how people say it: the objective changes, LoRA/QLoRA stays.
+                key = "objective"
             if isinstance(data[key], list) and isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
             data[key] = _coerce(key, value)
@@ -236,8 +278,13 @@ class ConfigError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+OBJECTIVES = ("sft", "dpo", "kto")
+PREFERENCE_OBJECTIVES = ("dpo", "kto")
+
 _CHOICES = {
     "method": ("lora", "qlora"),
+    "objective": OBJECTIVES,
+    "loss_type": ("sigmoid", "ipo"),
     "lr_schedule": ("cosine", "linear", "constant"),
     "overlength": ("drop", "truncate"),
     "train_on": ("assistant", "all"),
@@ -297,6 +344,11 @@ def validate(cfg: TrainConfig) -> list[Problem]:
     need(cfg.epochs <= MAX_EPOCHS, "epochs", f"must be at most {MAX_EPOCHS:,}")
     need(cfg.max_steps >= 0, "max_steps", "must not be negative")
     need(cfg.max_steps <= MAX_STEPS, "max_steps", f"must be at most {MAX_STEPS:,} (0: use epochs)")
+    need(not cfg.start_from or (Path(cfg.start_from).expanduser() / "adapter_config.json").is_file(), "start_from",
+         f"{cfg.start_from} holds no adapter (no adapter_config.json); choose a finished run")
+    need(cfg.beta > 0, "beta", "must be above 0 (typical: 0.1)")
+    need(cfg.desirable_weight >= 0, "desirable_weight", "must not be negative (0: from the data)")
+    need(cfg.undesirable_weight > 0, "undesirable_weight", "must be above 0")
     need(cfg.max_length >= 16, "max_length", "must be at least 16 tokens")
     need(cfg.max_length <= MAX_TOKENS, "max_length", f"must be at most {MAX_TOKENS:,} tokens")
     need(cfg.batch_tokens >= cfg.max_length, "batch_tokens",

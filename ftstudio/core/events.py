@@ -48,6 +48,25 @@ class EvalMetrics:
 
 
 @dataclass(frozen=True)
+class PreferenceMetrics:
+    """What preference tuning (DPO/KTO) measured over a log window ("train") or the held-out
+    units ("eval"). Rewards are beta times the log-ratio of policy to reference; reward
+    accuracy is the share of pairs whose chosen answer has the higher reward (KTO: answers
+    whose reward has the right sign); log-probabilities are summed over an answer's tokens."""
+
+    step: int
+    split: str  # "train" | "eval"
+    loss: float
+    reward_accuracy: float
+    reward_margin: float | None
+    chosen_reward: float | None
+    rejected_reward: float | None
+    chosen_logp: float | None
+    rejected_logp: float | None
+    units: int = 0  # pairs (DPO) or answers (KTO) measured
+
+
+@dataclass(frozen=True)
 class Sample:
     step: int
     prompt: str
@@ -85,11 +104,23 @@ class Failed:
     last_checkpoint: str | None = None
 
 
-Event = Progress | StepMetrics | EvalMetrics | Sample | Checkpoint | Log | Finished | Failed
+Event = (
+    Progress | StepMetrics | EvalMetrics | PreferenceMetrics | Sample | Checkpoint | Log | Finished | Failed
+)
 
 EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (Progress, StepMetrics, EvalMetrics, Sample, Checkpoint, Log, Finished, Failed)
+    for cls in (
+        Progress,
+        StepMetrics,
+        EvalMetrics,
+        PreferenceMetrics,
+        Sample,
+        Checkpoint,
+        Log,
+        Finished,
+        Failed,
+    )
 }
 
 

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ftstudio.core.examples import NewExample, check_conversation, split_system
 from ftstudio.core.fileio import write_text_atomic
@@ -699,6 +699,48 @@ def _looks_categorical(values: list[str]) -> bool:
             and all(len(v) <= LABEL_MAX_CHARS and "\n" not in v for v in distinct))
 
 
+# -- preference data (read by core/preferences.py; here so example imports refuse it) ----------
+
+TRL_PREFERENCE = "trl-preference"
+SHAREGPT_RANKING = "sharegpt-ranking"
+UNPAIRED = "unpaired"
+FORM_NAMES = {
+    TRL_PREFERENCE: "TRL preference form (prompt / chosen / rejected)",
+    SHAREGPT_RANKING: "ranking form (conversations / chosen / rejected)",
+    UNPAIRED: "unpaired form (answers labelled true / false)",
+}
+
+
+def form_of_keys(keys: set[str], labels: Iterable[Any] = ()) -> str | None:
+    """Which preference form records with these fields are in, or None (not preference data).
+
+    ``messages`` with a ``label`` counts as unpaired only when the labels are true/false: the
+    project's own exports write category labels there.
+    """
+    if {"chosen", "rejected"} <= keys:
+        return SHAREGPT_RANKING if "conversations" in keys or "instruction" in keys else TRL_PREFERENCE
+    if "completion" in keys and "label" in keys:
+        return UNPAIRED
+    if "conversations" in keys and "kto_tag" in keys:
+        return UNPAIRED
+    if "messages" in keys and "label" in keys:
+        values = [v for v in labels if v is not None]
+        if values and all(isinstance(v, bool) for v in values):
+            return UNPAIRED
+    return None
+
+
+def form_of_rows(rows: list[_Row]) -> str | None:
+    """The preference form of the first records read from a file, or None."""
+    keys: set[str] = set()
+    labels: list[Any] = []
+    for r in rows[:PREVIEW_ROWS]:
+        if isinstance(r.data, dict):
+            keys |= set(r.data)
+            labels.append(r.data.get("label"))
+    return form_of_keys(keys, labels)
+
+
 # -- detection --------------------------------------------------------------------------
 
 def _layout_of(path: Path) -> str | None:
@@ -842,6 +884,16 @@ def read_dataset(path: Path | str, format: str = "auto", column_map: dict[str, s
         problems.add("holds no JSON objects; each example must be an object such as "
                      "{\"messages\": [{\"role\": \"user\", \"content\": ...}, ...]}")
         return done(f"{layout_name}, {len(rows)} values that are not examples")
+
+    if layout == "json" and format == "auto":
+        preference_form = form_of_rows(rows)
+        if preference_form is not None:
+            # Read as examples, the rejected answers would be dropped or trained on as targets.
+            problems.add(f"holds preference data ({FORM_NAMES[preference_form]}), not examples; import it as "
+                         "preference pairs: 'ftstudio import' finds them by itself, and in the app use "
+                         "Data > Preferences > Import")
+            preview.format = preference_form
+            return done(f"{layout_name}, {FORM_NAMES[preference_form]}, {len(rows)} rows")
 
     # Which shape: named by the format, forced to a table by a column map, else from the fields.
     if format in ("messages", "alpaca", "sharegpt"):

@@ -206,6 +206,31 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, example_id)
     );
     """,
+    # 7 -> 8: preference pairs (DPO) and single rated answers (KTO). ``chosen`` or
+    # ``rejected`` alone is one desirable / undesirable answer. ``origin`` names the vote
+    # and outputs a derived pair came from, so deriving again never adds it twice.
+    """
+    CREATE TABLE preference_pairs (
+        id INTEGER PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        chosen TEXT,
+        rejected TEXT,
+        split TEXT NOT NULL CHECK (split IN ('train', 'eval')),
+        source TEXT NOT NULL CHECK (source IN ('vote', 'import', 'typed')),
+        origin TEXT UNIQUE,
+        vote_id INTEGER REFERENCES votes (id),
+        voter TEXT,
+        chosen_model TEXT,
+        rejected_model TEXT,
+        file TEXT,
+        line INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        CHECK (chosen IS NOT NULL OR rejected IS NOT NULL)
+    );
+    CREATE INDEX preference_pairs_live ON preference_pairs (deleted, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -224,6 +249,7 @@ JOURNALED_ROWS: dict[str, tuple[str, ...]] = {
     "label_set": ("name",),
     "label_reviews": ("example_id",),
     "settings": ("key",),
+    "preference_pairs": ("id",),
 }
 
 
@@ -238,6 +264,12 @@ def _restore_row(c: sqlite3.Connection, table: str, target: dict | None, other: 
         cols = list(target)
         c.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                   [target[k] for k in cols])
+
+
+def _method_of(config: dict[str, Any]) -> str:
+    """What the runs list shows as a run's method: dpo / kto for preference tuning, else lora / qlora."""
+    objective = config.get("objective", "sft")
+    return objective if objective in ("dpo", "kto") else config.get("method", "")
 
 
 class ProjectError(Exception):
@@ -1008,7 +1040,8 @@ class Project:
                           "ORDER BY id", (group, author, *ids))
         for e in later:
             if _overlap(mine, _touches(e)):
-                what = f"example {e['example_id']}" if e["example_id"] is not None else "the label set"
+                what = (f"example {e['example_id']}" if e["example_id"] is not None else
+                        "a preference pair" if e["action"] == "row:preference_pairs" else "the label set")
                 raise UndoConflict(
                     f"{e['actor']} has changed {what} since ({e['at'][:16].replace('T', ' ')} UTC); undoing "
                     f"this change of {author}'s would overwrite theirs. {e['actor']} can undo theirs first.")
@@ -1058,7 +1091,7 @@ class Project:
                 c.execute(
                     "INSERT INTO runs (id, created_at, updated_at, status, model, method, config) "
                     "VALUES (?, ?, ?, 'created', ?, ?, ?)",
-                    (run_id, created_at or stamp, stamp, config.get("model", ""), config.get("method", ""),
+                    (run_id, created_at or stamp, stamp, config.get("model", ""), _method_of(config),
                      json.dumps(config)),
                 )
         except sqlite3.IntegrityError:

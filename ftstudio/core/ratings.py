@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ftstudio.core.fileio import write_text_atomic
 from ftstudio.core.project import Project, inserted_id, now
 
 VERDICTS = ("pick", "tie", "both_bad")
@@ -382,43 +381,6 @@ def bradley_terry(records: Iterable[PairRecord] | dict, prior: float = 0.0, max_
             break
     order = sorted(models, key=lambda m: (-p[m], m))
     return Ranking(order, p, dict(comparisons), it, converged)
-
-
-# -- preference data --------------------------------------------------------------------
-
-
-def preference_pairs(project: Project, vote_list: Iterable[Vote] | None = None) -> list[dict[str, Any]]:
-    """One {"prompt", "chosen", "rejected"} row per (picked, passed-over) output.
-
-    TRL's conversational preference form: ``prompt`` is the list of messages
-    before the answer, ``chosen`` and ``rejected`` are one-message assistant
-    lists. Ties and "both bad" say nothing about which answer is better and
-    are left out.
-    """
-    vote_list = votes(project) if vote_list is None else list(vote_list)
-    ids = {g for v in vote_list if v.verdict == "pick" for g in v.shown}
-    gens = get_generations(project, ids)
-    rows = []
-    for v in vote_list:
-        if v.verdict != "pick" or v.chosen not in gens:
-            continue
-        chosen = gens[v.chosen]
-        for g in v.shown:
-            if g == v.chosen or g not in gens:
-                continue
-            rows.append({
-                "prompt": chosen.messages,
-                "chosen": [{"role": "assistant", "content": chosen.output}],
-                "rejected": [{"role": "assistant", "content": gens[g].output}],
-            })
-    return rows
-
-
-def export_preferences(project: Project, path: Path | str) -> int:
-    """Write the preference pairs as JSONL (atomically); returns how many rows."""
-    rows = preference_pairs(project)
-    write_text_atomic(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return len(rows)
 
 
 # -- evaluations ------------------------------------------------------------------------

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ftstudio.core import liveness
-from ftstudio.core.config import ConfigError, Problem, TrainConfig, validate
+from ftstudio.core.config import PREFERENCE_OBJECTIVES, ConfigError, Problem, TrainConfig, validate
 from ftstudio.core.examples import PreparedData
+from ftstudio.core.preferences import PreferenceData, preference_data
 
 if TYPE_CHECKING:
     from ftstudio.core.project import Project, Run
@@ -50,10 +51,13 @@ class RunProblem(Exception):
     process trains it now); ``problems`` the
     settings' problems (for "config")."""
 
-    def __init__(self, kind: str, message: str, problems: list[Problem] | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, problems: list[Problem] | None = None, objective: str = "sft"
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.problems = problems or []
+        self.objective = objective  # what the missing data is for ("no_data")
 
 
 class Outcome(Protocol):
@@ -77,7 +81,7 @@ class RunPlan:
     new run that ``begin`` names."""
 
     config: TrainConfig
-    data: PreparedData
+    data: PreparedData | PreferenceData
     resume: bool
     run_id: str | None = None
 
@@ -97,10 +101,17 @@ def can_resume(project: Project, run: Run) -> bool:
     return run.status in RESUMABLE and has_checkpoint(project.run_dir(run.id))
 
 
-def _check(cfg: TrainConfig, project: Project) -> PreparedData:
+def _check(cfg: TrainConfig, project: Project) -> PreparedData | PreferenceData:
     problems = validate(cfg)
     if problems:
         raise RunProblem("config", "; ".join(str(p) for p in problems), problems)
+    if cfg.objective in PREFERENCE_OBJECTIVES:
+        prefs = preference_data(project)
+        if not prefs.train:
+            raise RunProblem(
+                "no_data", f"{project.path} has no preference pairs for training yet", objective=cfg.objective
+            )
+        return prefs
     data = project.prepared_data()
     if not data.train:
         raise RunProblem("no_data", f"{project.path} has no training examples with answers yet")

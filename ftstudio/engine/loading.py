@@ -83,7 +83,13 @@ def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | 
         # Non-reentrant checkpointing needs no input that requires grad, and
         # works with DDP and frozen embeddings.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    peft_model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=True)
+    if cfg.start_from:
+        from peft import PeftModel
+
+        # Go on training an earlier run's adapter (its rank and layers, not cfg's).
+        peft_model = PeftModel.from_pretrained(model, cfg.start_from, is_trainable=True, autocast_adapter_dtype=True)
+    else:
+        peft_model = get_peft_model(model, lora_config(cfg), autocast_adapter_dtype=True)
     for name, param in peft_model.named_parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()

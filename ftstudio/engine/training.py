@@ -33,6 +33,7 @@ from ftstudio.core.events import (
     StepMetrics, event_to_json,
 )
 from ftstudio.core.examples import PreparedData
+from ftstudio.core.preferences import PreferenceData
 from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full, remove_stale_temp_dirs
 from ftstudio.engine import checkpoints
 from ftstudio.engine.loss import packed_loss_module
@@ -119,11 +120,12 @@ class _Step:
     loss_tokens: int
 
 
-def _plan(examples: list[EncodedExample], cfg: TrainConfig, world: int) -> list[_Step]:
-    """Every optimiser step of the run, in order (same on every process)."""
-    lengths = [len(e.input_ids) for e in examples]
-    # The first token of each example is never a target (see packing.collate).
-    trained = [sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples]
+def _plan(lengths: list[int], trained: list[int], cfg: TrainConfig, world: int) -> list[_Step]:
+    """Every optimiser step of the run, in order (same on every process).
+
+    ``lengths`` are the tokens of each example, ``trained`` what its loss is averaged over
+    (answer tokens for SFT, one per pair or rated answer for preference tuning).
+    """
     per_step = world * cfg.grad_accum
     steps: list[_Step] = []
     epoch = 0
@@ -198,7 +200,8 @@ class _State:
 
 
 class _Run:
-    def __init__(self, cfg: TrainConfig, data: PreparedData, emit: EventSink, should_stop: Callable[[], bool],
+    # data: PreparedData here, PreferenceData in a PreferenceRun (engine/preference.py)
+    def __init__(self, cfg: TrainConfig, data: Any, emit: EventSink, should_stop: Callable[[], bool],
                  run_dir: Path,
                  resume: bool, main: bool, cpu_threads: int | None = None) -> None:
         self.cfg = cfg
@@ -241,15 +244,7 @@ class _Run:
         self.model_dir = model_dir
 
         t0 = time.perf_counter()
-        self.train_enc = _encode_all(self.tokenizer, self.data.train, cfg)
-        self.eval_enc = _encode_all(self.tokenizer, self.data.eval, cfg)
-        for line in _describe_encoding(self.train_enc, cfg, "training") + _describe_encoding(self.eval_enc, cfg, "held-out"):
-            self.emit(Log(line, "warning"))
-        if not self.train_enc.examples:
-            why = "there are no training examples" if not self.data.train else \
-                "every training example was dropped (see the messages above)"
-            raise _Abort(Failed("data", f"Nothing to train on: {why}.",
-                                "Add examples with answers, or raise max_length / set overlength to truncate."))
+        self.encode_data()
 
         from accelerate import Accelerator
 
@@ -288,17 +283,17 @@ class _Run:
             # mask from the restarting position ids, one kernel per layer.
             enable_segment_attention(self.model)
         self.params = trainable_parameters(self.model)
-        self.loss_module = packed_loss_module(self.model)
+        self.loss_module = self.make_loss_module()
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                            **({"fused": True} if fused else {}))
-        self.steps = _plan(self.train_enc.examples, cfg, self.world)
+        lengths, trained = self.unit_sizes(self.train_enc.examples)
+        self.steps = _plan(lengths, trained, cfg, self.world)
         self.total = len(self.steps)
         warmup = int(round(cfg.warmup_ratio * self.total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total, warmup, cfg.lr_schedule))
-        self.eval_batches = [list(b) for b in pack([len(e.input_ids) for e in self.eval_enc.examples],
-                                                   cfg.batch_tokens)]
+        self.eval_batches = [list(b) for b in pack(self.unit_sizes(self.eval_enc.examples)[0], cfg.batch_tokens)]
         if cfg.eval_batches:
             self.eval_batches = self.eval_batches[: cfg.eval_batches]
         self.fingerprint = _fingerprint(self.train_enc.examples)
@@ -306,14 +301,63 @@ class _Run:
         trainable = sum(p.numel() for p in self.params)
         tokens = sum(len(e.input_ids) for e in self.train_enc.examples)
         self.emit(Log(
-            f"Training {cfg.method.upper()} (rank {cfg.lora_rank}, {trainable:,} trainable weights) on "
-            f"{len(self.train_enc.examples)} examples ({tokens:,} tokens), {len(self.eval_enc.examples)} held out; "
+            f"Training {self.method_words()} (rank {self.model.peft_config['default'].r}, {trainable:,} trainable "
+            f"weights) on {self.data_words(len(self.train_enc.examples))} ({tokens:,} tokens), "
+            f"{len(self.eval_enc.examples)} held out; "
             f"{self.total} steps on {_device_words(self.device)}"
             + (f" x {self.world} processes" if self.world > 1 else "")
             + f"; prepared in {time.perf_counter() - t0:.1f} s"))
+        self.prepare_objective()
         if self.resume:
             self._load_checkpoint()
         self.wrapped = acc.prepare_model(self.loss_module)
+
+    # -- what the training objective decides (engine/preference.py overrides these) ----
+
+    def encode_data(self) -> None:
+        """Tokenise the training and held-out data into ``train_enc`` / ``eval_enc``."""
+        cfg = self.cfg
+        self.train_enc = _encode_all(self.tokenizer, self.data.train, cfg)
+        self.eval_enc = _encode_all(self.tokenizer, self.data.eval, cfg)
+        for line in _describe_encoding(self.train_enc, cfg, "training") + _describe_encoding(self.eval_enc, cfg, "held-out"):
+            self.emit(Log(line, "warning"))
+        if not self.train_enc.examples:
+            why = "there are no training examples" if not self.data.train else \
+                "every training example was dropped (see the messages above)"
+            raise _Abort(Failed("data", f"Nothing to train on: {why}.",
+                                "Add examples with answers, or raise max_length / set overlength to truncate."))
+
+    def unit_sizes(self, examples: Sequence[Any]) -> tuple[list[int], list[int]]:
+        """(tokens, loss units) of each encoded example; see ``_plan``."""
+        lengths = [len(e.input_ids) for e in examples]
+        # The first token of each example is never a target (see packing.collate).
+        trained = [sum(1 for t in e.labels[1:] if t != IGNORE_INDEX) for e in examples]
+        return lengths, trained
+
+    def make_loss_module(self) -> Any:
+        return packed_loss_module(self.model)
+
+    def prepare_objective(self) -> None:
+        """Work that needs the loaded model before the first step (or a checkpoint) is taken."""
+
+    def micro_step(self, idx: Sequence[int]) -> Any:
+        """The summed loss of one micro-batch of training examples, ready for backward()."""
+        batch = collate(self.train_enc.examples, idx)
+        loss_sum, _ = self.wrapped(**_inputs(batch, self.device))
+        return loss_sum
+
+    def window_metrics(self, step: int) -> None:
+        """Report what the objective measured since the last report, beside StepMetrics."""
+
+    def method_words(self) -> str:
+        return self.cfg.method.upper()
+
+    def data_words(self, n: int) -> str:
+        return f"{n} example{'s' * (n != 1)}"
+
+    def sample_conversations(self) -> list[list[dict[str, Any]]]:
+        """Held-out conversations whose prompts are answered as samples (the last answer is the reference)."""
+        return [self.data.eval[i] for i in self.eval_enc.source[: self.cfg.samples]]
 
     # -- checkpoints ------------------------------------------------------------------
 
@@ -415,7 +459,7 @@ class _Run:
         self.model.eval()
         try:
             # One batch for all samples (left padding, KV cache): the same answers as one at a time, sooner.
-            convs = [self.data.eval[i] for i in self.eval_enc.source[: self.cfg.samples]]
+            convs = self.sample_conversations()
             answers = greedy_generate(self.model, tok, [encode_prompt(tok, c) for c in convs],
                                       stop_token_ids(self.model, tok), self.cfg.sample_max_new_tokens)
             for conv, answer in zip(convs, answers):
@@ -465,10 +509,9 @@ class _Run:
             scale = self.world / max(1, plan.loss_tokens)
             loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
             for m, idx in enumerate(local):
-                batch = collate(self.train_enc.examples, idx)
                 sync = m == len(local) - 1
                 with (contextlib.nullcontext() if sync else acc.no_sync(self.wrapped)):
-                    loss_sum, _ = self.wrapped(**_inputs(batch, self.device))
+                    loss_sum = self.micro_step(idx)
                     (loss_sum * scale).backward()
                 loss_acc += loss_sum.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
@@ -510,6 +553,7 @@ class _Run:
                     st.step, window_loss / max(1, window_loss_tokens), lr, norm,
                     window_tokens / max(1e-9, now - window_t), mem["allocated"], mem["reserved"], mem["peak"],
                     mem["total"], gpu_utilisation() if cuda else None, plan.tokens))
+                self.window_metrics(st.step)
                 window_t, window_tokens, window_loss, window_loss_tokens = now, 0, 0.0, 0
             last = st.step == self.total
             if (cfg.eval_every and st.step % cfg.eval_every == 0) and not last:
@@ -530,6 +574,11 @@ class _Run:
     def train_loss(self) -> float | None:
         recent = self.state.losses[-10:]
         return sum(recent) / len(recent) if recent else None
+
+
+# The run of each training objective. Preference tuning registers DPO and KTO here
+# (engine/preference.py, imported by the engine package), so the loop does not import it.
+RUN_CLASSES: dict[str, type[_Run]] = {"sft": _Run}
 
 
 def _inputs(batch: PackedBatch, device: torch.device) -> dict[str, Any]:
@@ -614,7 +663,7 @@ def _free_memory() -> None:
         pass
 
 
-def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Callable[[], bool], *,
+def train(cfg: TrainConfig, data: PreparedData | PreferenceData, sink: EventSink, should_stop: Callable[[], bool], *,
           run_dir: Path, resume: bool = False, cpu_threads: int | None = None) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``data``, writing everything into ``run_dir``; see the module doc.
 
@@ -650,7 +699,8 @@ def train(cfg: TrainConfig, data: PreparedData, sink: EventSink, should_stop: Ca
         def emit(event: Event) -> None:
             return None
 
-    run = _Run(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads)
+    run_class = RUN_CLASSES[cfg.objective] if cfg.objective in RUN_CLASSES else _Run
+    run = run_class(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads)
     failure: Failed | None = None
     status = "failed"
     try:

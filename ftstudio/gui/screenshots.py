@@ -358,6 +358,56 @@ def real_assisted_labelling(window, shots: _Shots, run_id: str) -> None:
     mode.load_queue("todo")
 
 
+# Preference tuning from the votes the Compare round cast: short, it only has to show the loop.
+PREFERENCE_RUN = {"max_steps": 12, "learning_rate": 5e-4, "beta": 0.1, "eval_every": 4, "samples": 2}
+
+
+def real_preferences(window, shots: _Shots, run_id: str) -> str | None:
+    """After the blind round: its votes as pairs on the Data page, a DPO run from ``run_id`` through the
+    Train page, and the Compare page's Results with the new run against the one it started from."""
+    from ftstudio.core import preferences
+
+    window.show_page("Data")
+    data = window.page("Data")
+    data.show_view("preferences")
+    if data.preferences.rows():
+        data.preferences.select_pair(int(data.preferences.rows()[0]["#"]))
+    data.preferences.run_checks()
+    settle(200)
+    shots.save(window, "data-preferences", "Data, preferences: the blind votes as pairs of a preferred and a "
+                                           "rejected answer, where each came from, and the checks before training")
+    data.show_view("examples")
+    if not preferences.counts(data.project).total_pairs():
+        print("  no pair from the blind round (every vote a tie or 'both bad'): no preference run pictured")
+        return None
+    window.show_page("Train")
+    page = window.page("Train")
+    page.refresh_data()
+    cfg = page.form.config()
+    page.form.set_config(type(cfg).from_dict({**cfg.to_dict(), **PREFERENCE_RUN, "objective": "dpo",
+                                               "start_from": str(page.project.run_dir(run_id) / "adapter")}))
+    _must(page.start_button.isEnabled(), f"Start is disabled: {page.start_button.toolTip()}")
+    page.start_button.click()
+    _must(page.is_busy(), f"DPO did not start: {page.notice.text()}")
+    dpo_id = page.run_id
+    _must(wait_for(lambda: not page.is_busy(), TRAIN_TIMEOUT_S, poll_ms=250), "the DPO run did not finish in time")
+    run = page.project.get_run(dpo_id)
+    _must(run.status == "finished", f"the DPO run did not finish: {run.status} ({run.message})")
+    settle(800)
+    shots.save(window, "train-dpo", f"Train: preference tuning (DPO) from run {run_id} on the blind votes: loss, "
+                                    "reward accuracy and margin, and the preferred and rejected answers' "
+                                    "log-probabilities on training and held-out pairs")
+    window.show_page("Compare")
+    compare = window.page("Compare")
+    compare.selection.reload()
+    compare.tabs.setCurrentWidget(compare.results)
+    compare.results.refresh()
+    settle(200)
+    shots.save(window, "compare-results-dpo", f"Compare, results: the DPO run beside run {run_id} it started from; "
+                                              "its win rate over that run appears once they are rated blind")
+    return dpo_id
+
+
 # -- taking the pictures ----------------------------------------------------------------------------
 
 REAL_PAGES = ("Train", "Runs", "Compare")
@@ -420,6 +470,7 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                     elif name == "Compare":
                         real_compare(window, shots, run_id)
                         real_assisted_labelling(window, shots, run_id)
+                        real_preferences(window, shots, run_id)
                     window.statusBar().clearMessage()
                     continue
                 _take_page_views(window, name, shots)

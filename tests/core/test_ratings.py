@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ftstudio.core import ratings
+from ftstudio.core import preferences, ratings
 from ftstudio.core.ratings import PairRecord, bradley_terry, wilson_interval
 
 SETTINGS = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 16, "seed": 0}
@@ -134,7 +134,7 @@ def test_preference_export_reads_back_with_datasets(project, tmp_path):
     b2, o2 = _outputs(project, 1, ["base:m", "run:one"])
     ratings.add_vote(project, [o2, b2], "tie", "ann")  # no preference: not exported
     path = tmp_path / "prefs.jsonl"
-    assert ratings.export_preferences(project, path) == 2
+    assert preferences.export_preferences(project, path) == 2
     ds = datasets.load_dataset("json", data_files=str(path), split="train")
     assert ds.column_names == ["prompt", "chosen", "rejected"]
     assert len(ds) == 2

@@ -438,7 +438,7 @@ def test_screenshot_views_of_the_data_page(qtbot, page, bundled_dir):
 
     page.preview.set_model_dir(None)
     states = page.screenshot_states()
-    assert set(states) == {"template", "checks", "search", "import", "import-columns"}
+    assert set(states) == {"template", "checks", "search", "import", "import-columns", "preferences"}
     assert states["template"]() is None and page.preview.rendered is not None
     states["checks"]()
     assert page.checks.report is not None and page.checks.report.token_lengths
@@ -447,6 +447,10 @@ def test_screenshot_views_of_the_data_page(qtbot, page, bundled_dir):
     wizard = states["import-columns"]()
     assert isinstance(wizard, ImportWizard) and wizard.preview.ok and len(wizard.preview.examples) == 4
     wizard.reject()
+    states["preferences"]()
+    assert page.current_view() == "preferences" and page.preferences.rows() and page.preferences.findings.text()
+    page.screenshot_cleanup()
+    assert page.current_view() == "examples"
 
 
 def test_rows_below_the_screen_are_read_while_idle(qtbot, context, fill):

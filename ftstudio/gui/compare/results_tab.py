@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ftstudio.core import ratings
+from ftstudio.core import preferences, ratings
 
 RANK_COLUMNS = ["#", "Model", "Score", "Votes", "Held-out exact match", "Held-out loss"]
 PAIR_COLUMNS = ["Model A", "Model B", "A wins", "Tie", "B wins", "Both bad", "A win rate (95% CI)"]
@@ -23,6 +23,7 @@ PAIR_TIPS = {
     "A win rate (95% CI)": "How often A was preferred when one of the two was, with its 95% Wilson interval.",
 }
 PRIOR = 1.0
+TUNED_COLUMNS = ["Preference-tuned run", "Started from", "Win rate over its start (95% CI)", "Votes"]
 
 
 def _item(text: str, align_right: bool = False, tooltip: str = "") -> QTableWidgetItem:
@@ -104,6 +105,16 @@ class ResultsTab(QWidget):
         note2.setObjectName("Hint")
         note2.setWordWrap(True)
         layout.addWidget(note2)
+
+        tuned_title = QLabel("Preference tuning: better than where it started?")
+        tuned_title.setObjectName("SectionTitle")
+        layout.addWidget(tuned_title)
+        self.tuned_table = _table(TUNED_COLUMNS, stretch=(0, 1))
+        layout.addWidget(self.tuned_table)
+        self.tuned_note = QLabel()
+        self.tuned_note.setObjectName("Hint")
+        self.tuned_note.setWordWrap(True)
+        layout.addWidget(self.tuned_note)
         self.message = QLabel()
         self.message.setWordWrap(True)
         layout.addWidget(self.message)
@@ -171,6 +182,48 @@ class ResultsTab(QWidget):
                 self.pair_table.setItem(row, col, item)
         _fit_rows(self.pair_table, maximum=8)
 
+        self._refresh_tuned(vote_list)
+
+    def _refresh_tuned(self, vote_list: list[ratings.Vote]) -> None:
+        """Each DPO/KTO run against the run it started from, as the blind votes decided between the two."""
+        project = self.context.project
+        rows = []
+        for run in project.runs():
+            start = run.config.get("start_from") or ""
+            if run.config.get("objective") not in ("dpo", "kto"):
+                continue
+            start_run = preferences.run_of_adapter(project, start)
+            start_key = ratings.run_key(start_run) if start_run else ratings.base_key(str(run.config.get("model")))
+            rows.append((run, start_key, ratings.pair_record(vote_list, ratings.run_key(run.id), start_key)))
+        self.tuned_table.setRowCount(len(rows))
+        for row, (run, start_key, rec) in enumerate(rows):
+            rate = rec.decisive_win_rate
+            lo, hi = rec.decisive_interval()
+            text = ("not rated against each other yet" if rate is None else f"{rate:.0%}  ({lo:.0%}\u2013{hi:.0%})")
+            cells = [
+                _item(f"{ratings.model_label(ratings.run_key(run.id))} ({run.method.upper()})",
+                      tooltip=ratings.run_key(run.id)),
+                _item(ratings.model_label(start_key), tooltip=start_key),
+                _item(text, True, f"{rec.wins} wins, {rec.ties} ties, {rec.losses} losses"),
+                _item(str(rec.n), True),
+            ]
+            for col, item in enumerate(cells):
+                item.setData(Qt.ItemDataRole.UserRole, run.id)
+                self.tuned_table.setItem(row, col, item)
+        _fit_rows(self.tuned_table, minimum=1, maximum=5)
+        self.tuned_note.setText(
+            "Rate the tuned run and the one it started from side by side on the Blind tab; the win rate counts the "
+            "votes that preferred one of the two, with its 95% Wilson interval." if rows else
+            "No preference-tuned run yet: train one with Preference (DPO) or (KTO) on the Train page, starting "
+            "from a run shown here.")
+
+    def tuned_row(self, run_id: str) -> dict[str, str] | None:
+        """The cells of a preference-tuned run's row by column name (for checks and tests)."""
+        for row in range(self.tuned_table.rowCount()):
+            if self.tuned_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == run_id:
+                return {c: self.tuned_table.item(row, i).text() for i, c in enumerate(TUNED_COLUMNS)}
+        return None
+
     def pair_row(self, a: str, b: str) -> dict[str, str] | None:
         """The cells of the row for ``a`` against ``b`` by column name (for checks and tests)."""
         for row in range(self.pair_table.rowCount()):
@@ -187,7 +240,7 @@ class ResultsTab(QWidget):
 
     def export_to(self, path: Path) -> int:
         try:
-            n = ratings.export_preferences(self.context.project, path)
+            n = preferences.export_preferences(self.context.project, path)
         except OSError as exc:
             self.message.setText(f"Could not write {path}: {exc.strerror or exc}. Choose another folder.")
             return 0

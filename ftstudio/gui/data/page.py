@@ -9,7 +9,7 @@ from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, Qt, 
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton, QSplitter,
-    QStackedWidget, QTableView, QTabWidget,
+    QStackedWidget, QTableView, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core.examples import SPLITS, STATUSES, NewExample
@@ -19,6 +19,7 @@ from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.checks_panel import ChecksPanel
 from ftstudio.gui.data.conversation_editor import ConversationEditor
 from ftstudio.gui.data.import_wizard import ImportWizard
+from ftstudio.gui.data.preferences_view import PreferencesView
 from ftstudio.gui.data.table_model import ExamplesTableModel
 from ftstudio.gui.data.template_preview import TemplatePreview
 from ftstudio.gui.workers import Job, Outcome
@@ -74,11 +75,32 @@ class DataPage(Page):
                                             lambda: self.move_selected("train"))
         self.to_eval_button = self._button("Move to eval", "Hold the selected examples out for evaluation",
                                            lambda: self.move_selected("eval"))
+        # Examples or preference pairs: the page shows one of the two.
+        self.examples_view_button = QPushButton("Examples")
+        self.preferences_view_button = QPushButton("Preferences")
+        self.preferences_view_button.setToolTip("Pairs of a better and a worse answer (from blind votes or a file), "
+                                                "for preference tuning (DPO/KTO) on the Train page")
+        for i, b in enumerate((self.examples_view_button, self.preferences_view_button)):
+            b.setCheckable(True)
+            b.setAutoExclusive(True)
+            radius = "border-top-left-radius: 5px; border-bottom-left-radius: 5px;" if i == 0 else \
+                "border-top-right-radius: 5px; border-bottom-right-radius: 5px; margin-left: -1px;"
+            b.setStyleSheet("QPushButton { border-radius: 0px; " + radius + " }"
+                            "QPushButton:checked { background: #dbe8f6; color: #2f6fb2; border-color: #2f6fb2; "
+                            "font-weight: 600; }")
+            head.addWidget(b)
+        self.examples_view_button.setChecked(True)
+        head.addSpacing(10)
+        self._example_actions = [self.import_button, self.add_button, self.duplicate_button, self.delete_button,
+                                 self.to_train_button, self.to_eval_button]
         for b in (self.import_button, self.add_button, self.duplicate_button, self.delete_button):
             head.addWidget(b)
         head.addSpacing(10)
         head.addWidget(self.to_train_button)
         head.addWidget(self.to_eval_button)
+        examples_view = QWidget()
+        examples_layout = QVBoxLayout(examples_view)
+        examples_layout.setContentsMargins(0, 0, 0, 0)
 
         # Row 2: filters.
         filters = QHBoxLayout()
@@ -99,7 +121,7 @@ class DataPage(Page):
         self.problem_filter.setEnabled(False)
         filters.addWidget(self.problem_filter)
         filters.addStretch(1)
-        layout.addLayout(filters)
+        examples_layout.addLayout(filters)
 
         # The table (or a hint while there is nothing) beside the tabs.
         self.model = ExamplesTableModel(self.project, self)
@@ -164,7 +186,14 @@ class DataPage(Page):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([680, 400])
         self.splitter.setChildrenCollapsible(False)
-        layout.addWidget(self.splitter, 1)
+        examples_layout.addWidget(self.splitter, 1)
+        self.preferences = PreferencesView(context)
+        self.views = QStackedWidget()
+        self._examples_view = examples_view
+        self.views.addWidget(examples_view)
+        self.views.addWidget(self.preferences)
+        layout.addWidget(self.views, 1)
+        self.examples_view_button.toggled.connect(self._view_toggled)
 
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -479,18 +508,39 @@ class DataPage(Page):
 
     def _history(self, which: str) -> list[int]:
         self.flush_edits()
+        could = self.project.can_undo(self.actor) if which == "undo" else self.project.can_redo(self.actor)
         try:
             ids: list[int] = getattr(self.project, which)(self.actor)
         except UndoConflict as exc:
             self.context.status_message.emit(str(exc))
             return []
+        # Changes to preference pairs touch no example: the view reloads, the words say so.
+        self.preferences.reload()
         done = "Undid" if which == "undo" else "Redid"
-        self._after_history(ids, done if ids else f"Nothing of yours to {which}")
+        self._after_history(ids, done if ids else (f"{done} a change to the preference pairs" if could
+                                                   else f"Nothing of yours to {which}"))
         return ids
 
     def history(self, which: str) -> bool:
         self.undo() if which == "undo" else self.redo()
         return True
+
+    def show_view(self, name: str) -> None:
+        """'examples' or 'preferences'."""
+        preferences = name == "preferences"
+        if preferences:
+            self.flush_edits()
+            self.preferences.reload()  # votes cast since become pairs
+        self.views.setCurrentWidget(self.preferences if preferences else self._examples_view)
+        (self.preferences_view_button if preferences else self.examples_view_button).setChecked(True)
+        for b in self._example_actions:
+            b.setVisible(not preferences)
+
+    def _view_toggled(self, examples: bool) -> None:
+        self.show_view("examples" if examples else "preferences")
+
+    def current_view(self) -> str:
+        return "preferences" if self.views.currentWidget() is self.preferences else "examples"
 
     def _after_history(self, ids: list[int], verb: str) -> None:
         if not ids:
@@ -588,8 +638,29 @@ class DataPage(Page):
                      and wizard.preview is not None and wizard.preview.ok, 60)
             return wizard
 
+        def preferences():
+            # Staged pairs (the real pictures take the blind round's votes): the shape of the demo's answers,
+            # the preferred one giving its reason.
+            from ftstudio.core import preferences as prefs
+
+            if not prefs.counts(self.project).total_pairs():
+                new = []
+                for ex in self.project.examples()[:12]:
+                    answer = ex.reference_answer() or ""
+                    new.append(prefs.NewPair(ex.conversation()[:-1], f"{answer}, because of what the ticket asks",
+                                             answer, source="typed"))
+                prefs.add_pairs(self.project, new, actor="screenshots")
+            self.show_view("preferences")
+            rows = self.preferences.rows()
+            if rows:
+                self.preferences.select_pair(int(rows[0]["#"]))
+            self.preferences.run_checks()
+
         return {"template": template, "checks": checks, "search": search, "import": import_file,
-                "import-columns": import_columns}
+                "import-columns": import_columns, "preferences": preferences}
+
+    def screenshot_cleanup(self) -> None:
+        self.show_view("examples")
 
     # -- layout ---------------------------------------------------------------------
 

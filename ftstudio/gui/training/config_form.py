@@ -31,9 +31,14 @@ TITLES = {
     "precision": "Precision", "device": "Device", "seed": "Seed", "log_every": "Report every",
     "eval_every": "Evaluate every", "eval_batches": "Eval batches", "samples": "Sample answers",
     "sample_max_new_tokens": "Sample length", "checkpoint_every": "Checkpoint every",
-    "keep_checkpoints": "Checkpoints kept",
+    "keep_checkpoints": "Checkpoints kept", "objective": "Training", "start_from": "Start from",
+    "beta": "Beta", "loss_type": "DPO loss", "desirable_weight": "Good answers' weight",
+    "undesirable_weight": "Bad answers' weight",
 }
 CHOICES = {
+    "objective": [("Supervised (SFT)", "sft"), ("Preference (DPO)", "dpo"), ("Preference (KTO)", "kto")],
+    "start_from": [("The base model", "")],  # the page adds the runs with an adapter
+    "loss_type": [("Sigmoid (DPO)", "sigmoid"), ("IPO", "ipo")],
     "method": [("LoRA", "lora"), ("QLoRA (4-bit NF4)", "qlora")],
     "lr_schedule": [("Cosine", "cosine"), ("Linear", "linear"), ("Constant", "constant")],
     "overlength": [("Drop them", "drop"), ("Truncate them", "truncate")],
@@ -42,17 +47,30 @@ CHOICES = {
     "device": [("Automatic (GPU if present)", "auto"), ("GPU (CUDA)", "cuda"), ("CPU", "cpu")],
 }
 # Order on the form; everything else follows in the dataclass order.
-MAIN_ORDER = ["method", "lora_rank", "lora_alpha", "learning_rate", "epochs", "max_steps", "batch_tokens",
+MAIN_ORDER = ["objective", "start_from", "method", "lora_rank", "lora_alpha", "learning_rate", "beta", "epochs",
+              "max_steps", "batch_tokens",
               "max_length", "eval_every", "samples", "seed"]
 SPIN_STEPS = {"lora_rank": 4, "lora_alpha": 8, "batch_tokens": 256, "max_length": 64, "eval_every": 10,
               "checkpoint_every": 50, "max_steps": 10}
 SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": " steps", "max_steps": " steps",
             "sample_max_new_tokens": " tokens"}
 # Kept when a preset is applied: what the model and machine are, not how hard to train.
-KEPT_BY_PRESETS = ("model", "method", "device", "precision", "target_modules", "train_on", "overlength",
+KEPT_BY_PRESETS = ("model", "objective", "start_from", "method", "device", "precision", "target_modules", "train_on", "overlength",
                    "gradient_checkpointing", "seed")
 
 FOLDER_ITEM = "__folder__"
+
+# When to use each training objective, under its choice on the form.
+OBJECTIVE_WORDS = {
+    "sft": "Learns to give your examples' answers: the first run on a task.",
+    "dpo": "Learns from pairs of a better and a worse answer (your blind votes): after an SFT run, to make it "
+           "answer the way the experts prefer.",
+    "kto": "Learns from answers marked good or bad, no pairs needed ('both bad' votes count): when you have "
+           "verdicts rather than comparisons.",
+}
+# Settings that mean something only for some objectives; hidden for the others.
+ONLY_FOR = {"start_from": ("dpo", "kto"), "beta": ("dpo", "kto"), "loss_type": ("dpo",),
+            "desirable_weight": ("kto",), "undesirable_weight": ("kto",)}
 
 
 def model_title(spec: str) -> str:
@@ -236,6 +254,9 @@ class ConfigForm(QWidget):
             else:
                 main_row = self._add_row(main_grid, main_row, row)
 
+        objective = self.rows["objective"].editor
+        assert isinstance(objective, QComboBox)
+        objective.currentIndexChanged.connect(self._objective_picked)
         self.model_combo.currentIndexChanged.connect(self._model_picked)
         self.folder_button.clicked.connect(lambda _checked=False: self.ask_model_folder())
         self.hub_edit.returnPressed.connect(self._hub_entered)
@@ -431,6 +452,9 @@ class ConfigForm(QWidget):
                 w = row.editor
                 if isinstance(w, QComboBox):
                     i = w.findData(value)
+                    if i < 0 and name == "start_from" and value:  # a folder the page did not list
+                        w.addItem(str(value), value)
+                        i = w.findData(value)
                     w.setCurrentIndex(i if i >= 0 else 0)
                 elif isinstance(w, QCheckBox):
                     w.setChecked(bool(value))
@@ -475,9 +499,52 @@ class ConfigForm(QWidget):
             b.setChecked(name == match)
         self.preset_note.setText(f"{PRESET_TITLES.get(match, match)} preset" if match else
                                  "Custom settings (a preset keeps the model and method)")
+        self._show_objective_rows()
         self.changed.emit()
 
     # -- problems and state -----------------------------------------------------------------
+
+    # -- preference tuning ------------------------------------------------------------------
+
+    def _show_objective_rows(self) -> None:
+        objective = self._value("objective")
+        for name, objectives in ONLY_FOR.items():
+            row = self.rows[name]
+            shown = objective in objectives  # (advanced ones also only while their box is open)
+            for w in (row.label, row.editor, row.help):
+                w.setVisible(shown)
+            row.problem.setVisible(shown and bool(row.problem.text()))
+        row = self.rows["objective"]
+        note = getattr(self, "_objective_note", {}).get(objective, "")
+        row.help.setText(OBJECTIVE_WORDS.get(objective, "") + (f" {note}" if note else ""))
+
+    def set_objective_notes(self, notes: dict[str, str]) -> None:
+        """What the page knows about each objective's data (e.g. "12 pairs to train on"), shown under the choice."""
+        self._objective_note = dict(notes)
+        self._show_objective_rows()
+
+    def set_start_runs(self, runs: list[tuple[str, str]]) -> None:
+        """The runs preference tuning can start from: (words, adapter folder), newest first."""
+        combo = self.rows["start_from"].editor
+        assert isinstance(combo, QComboBox)
+        current = combo.currentData()
+        self._loading = True
+        try:
+            combo.clear()
+            combo.addItem("The base model", "")
+            for text, folder in runs:
+                combo.addItem(text, folder)
+            i = combo.findData(current)
+            combo.setCurrentIndex(i if i >= 0 else 0)
+        finally:
+            self._loading = False
+
+    def _objective_picked(self, _index: int) -> None:
+        # Preference tuning usually goes on from an SFT run: offer the newest one.
+        combo = self.rows["start_from"].editor
+        assert isinstance(combo, QComboBox)
+        if not self._loading and self._value("objective") != "sft" and not combo.currentData() and combo.count() > 1:
+            combo.setCurrentIndex(1)
 
     def set_problems(self, problems: list[Problem]) -> None:
         by_field: dict[str, list[str]] = {}

@@ -181,12 +181,17 @@ class Dashboard(QWidget):
         self.tiles = {key: MetricTile(caption) for key, caption in (
             ("loss", "Train loss"), ("eval", "Held-out loss"), ("lr", "Learning rate"),
             ("grad", "Grad norm"), ("speed", "Tokens/s"), ("memory", "GPU memory"),
-            ("util", "GPU busy"))}
+            ("util", "GPU busy"), ("accuracy", "Reward accuracy"), ("margin", "Reward margin"))}
+        self.tiles["accuracy"].setToolTip("Share of held-out pairs whose preferred answer the model now rates higher "
+                                          "than the other, against where it started (train pairs until the first "
+                                          "evaluation)")
+        self.tiles["margin"].setToolTip("How much more the model now favours the preferred answers than the other "
+                                        "ones, against where it started (beta times the log-ratio)")
         self.tiles["loss"].setToolTip("The training loss, smoothed (moving average of the steps)")
         for tile in self.tiles.values():
             tiles.addWidget(tile, 1)
-        self.tiles["memory"].hide()
-        self.tiles["util"].hide()
+        for key in ("memory", "util", "accuracy", "margin"):
+            self.tiles[key].hide()
         layout.addLayout(tiles)
 
         # plots
@@ -198,6 +203,12 @@ class Dashboard(QWidget):
         self.memory_plot = plots.styled_plot("GPU memory (GB)", bottom="")
         plots.add_legend(self.memory_plot, left=True)
         self.util_plot = plots.styled_plot("GPU utilisation (%)", bottom="")
+        # Preference tuning (DPO/KTO): shown once a run reports them.
+        self.accuracy_plot = plots.styled_plot("Reward accuracy", bottom="")
+        plots.add_legend(self.accuracy_plot, left=True)
+        self.margin_plot = plots.styled_plot("Reward margin", bottom="")
+        self.logp_plot = plots.styled_plot("Answer log-probability", bottom="")
+        plots.add_legend(self.logp_plot, left=True)
 
         self.curves = {
             "loss": plots.curve(self.loss_plot, plots.RAW, 1.0, "train"),
@@ -210,11 +221,23 @@ class Dashboard(QWidget):
             "reserved": plots.curve(self.memory_plot, "#9b4dca", 1.2, "reserved"),
             "peak": plots.curve(self.memory_plot, style.BAD, 1.2, "peak", dashed=True),
             "util": plots.curve(self.util_plot, style.GOOD, 1.2),
+            "acc_train": plots.curve(self.accuracy_plot, plots.RAW, 1.2, "train"),
+            "acc_eval": plots.curve(self.accuracy_plot, plots.EVAL, 2.0, "held-out", symbol="o"),
+            "margin_train": plots.curve(self.margin_plot, plots.RAW, 1.2),
+            "margin_eval": plots.curve(self.margin_plot, plots.EVAL, 2.0, symbol="o"),
+            "chosen_train": plots.curve(self.logp_plot, style.GOOD, 1.2, "preferred"),
+            "rejected_train": plots.curve(self.logp_plot, style.BAD, 1.2, "rejected"),
+            # held-out: the same colours with dots (the legend would not fit four names)
+            "chosen_eval": plots.curve(self.logp_plot, style.GOOD, 2.0, symbol="o"),
+            "rejected_eval": plots.curve(self.logp_plot, style.BAD, 2.0, symbol="o"),
         }
         self._plot_of = {
             "loss": self.loss_plot, "loss_smooth": self.loss_plot, "eval": self.loss_plot, "lr": self.lr_plot,
             "grad": self.grad_plot, "speed": self.speed_plot, "allocated": self.memory_plot,
             "reserved": self.memory_plot, "peak": self.memory_plot, "util": self.util_plot,
+            "acc_train": self.accuracy_plot, "acc_eval": self.accuracy_plot, "margin_train": self.margin_plot,
+            "margin_eval": self.margin_plot, "chosen_train": self.logp_plot, "rejected_train": self.logp_plot,
+            "chosen_eval": self.logp_plot, "rejected_eval": self.logp_plot,
         }
         self._curves_of: dict = {}
         for name, widget in self._plot_of.items():
@@ -239,6 +262,7 @@ class Dashboard(QWidget):
         self.plot_grid.setSpacing(8)
         self._gpu_plots = False
         self._util_placed = False
+        self._preference_plots = False
         self._new_buffers()
         self._place_plots()
 
@@ -271,22 +295,36 @@ class Dashboard(QWidget):
         """Loss across the top; learning rate, gradient norm and speed below; GPU memory
         and utilisation in a third row once a GPU reports them."""
         grid = self.plot_grid
-        for w in (self.loss_plot, self.lr_plot, self.grad_plot, self.speed_plot, self.memory_plot, self.util_plot):
+        preference = (self.accuracy_plot, self.margin_plot, self.logp_plot)
+        for w in (self.loss_plot, self.lr_plot, self.grad_plot, self.speed_plot, self.memory_plot, self.util_plot,
+                  *preference):
             grid.removeWidget(w)
         grid.addWidget(self.loss_plot, 0, 0, 1, 3)
-        grid.addWidget(self.lr_plot, 1, 0)
-        grid.addWidget(self.grad_plot, 1, 1)
-        grid.addWidget(self.speed_plot, 1, 2)
+        # A preference run's reward plots come right under the loss, the rest one row down.
+        below = 1
+        if self._preference_plots:
+            for column, w in enumerate(preference):
+                grid.addWidget(w, 1, column)
+            below = 2
+        grid.addWidget(self.lr_plot, below, 0)
+        grid.addWidget(self.grad_plot, below, 1)
+        grid.addWidget(self.speed_plot, below, 2)
         util = self._gpu_plots and self.series["util"].n > 0
         if self._gpu_plots:
-            grid.addWidget(self.memory_plot, 2, 0, 1, 2 if util else 3)
+            grid.addWidget(self.memory_plot, below + 1, 0, 1, 2 if util else 3)
             if util:
-                grid.addWidget(self.util_plot, 2, 2)
+                grid.addWidget(self.util_plot, below + 1, 2)
         for column in range(3):
             grid.setColumnStretch(column, 1)
         grid.setRowStretch(0, 5 if self._gpu_plots else 3)
-        grid.setRowStretch(1, 3 if self._gpu_plots else 2)
-        grid.setRowStretch(2, 3 if self._gpu_plots else 0)
+        if self._preference_plots:
+            grid.setRowStretch(1, 3)
+        grid.setRowStretch(below, 3 if self._gpu_plots else 2)
+        grid.setRowStretch(below + 1, 3 if self._gpu_plots else 0)
+        for row in range(below + 2, 4):
+            grid.setRowStretch(row, 0)
+        for w in preference:
+            w.setVisible(self._preference_plots)
         self.memory_plot.setVisible(self._gpu_plots)
         self.util_plot.setVisible(util)
         self._util_placed = util
@@ -302,6 +340,7 @@ class Dashboard(QWidget):
         self.progress_event: ev.Progress | None = None
         self.last_metrics: ev.StepMetrics | None = None
         self.last_eval: ev.EvalMetrics | None = None
+        self.last_preference: dict[str, ev.PreferenceMetrics] = {}
         self.outcome: ev.Finished | ev.Failed | None = None
         self._log_lines: list[str] = []
         self._sample_rounds: dict[int, list[ev.Sample]] = {}
@@ -323,8 +362,8 @@ class Dashboard(QWidget):
             widget.getPlotItem().setXRange(0, 1, padding=0)
             if widget is not self.util_plot:
                 widget.getPlotItem().setYRange(0, 1, padding=0)
-        if self._gpu_plots:
-            self._gpu_plots = False
+        if self._gpu_plots or self._preference_plots:
+            self._gpu_plots = self._preference_plots = False
             self._place_plots()
         self.log_view.clear()
         self.samples_view.clear()
@@ -335,8 +374,8 @@ class Dashboard(QWidget):
         self.time_label.setText("")
         for tile in self.tiles.values():
             tile.set_value("\u2013")
-        self.tiles["memory"].hide()
-        self.tiles["util"].hide()
+        for key in ("memory", "util", "accuracy", "margin"):
+            self.tiles[key].hide()
 
     def begin(self) -> None:
         self._started_at = time.monotonic()
@@ -393,6 +432,18 @@ class Dashboard(QWidget):
                 self._dirty.add("eval")
                 self.last_eval = e
                 self._log_lines.append(self._log_line(f"Step {e.step}: held-out loss {e.eval_loss:.4f}"))
+            elif kind is ev.PreferenceMetrics:
+                x, split = float(e.step), e.split
+                for name, value in (("acc", e.reward_accuracy), ("margin", e.reward_margin),
+                                    ("chosen", e.chosen_logp), ("rejected", e.rejected_logp)):
+                    if value is not None and math.isfinite(value):
+                        s[f"{name}_{split}"].append(x, value)
+                        self._dirty.add(f"{name}_{split}")
+                self.last_preference[split] = e
+                if split == "eval":
+                    margin = f", margin {e.reward_margin:+.3f}" if e.reward_margin is not None else ""
+                    self._log_lines.append(self._log_line(
+                        f"Step {e.step}: held-out reward accuracy {e.reward_accuracy:.2f}{margin}"))
             elif kind is ev.Sample:
                 self._sample_rounds.setdefault(e.step, []).append(e)
                 self._samples_dirty = True
@@ -461,6 +512,9 @@ class Dashboard(QWidget):
         if (s["allocated"].n and not self._gpu_plots) or (s["util"].n and not self._util_placed):
             self._gpu_plots = True
             self._place_plots()
+        if s["acc_train"].n + s["acc_eval"].n and not self._preference_plots:
+            self._preference_plots = True
+            self._place_plots()
         now = self.clock()
         slow_due = now - self._slow_drawn_at >= SLOW_REDRAW_S or not self.running
         touched = set()
@@ -489,6 +543,12 @@ class Dashboard(QWidget):
             t["loss"].set_value(f"{self.series['loss_smooth'].last():.4f}")
         if self.last_eval is not None:
             t["eval"].set_value(f"{self.last_eval.eval_loss:.4f}")
+        shown = self.last_preference.get("eval") or self.last_preference.get("train")
+        if shown is not None:
+            t["accuracy"].show()
+            t["margin"].show()
+            t["accuracy"].set_value(f"{shown.reward_accuracy:.0%}")
+            t["margin"].set_value("\u2013" if shown.reward_margin is None else f"{shown.reward_margin:+.3f}")
         if m is None:
             return
         t["lr"].set_value(_si(m.lr))

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QLabel, QMessageBox, QPushButton, QScrollArea, QSplitter, QVBoxLayout, QWidget,
 )
 
-from ftstudio.core import runs
+from ftstudio.core import preferences, runs
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
 from ftstudio.core.events import (
     Checkpoint, EvalMetrics, Failed, Finished, Log, Progress, Sample, StepMetrics, read_events,
@@ -305,6 +305,7 @@ class TrainPage(Page):
                 self._blocking_problem = str(exc)
                 self.form.set_model_info("", str(exc))
         self._update_estimate(cfg, shape, problems)
+        self._update_objective_notes()
         self._update_buttons()
         if not self.is_busy():
             self._save_timer.start()
@@ -345,7 +346,37 @@ class TrainPage(Page):
             self.data_label.setText(f"{n_train:,} training examples \u00b7 {n_eval:,} held out")
         else:
             self.data_label.setText("No training examples yet: import or write some on the Data page")
+        self._refresh_preferences()
         self._settings_changed()
+
+    def _refresh_preferences(self) -> None:
+        """The runs preference tuning can start from, and how many pairs and rated answers there are."""
+        preferences.derive_from_votes(self.project)
+        c = preferences.counts(self.project)
+        starts = []
+        for run in self.project.runs():
+            adapter = self.project.run_dir(run.id) / "adapter"
+            if (adapter / "adapter_config.json").exists():
+                starts.append((f"Run {run.id} ({run.method.upper()})", str(adapter)))
+        self.form.set_start_runs(starts)
+        self._preference_counts = c
+        self._update_objective_notes()
+
+    def _update_objective_notes(self) -> None:
+        c = getattr(self, "_preference_counts", None)
+        if c is None:
+            return
+        pairs, held = c.pairs["train"], c.pairs["eval"]
+        good, bad = c.desirable["train"], c.undesirable["train"]
+        start = self.form.config().start_from
+        from_run = preferences.run_of_adapter(self.project, start)
+        where = f"Starts from run {from_run}." if from_run else ("Starts from the base model." if not start else
+                                                               f"Starts from {start}.")
+        rate = " Rate answers blind on the Compare page to make some." if not pairs else ""
+        self.form.set_objective_notes({
+            "dpo": f"{pairs:,} pairs to train on, {held:,} held out.{rate} {where}",
+            "kto": f"{good:,} good and {bad:,} bad answers to train on.{rate if not good + bad else ''} {where}",
+        })
 
     # -- downloading a hub model -------------------------------------------------------
 
@@ -418,7 +449,10 @@ class TrainPage(Page):
         try:
             plan = runs.plan_new(self.project, self.form.config())
         except runs.RunProblem as exc:
-            if exc.kind == "no_data":
+            if exc.kind == "no_data" and exc.objective != "sft":
+                self._notify("There are no preference pairs to train on yet: rate answers blind on the Compare page "
+                             "(a pick makes a pair) or import pairs on the Data page's Preferences view.", "bad")
+            elif exc.kind == "no_data":
                 self._notify("There are no training examples with answers yet: import some on the Data page or "
                              "label them on the Label page, then start again.", "bad")
             else:
@@ -483,9 +517,13 @@ class TrainPage(Page):
         if resume:
             self.dashboard.ingest(history_events(run_dir))
         self.dashboard.set_state("Resuming" if resume else "Starting")
+        method = cfg.method.upper() if cfg.objective == "sft" else f"{cfg.objective.upper()} ({cfg.method.upper()})"
+        what = "examples" if cfg.objective == "sft" else "preference rows"
+        from_run = preferences.run_of_adapter(self.project, cfg.start_from)
         self.dashboard.add_log(
-            f"Run {run_id}: {cfg.method.upper()} on {model_title(cfg.model)}, {len(data.train):,} training and "
-            f"{len(data.eval):,} held-out examples" + (" (resumed from its last checkpoint)" if resume else ""))
+            f"Run {run_id}: {method} on {model_title(cfg.model)}" + (f" from run {from_run}" if from_run else "")
+            + f", {len(data.train):,} training and {len(data.eval):,} held-out {what}"
+            + (" (resumed from its last checkpoint)" if resume else ""))
         job = Job(train_job, cfg, data, run_dir, resume, self.dashboard.queue.put, parent=self)
         job.ended.connect(self._on_run_ended)
         self._job = job
