@@ -17,6 +17,10 @@ from ftstudio.gui.compare.blind_tab import BlindItem, BlindTab
 from ftstudio.gui.compare.diff import similarity, word_diff_html, word_ops
 from ftstudio.gui.compare.results_tab import ResultsTab
 
+# Waits end on a signal or a state; this limit only catches a hang, it is not a speed check
+# (a loaded machine may take many times longer than an idle one).
+HANG_MS = 900_000
+
 SETTINGS = {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 16, "seed": 0}
 MODELS = ["base:bundled:SmolLM2-135M-Instruct", "run:r1", "run:r2"]
 
@@ -180,7 +184,7 @@ def test_adapter_folders_are_checked_before_use(qtbot, context, tmp_path):
     bad = tmp_path / "not-an-adapter"
     bad.mkdir()
     page.add_adapter_folder(bad)
-    qtbot.waitUntil(lambda: "adapter_config.json" in page.selection.model_message.text(), timeout=20000)
+    qtbot.waitUntil(lambda: "adapter_config.json" in page.selection.model_message.text(), timeout=HANG_MS)
     assert "cannot be compared" in page.selection.model_message.text()
     assert len(page.selection.all_refs()) == 1
 
@@ -191,7 +195,7 @@ def test_adapter_folders_are_checked_before_use(qtbot, context, tmp_path):
     save_file({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.zeros(2, 4)},
               str(good / "adapter_model.safetensors"))
     page.add_adapter_folder(good)
-    qtbot.waitUntil(lambda: len(page.selection.all_refs()) == 2, timeout=20000)
+    qtbot.waitUntil(lambda: len(page.selection.all_refs()) == 2, timeout=HANG_MS)
     ref = page.selection.all_refs()[1]
     assert ref.label == "Adapter mine" and ref.adapter_dir == good.resolve()
     assert ref.key in [r.key for r in page.selection.checked_refs()]

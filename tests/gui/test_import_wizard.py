@@ -14,6 +14,10 @@ from PySide6.QtWidgets import QWizard
 
 from ftstudio.gui.data.import_wizard import NO_COLUMN, ImportWizard
 
+# Waits end on a signal or a state; this limit only catches a hang, it is not a speed check
+# (a loaded machine may take many times longer than an idle one).
+HANG_MS = 900_000
+
 pytestmark = pytest.mark.qt_log_ignore(r"does not support (propagateSizeHints|raise)\(\)")
 
 
@@ -38,7 +42,7 @@ def open_wizard(qtbot, context):
 
 def wait_read(qtbot, wizard: ImportWizard) -> None:
     qtbot.waitUntil(lambda: not wizard.busy and not wizard._debounce.isActive()
-                    and wizard.preview_page.description.text() != "Reading\u2026", timeout=20000)
+                    and wizard.preview_page.description.text() != "Reading\u2026", timeout=HANG_MS)
 
 
 def finish(wizard: ImportWizard):
@@ -78,7 +82,7 @@ def test_a_messages_file_is_shown_then_imported(qtbot, open_wizard, context, tic
     assert finish(wizard).isEnabled()
     assert project.count_examples() == 0  # nothing before the user commits
 
-    with qtbot.waitSignal(wizard.imported, timeout=20000) as done:
+    with qtbot.waitSignal(wizard.imported, timeout=HANG_MS) as done:
         qtbot.mouseClick(finish(wizard), Qt.MouseButton.LeftButton)
     assert done.args == [6]
     examples = project.examples()
@@ -115,7 +119,7 @@ def test_a_csv_table_needs_its_columns_mapped(qtbot, open_wizard, context, tmp_p
     assert page.count.text() == "3 examples will be imported."
     assert page.combos["prompt"].currentText() == "ticket"
     assert finish(wizard).isEnabled()
-    with qtbot.waitSignal(wizard.imported, timeout=20000):
+    with qtbot.waitSignal(wizard.imported, timeout=HANG_MS):
         finish(wizard).click()
     examples = context.project.examples()
     assert [e.messages for e in examples][0] == [{"role": "user", "content": "Charged twice, please help"},
@@ -135,7 +139,7 @@ def test_a_parquet_table_maps_a_label_column(qtbot, open_wizard, context, tmp_pa
     page.combos["label"].setCurrentText("mood")
     wait_read(qtbot, wizard)
     assert page.count.text() == "3 examples will be imported."
-    with qtbot.waitSignal(wizard.imported, timeout=20000):
+    with qtbot.waitSignal(wizard.imported, timeout=HANG_MS):
         finish(wizard).click()
     assert [e.label for e in context.project.examples()] == ["good", "bad", "neutral"]
 
@@ -163,7 +167,7 @@ def test_a_file_that_changes_before_import_imports_nothing(qtbot, open_wizard, c
     with open(tickets_jsonl, "a", encoding="utf-8") as fh:
         fh.write("{broken\n")
     finish(wizard).click()
-    qtbot.waitUntil(lambda: not wizard.busy, timeout=20000)
+    qtbot.waitUntil(lambda: not wizard.busy, timeout=HANG_MS)
     assert wizard.preview_page.count.text() == "Nothing was imported."
     assert any("line 7" in p for p in problems(wizard))
     assert wizard.isVisible()
@@ -193,7 +197,7 @@ def test_a_system_prompt_is_given_to_examples_without_one(qtbot, open_wizard, co
     wizard.next()
     wait_read(qtbot, wizard)
     assert "system prompt set on 6 examples" in wizard.preview_page.description.text()
-    with qtbot.waitSignal(wizard.imported, timeout=20000):
+    with qtbot.waitSignal(wizard.imported, timeout=HANG_MS):
         finish(wizard).click()
     assert {e.system for e in context.project.examples()} == {"Sort the ticket into a team."}
 
