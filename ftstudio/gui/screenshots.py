@@ -470,7 +470,10 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                     elif name == "Compare":
                         real_compare(window, shots, run_id)
                         real_assisted_labelling(window, shots, run_id)
-                        real_preferences(window, shots, run_id)
+                        try:  # the preference loop's pictures must not cost the others
+                            real_preferences(window, shots, run_id)
+                        except RuntimeError as exc:
+                            print(f"  preference tuning: not pictured ({exc})")
                     window.statusBar().clearMessage()
                     continue
                 _take_page_views(window, name, shots)

@@ -83,6 +83,7 @@ class DataPage(Page):
         for i, b in enumerate((self.examples_view_button, self.preferences_view_button)):
             b.setCheckable(True)
             b.setAutoExclusive(True)
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance(b.text()) + 44)  # room for the bold checked text
             radius = "border-top-left-radius: 5px; border-bottom-left-radius: 5px;" if i == 0 else \
                 "border-top-right-radius: 5px; border-bottom-right-radius: 5px; margin-left: -1px;"
             b.setStyleSheet("QPushButton { border-radius: 0px; " + radius + " }"
