@@ -10,6 +10,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio train --demo [DIR]
     ftstudio evaluate DIR --run RUN_ID|base [--few-shot K] [--json]
     ftstudio export DIR --dataset OUT.jsonl | --run RUN_ID (--adapter OUT | --merged OUT)
+    ftstudio export DIR --run RUN_ID|base --gguf OUT.gguf [--quant Q] [--ollama DIR] [--no-check]
     ftstudio runs DIR
     ftstudio restore DIR [BACKUP | --list]
     ftstudio download HUB_ID
@@ -185,8 +186,15 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CommandError(f"Cannot write {display_path(args.dataset)}: {exc.strerror or exc}") from None
         print(f"Wrote {n} examples to {args.dataset}")
         return 0
+    if args.gguf:
+        if not args.run:
+            raise CommandError("Say which run to export as GGUF: --run RUN_ID, or --run base for the base model")
+        return _export_gguf(project, args)
     if not args.run or not (args.adapter or args.merged):
-        raise CommandError("Say what to export: --dataset OUT.jsonl, --preferences OUT.jsonl, or --run RUN_ID with --adapter OUT or --merged OUT")
+        raise CommandError("Say what to export: --dataset OUT.jsonl, --preferences OUT.jsonl, or --run RUN_ID with "
+                           "--adapter OUT, --merged OUT or --gguf OUT.gguf")
+    if args.run == "base":
+        raise CommandError("--run base exports only as GGUF (--gguf OUT.gguf)")
     run = _get_run(project, args.run)
     adapter = project.run_dir(run.id) / "adapter"
     if not adapter.exists():
@@ -203,6 +211,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     except export.ExportError as exc:
         raise CommandError(str(exc)) from None
     return 0
+
+
+def _export_gguf(project: Project, args: argparse.Namespace) -> int:
+    from ftstudio.engine import gguf_export
+    from ftstudio.engine.export import ExportError
+
+    if args.run != "base":
+        _get_run(project, args.run)  # a clear message naming the recent runs
+    try:
+        request = gguf_export.request_for_run(project, args.run, args.gguf, args.quant, parity=not args.no_check,
+                                              prompts=args.check_prompts, ollama_dir=args.ollama)
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {desc}", dynamic_ncols=True)
+    stop = {"asked": False}
+
+    def on_progress(fraction: float, message: str) -> None:
+        bar.n = int(1000 * fraction)
+        bar.set_description_str(message[:60], refresh=False)
+        bar.refresh()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        stop["asked"] = True
+        print("\nStopping (the partial file is removed)...", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        report = gguf_export.export_gguf(request, on_progress, lambda: stop["asked"])
+    except gguf_export.ExportStopped as exc:
+        raise CommandError(str(exc)) from None
+    except ExportError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    print("\n".join(report.lines()))
+    if report.modelfile is not None and args.ollama_create:
+        from ftstudio.engine.ollama import run_create
+
+        ok, output = run_create(report.modelfile)
+        print(output)
+        if not ok:
+            raise CommandError(f"ollama create did not succeed; the Modelfile is at {report.modelfile.path}")
+    elif report.modelfile is not None:
+        from ftstudio.engine.ollama import ollama_program
+
+        if ollama_program():
+            print("ollama is installed: add --ollama-create to run that line now.")
+    return 0 if report.passed in (True, None) else 2
 
 
 def _get_run(project: Project, run_id: str) -> Run:
@@ -607,6 +666,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN_ID")
     p.add_argument("--adapter", metavar="OUT")
     p.add_argument("--merged", metavar="OUT")
+    p.add_argument("--gguf", metavar="OUT.gguf", help="one GGUF file for llama.cpp, Ollama and LM Studio "
+                   "(with --run RUN_ID, or --run base for the base model)")
+    p.add_argument("--quant", default="f16", metavar="Q",
+                   help="f16 (default), bf16, q8_0 or q4_0; K-quants (q4_k_m, q5_k_m, q6_k, ...) when llama.cpp's "
+                        "llama-quantize is on the PATH")
+    p.add_argument("--ollama", metavar="DIR", help="also write an Ollama Modelfile into DIR")
+    p.add_argument("--ollama-create", action="store_true", help="run 'ollama create' on the Modelfile afterwards")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the parity check (reading the file back and asking it the held-out prompts)")
+    p.add_argument("--check-prompts", type=int, default=8, metavar="N",
+                   help="how many held-out prompts the parity check asks (default 8)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list a project's runs")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ftstudio.engine.inference import check_adapter_dir
 from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
@@ -54,16 +55,57 @@ def export_adapter(adapter_dir: Path | str, out: Path | str) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> Path:
-    """Write base model ``model_spec`` with the adapter merged in, as a plain Hugging Face model folder.
+def _saved_dtype(model_dir: Path) -> Any:
+    """The dtype the base was published in, read before loading (loading in fp32 rewrites config.dtype)."""
+    import torch
+    from transformers import AutoConfig
 
-    The base is loaded unquantised in fp32 (an adapter trained with QLoRA
-    merges into the full-precision weights), then saved in the base's own dtype.
+    saved = getattr(AutoConfig.from_pretrained(str(model_dir)), "dtype", None) or torch.float32
+    if isinstance(saved, str):
+        saved = getattr(torch, saved, torch.float32)
+    return saved if isinstance(saved, torch.dtype) else torch.float32
+
+
+def load_tuned(model_spec: str, adapter_dir: Path | str | None) -> tuple[Any, Path]:
+    """(model, model_dir): the base in fp32 with the run's adapter on top (PEFT), or the base alone.
+
+    The base is loaded unquantised (an adapter trained with QLoRA merges into the
+    full-precision weights); ``merge_and_unload()`` on the result gives the merged model.
     """
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    if adapter_dir is not None:
+        problem = check_adapter_dir(adapter_dir)
+        if problem:
+            raise ExportError(problem)
+    if not model_spec:
+        raise ExportError("The run does not name its base model; export the adapter instead")
+    try:
+        model_dir = resolve_model(model_spec)
+    except ModelError as exc:
+        raise ExportError(str(exc)) from None
+    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True)
+    base.eval()
+    if adapter_dir is None:
+        return base, model_dir
+    try:
+        tuned = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ExportError(f"The adapter in {adapter_dir} does not fit {model_spec}: {exc}") from None
+    tuned.eval()
+    return tuned, model_dir
+
+
+def merged(model: Any) -> Any:
+    """The model with its adapter (if any) folded into the weights."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> Path:
+    """Write base model ``model_spec`` with the adapter merged in, as a plain Hugging Face model folder,
+    saved in the base's own dtype."""
     problem = check_adapter_dir(adapter_dir)
     if problem:
         raise ExportError(problem)
@@ -75,22 +117,14 @@ def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> 
         tokenizer = load_tokenizer(model_dir)
     except ModelError as exc:
         raise ExportError(str(exc)) from None
-    from transformers import AutoConfig
-
-    # The dtype the base was published in, read before loading (loading in fp32 rewrites config.dtype).
-    saved_dtype = getattr(AutoConfig.from_pretrained(str(model_dir)), "dtype", None) or torch.float32
-    if isinstance(saved_dtype, str):
-        saved_dtype = getattr(torch, saved_dtype, torch.float32)
-    base = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, use_safetensors=True)
-    try:
-        merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise ExportError(f"The adapter in {adapter_dir} does not fit {model_spec}: {exc}") from None
-    if isinstance(saved_dtype, torch.dtype) and saved_dtype != torch.float32:
-        merged = merged.to(saved_dtype)
+    saved_dtype = _saved_dtype(model_dir)
+    tuned, _ = load_tuned(model_spec, adapter_dir)
+    model = merged(tuned)
+    if saved_dtype != model.dtype:
+        model = model.to(saved_dtype)
     tmp = _fresh_tmp(out)
     try:
-        merged.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         return _move_into_place(tmp, out)
     finally:
