@@ -328,3 +328,27 @@ def test_the_request_for_a_run_reads_the_project(project, tiny_model_dir, lora_a
     with pytest.raises(ExportError, match="No run 'nope'"):
         gguf_export.request_for_run(project, "nope", tmp_path / "n.gguf")
     assert json.loads(json.dumps(request.prompts))  # plain data: it can cross to a worker thread
+
+
+def test_the_command_line_exports_a_run_and_refuses_in_words(project, tiny_model_dir, lora_adapter, tmp_path,
+                                                             capsys, monkeypatch):
+    from ftstudio.cli import main
+    from ftstudio.engine.models import load_tokenizer
+
+    project.add_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 64})
+    load_tokenizer(tiny_model_dir).save_pretrained(
+        lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=6))
+    out = tmp_path / "cli.gguf"
+    code = main(["export", str(project.path), "--run", run_id, "--gguf", str(out), "--quant", "q8_0",
+                 "--no-check", "--ollama", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0 and out.is_file() and (tmp_path / "Modelfile").is_file()
+    assert f"Wrote {out} (q8_0" in printed and "ollama create" in printed and "turned off" in printed
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["export", str(project.path), "--run", run_id, "--gguf", str(tmp_path / "k.gguf"),
+                 "--quant", "q4_k_m"]) == 1
+    assert "llama-quantize" in capsys.readouterr().err and not (tmp_path / "k.gguf").exists()
+    assert main(["export", str(project.path), "--run", "nope", "--gguf", str(tmp_path / "n.gguf")]) == 1
+    assert "No run 'nope'" in capsys.readouterr().err

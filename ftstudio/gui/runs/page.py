@@ -1,7 +1,8 @@
 """The Runs page: every run of the project in a table; below it the loss
 curves of the selected runs (overlaid when several are selected), their
 settings side by side with the differences marked, and the sample answers.
-Runs can be exported (the adapter, in PEFT format) and deleted."""
+Runs can be exported (the adapter in PEFT format; from the Export menu a merged
+Hugging Face model, or one GGUF file for llama.cpp, Ollama and LM Studio) and deleted."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFontMetrics
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
+    QAbstractItemView, QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMenu, QMessageBox, QPushButton,
     QSplitter, QStackedWidget, QTableView, QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout,
     QWidget,
 )
@@ -62,6 +63,13 @@ def export_run_adapter(adapter_dir: Path, out: Path, report=None, interrupted=No
     return export_adapter(adapter_dir, out)
 
 
+def export_run_merged(model_spec: str, adapter_dir: Path, out: Path, report=None, interrupted=None) -> Path:
+    """Write the base ``model_spec`` with the run's adapter merged in to ``out`` (a new folder)."""
+    from ftstudio.engine.export import export_merged
+
+    return export_merged(model_spec, adapter_dir, out)
+
+
 def _value_text(value) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
@@ -83,6 +91,7 @@ class RunsPage(Page):
         self._curves = CurveCache()
         self._export: Job | None = None
         self._export_job: tuple[str, Path] | None = None  # run id, folder of the export running
+        self._export_what = "adapter"
 
         layout, head, self.count_label = page_layout(self, "Runs")
         self.folder_button = QPushButton("Open folder")
@@ -90,9 +99,22 @@ class RunsPage(Page):
         self.export_button = QPushButton("Export adapter\u2026")
         self.export_button.setToolTip("Copy the run's adapter (PEFT format, loads with PeftModel.from_pretrained) "
                                       "to a folder of your choice")
+        self.export_menu_button = QPushButton("Export \u25be")
+        self.export_menu_button.setToolTip("Export the run as a merged Hugging Face model, or as one GGUF file "
+                                           "for llama.cpp, Ollama and LM Studio")
+        self.export_menu = QMenu(self.export_menu_button)
+        self.merged_action = self.export_menu.addAction("Merged model (Hugging Face folder)\u2026")
+        self.gguf_action = self.export_menu.addAction("GGUF for llama.cpp, Ollama, LM Studio\u2026")
+        self.export_menu.addSeparator()
+        self.base_gguf_action = self.export_menu.addAction("The base model as GGUF\u2026")
+        self.export_menu_button.setMenu(self.export_menu)
+        self.merged_action.triggered.connect(lambda _checked=False: self.ask_export_merged())
+        self.gguf_action.triggered.connect(lambda _checked=False: self.open_gguf_dialog())
+        self.base_gguf_action.triggered.connect(lambda _checked=False: self.open_gguf_dialog("base"))
+        self.gguf_dialog = None
         self.delete_button = QPushButton("Delete\u2026")
         self.delete_button.setToolTip("Delete the selected runs and their folders")
-        for b in (self.folder_button, self.export_button, self.delete_button):
+        for b in (self.folder_button, self.export_button, self.export_menu_button, self.delete_button):
             b.setMinimumHeight(30)
             head.addWidget(b)
 
@@ -274,6 +296,8 @@ class RunsPage(Page):
         one = runs[0] if len(runs) == 1 else None
         adapter = one is not None and (self.project.run_dir(one.id) / "adapter" / "adapter_config.json").exists()
         self.export_button.setEnabled(adapter and self._export is None)
+        self.merged_action.setEnabled(adapter and self._export is None)
+        self.gguf_action.setEnabled(adapter)
         self.folder_button.setEnabled(one is not None)
         self.delete_button.setEnabled(bool(runs))
         self.differences_only.setEnabled(len(runs) > 1)
@@ -506,8 +530,39 @@ class RunsPage(Page):
         if parent:
             self.export_adapter(ids[0], Path(parent) / f"adapter-{ids[0]}")
 
-    def export_adapter(self, run_id: str, out: Path) -> bool:
-        """Copy the run's adapter to ``out`` on a worker; ``exported`` says when it is done."""
+    def ask_export_merged(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) != 1:
+            return
+        parent = QFileDialog.getExistingDirectory(self, "Export the merged model into this folder", str(Path.home()))
+        if parent:
+            self.export_merged(ids[0], Path(parent) / f"merged-{ids[0]}")
+
+    def export_merged(self, run_id: str, out: Path) -> bool:
+        """Write the base with the run's adapter merged in to ``out`` (a new folder) on a worker."""
+        return self.export_adapter(run_id, out, merged=True)
+
+    def open_gguf_dialog(self, run_id: str | None = None):
+        """The GGUF export dialog for ``run_id`` (the selected run by default; "base": the base model)."""
+        from ftstudio.gui.runs.gguf_dialog import GGUFExportDialog
+
+        if run_id is None:
+            ids = self.selected_ids()
+            if len(ids) != 1:
+                return None
+            run_id = ids[0]
+        if self.gguf_dialog is not None and self.gguf_dialog.is_running():
+            self.gguf_dialog.raise_()
+            return self.gguf_dialog
+        if self.gguf_dialog is not None:
+            self.gguf_dialog.deleteLater()
+        self.gguf_dialog = GGUFExportDialog(self.context, run_id, parent=self)
+        self.gguf_dialog.show()
+        return self.gguf_dialog
+
+    def export_adapter(self, run_id: str, out: Path, merged: bool = False) -> bool:
+        """Copy the run's adapter (or, ``merged``, the merged model) to ``out`` on a worker;
+        ``exported`` says when it is done."""
         if self._export is not None:
             return False
         adapter = self.project.run_dir(run_id) / "adapter"
@@ -515,11 +570,16 @@ class RunsPage(Page):
             self._notify(f"Run {run_id} has no adapter yet: finish or resume it first.", "bad")
             return False
         self._export_job = (run_id, Path(out))
-        job = Job(export_run_adapter, adapter, Path(out), parent=self)
+        self._export_what = "merged model" if merged else "adapter"
+        if merged:
+            run = self.project.get_run(run_id)
+            job = Job(export_run_merged, run.config.get("model", ""), adapter, Path(out), parent=self)
+        else:
+            job = Job(export_run_adapter, adapter, Path(out), parent=self)
         job.ended.connect(self._export_ended)
         self._export = job
         self.export_button.setEnabled(False)
-        self._notify(f"Exporting the adapter of run {run_id}\u2026")
+        self._notify(f"Exporting the {self._export_what} of run {run_id}\u2026")
         job.start()
         return True
 
@@ -537,15 +597,17 @@ class RunsPage(Page):
 
     def _export_done(self, out: Path) -> None:
         run_id = self._export_job[0] if self._export_job else ""
-        self._notify(f"Exported the adapter of run {run_id} to {out}. It loads with "
-                     "PeftModel.from_pretrained(base_model, folder).", "good")
-        self.context.status_message.emit(f"Exported the adapter of run {run_id} to {out}")
+        what = self._export_what
+        loads = "PeftModel.from_pretrained(base_model, folder)" if what == "adapter" else \
+            "AutoModelForCausalLM.from_pretrained(folder)"
+        self._notify(f"Exported the {what} of run {run_id} to {out}. It loads with {loads}.", "good")
+        self.context.status_message.emit(f"Exported the {what} of run {run_id} to {out}")
         self.exported.emit(run_id, str(out))
 
     def _export_failed(self, message: str, trace: str) -> None:
         log.warning("export failed: %s\n%s", message, trace)
         run_id = self._export_job[0] if self._export_job else ""
-        self._notify(f"Could not export the adapter of run {run_id}: {message}", "bad")
+        self._notify(f"Could not export the {self._export_what} of run {run_id}: {message}", "bad")
         self.exported.emit(run_id, "")
 
     # -- pictures ---------------------------------------------------------------------------------
@@ -576,6 +638,11 @@ class RunsPage(Page):
 
     # -- closing ----------------------------------------------------------------------------------
 
+    def is_busy(self) -> bool:
+        return self.gguf_dialog is not None and self.gguf_dialog.is_running()
+
     def shutdown(self) -> None:
+        if self.gguf_dialog is not None:
+            self.gguf_dialog.shutdown()
         if self._export is not None:
             self._export.wait()
