@@ -40,11 +40,19 @@ def main() -> int:
         base_mib = sum(p.stat().st_size for p in (Path(tmp) / "hf").iterdir()) / 2**20
         print(f"{'baseline (safetensors fp32)':28s} {base_s:7.2f} s  {base_mib:8.1f} MiB")
         for quant in args.quants.split(","):
-            result = write_gguf(model, tokenizer, info, Path(tmp) / f"m-{quant}.gguf", quant,
-                                generation_eos=stop_token_ids(model, tokenizer))
+            result = write_gguf(
+                model,
+                tokenizer,
+                info,
+                Path(tmp) / f"m-{quant}.gguf",
+                quant,
+                generation_eos=stop_token_ids(model, tokenizer),
+            )
             mib = result.size_bytes / 2**20
-            print(f"{'gguf ' + quant:28s} {result.seconds:7.2f} s  {mib:8.1f} MiB   "
-                  f"time x{result.seconds / base_s:.2f}, size x{mib / base_mib:.2f} of the baseline")
+            print(
+                f"{'gguf ' + quant:28s} {result.seconds:7.2f} s  {mib:8.1f} MiB   "
+                f"time x{result.seconds / base_s:.2f}, size x{mib / base_mib:.2f} of the baseline"
+            )
     return 0
 
 

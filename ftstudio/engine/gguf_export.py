@@ -71,14 +71,17 @@ def check_quant(quant: str) -> str:
         return quant
     if quant in K_QUANTS:
         if llama_quantize() is None:
-            raise ExportError(f"{quant} is a K-quant, which only llama.cpp's quantiser makes, and no "
-                              f"'{QUANTIZE_PROGRAM}' program is on the PATH. Install llama.cpp, or choose one of "
-                              f"{', '.join(BUILTIN_QUANTS)}.")
+            raise ExportError(
+                f"{quant} is a K-quant, which only llama.cpp's quantiser makes, and no "
+                f"'{QUANTIZE_PROGRAM}' program is on the PATH. Install llama.cpp, or choose one of "
+                f"{', '.join(BUILTIN_QUANTS)}."
+            )
         return quant
     raise ExportError(f"Unknown quantisation '{quant}'; choose one of {', '.join(BUILTIN_QUANTS + K_QUANTS)}")
 
 
 # -- what the file will say about the model -------------------------------------------------
+
 
 @dataclass
 class GGUFInfo:
@@ -105,14 +108,18 @@ def read_architecture(model_dir: Path) -> tuple[str, dict[str, Any]]:
     arch = str(config.get("model_type") or "")
     if arch not in SUPPORTED_ARCHITECTURES:
         names = ", ".join(config.get("architectures") or []) or arch or "an unnamed architecture"
-        raise ExportError(f"GGUF export does not support the '{arch or '?'}' architecture ({names}) of "
-                          f"{model_dir}. It writes {ARCHITECTURE_TITLES}; export the adapter or the merged "
-                          "model instead.")
+        raise ExportError(
+            f"GGUF export does not support the '{arch or '?'}' architecture ({names}) of "
+            f"{model_dir}. It writes {ARCHITECTURE_TITLES}; export the adapter or the merged "
+            "model instead."
+        )
     rope = _rope_parameters(config)
     kind = str(rope.get("rope_type") or rope.get("type") or "default")
     if kind not in ("default", "linear", "llama3", "yarn"):
-        raise ExportError(f"The model in {model_dir} uses '{kind}' RoPE scaling, which GGUF export does not "
-                          "write; export the merged model instead.")
+        raise ExportError(
+            f"The model in {model_dir} uses '{kind}' RoPE scaling, which GGUF export does not "
+            "write; export the merged model instead."
+        )
     return arch, config
 
 
@@ -149,8 +156,10 @@ def tokenizer_pre(model_dir: Path, tokenizer_dir: Path) -> str:
     byte_level = any(p.get("type") == "ByteLevel" for p in pieces)
     if model.get("type") != "BPE" or not byte_level:
         kind = "SentencePiece-style" if model.get("type") in ("BPE", "Unigram") else str(model.get("type"))
-        raise ExportError(f"The tokenizer in {tokenizer_dir} is a {kind} tokenizer; GGUF export writes byte-level "
-                          "BPE tokenizers (Llama 3, SmolLM, Qwen). Export the merged model instead.")
+        raise ExportError(
+            f"The tokenizer in {tokenizer_dir} is a {kind} tokenizer; GGUF export writes byte-level "
+            "BPE tokenizers (Llama 3, SmolLM, Qwen). Export the merged model instead."
+        )
     splits = [p for p in pieces if p.get("type") == "Split"]
     if not splits:
         digits = any(p.get("type") == "Digits" and p.get("individual_digits") for p in pieces)
@@ -159,9 +168,11 @@ def tokenizer_pre(model_dir: Path, tokenizer_dir: Path) -> str:
     known = _known_split_patterns()
     if pattern in known:
         return known[pattern]
-    raise ExportError(f"The tokenizer in {tokenizer_dir} splits text with a pattern llama.cpp's readers do not "
-                      "know by name, so the exported file would tokenise differently. Export the merged model "
-                      "instead.")
+    raise ExportError(
+        f"The tokenizer in {tokenizer_dir} splits text with a pattern llama.cpp's readers do not "
+        "know by name, so the exported file would tokenise differently. Export the merged model "
+        "instead."
+    )
 
 
 def _source_gguf_pre(source: Path) -> str | None:
@@ -208,18 +219,36 @@ def has_tokenizer(folder: Path) -> bool:
     return (Path(folder) / "tokenizer.json").is_file() and (Path(folder) / "tokenizer_config.json").is_file()
 
 
-def prepare(model_dir: Path, adapter_dir: Path | None, *, name: str, base_model: str, run_id: str | None = None,
-            train_context_length: int | None = None) -> GGUFInfo:
+def prepare(
+    model_dir: Path,
+    adapter_dir: Path | None,
+    *,
+    name: str,
+    base_model: str,
+    run_id: str | None = None,
+    train_context_length: int | None = None,
+) -> GGUFInfo:
     """Check that the model can be written as GGUF, before any work starts; ExportError in words if not."""
     arch, config = read_architecture(model_dir)
-    tokenizer_dir = Path(adapter_dir) if adapter_dir is not None and has_tokenizer(adapter_dir) else Path(model_dir)
+    tokenizer_dir = (
+        Path(adapter_dir) if adapter_dir is not None and has_tokenizer(adapter_dir) else Path(model_dir)
+    )
     pre = tokenizer_pre(model_dir, tokenizer_dir)
-    return GGUFInfo(model_dir=Path(model_dir), architecture=arch, config=config, tokenizer_dir=tokenizer_dir,
-                    tokenizer_pre=pre, name=name, base_model=base_model, run_id=run_id,
-                    train_context_length=train_context_length)
+    return GGUFInfo(
+        model_dir=Path(model_dir),
+        architecture=arch,
+        config=config,
+        tokenizer_dir=tokenizer_dir,
+        tokenizer_pre=pre,
+        name=name,
+        base_model=base_model,
+        run_id=run_id,
+        train_context_length=train_context_length,
+    )
 
 
 # -- the tokenizer ------------------------------------------------------------------------------
+
 
 @dataclass
 class StopTokens:
@@ -250,8 +279,14 @@ def special_tokens(tokenizer: Any, generation_eos: list[int]) -> StopTokens:
     eom = next((i for i in stops if texts[i] in END_OF_MESSAGE), None)
     if eos is None and stops:
         eos = stops[0]
-    return StopTokens(eos=eos, eot=eot, eom=eom, pad=tokenizer.pad_token_id, bos=tokenizer.bos_token_id,
-                      unk=tokenizer.unk_token_id)
+    return StopTokens(
+        eos=eos,
+        eot=eot,
+        eom=eom,
+        pad=tokenizer.pad_token_id,
+        bos=tokenizer.bos_token_id,
+        unk=tokenizer.unk_token_id,
+    )
 
 
 def _vocabulary(tokenizer: Any, n_vocab: int) -> tuple[list[str], list[int]]:
@@ -281,8 +316,9 @@ def _adds_token(tokenizer: Any, token_id: int | None, first: bool) -> bool:
     return bool(ids) and (ids[0] if first else ids[-1]) == token_id
 
 
-def write_tokenizer(writer: Any, tokenizer: Any, info: GGUFInfo, n_vocab: int, stops: StopTokens,
-                    chat_template: str) -> None:
+def write_tokenizer(
+    writer: Any, tokenizer: Any, info: GGUFInfo, n_vocab: int, stops: StopTokens, chat_template: str
+) -> None:
     from gguf import SpecialVocab
 
     tokens, types = _vocabulary(tokenizer, n_vocab)
@@ -312,12 +348,15 @@ def chat_template_of(tokenizer: Any) -> str:
     if isinstance(template, dict):
         template = template.get("default") or next(iter(template.values()), None)
     if not template:
-        raise ExportError("The run's tokenizer has no chat template; the exported model would not know how "
-                          "a conversation is laid out")
+        raise ExportError(
+            "The run's tokenizer has no chat template; the exported model would not know how "
+            "a conversation is laid out"
+        )
     return str(template)
 
 
 # -- the weights --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TensorPlan:
@@ -331,8 +370,11 @@ def _llama_permute(weights: Any, n_head: int, n_head_kv: int | None) -> Any:
     """The q/k row order llama.cpp's rope expects (the inverse of what transformers' GGUF reader undoes)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _tensor_type(quant: str, gguf_name: str, shape: tuple[int, ...]) -> Any:
@@ -357,7 +399,9 @@ def _tensor_type(quant: str, gguf_name: str, shape: tuple[int, ...]) -> Any:
 def _file_type(quant: str) -> int:
     from gguf import LlamaFileType as F
 
-    return int({"f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0}[quant])
+    return int(
+        {"f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0, "q4_0": F.MOSTLY_Q4_0}[quant]
+    )
 
 
 def plan_tensors(state_dict: dict[str, Any], info: GGUFInfo, quant: str) -> list[TensorPlan]:
@@ -375,15 +419,19 @@ def plan_tensors(state_dict: dict[str, Any], info: GGUFInfo, quant: str) -> list
             continue
         gguf_name = names.get_name(key, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
-            raise ExportError(f"The weight '{key}' has no GGUF name for {info.architecture}; this model has "
-                              "parts GGUF export does not know. Export the merged model instead.")
+            raise ExportError(
+                f"The weight '{key}' has no GGUF name for {info.architecture}; this model has "
+                "parts GGUF export does not know. Export the merged model instead."
+            )
         shape = tuple(int(s) for s in tensor.shape)
         plans.append(TensorPlan(gguf_name, key, shape, _tensor_type(quant, gguf_name, shape)))
     rope = _rope_parameters(info.config)
     if str(rope.get("rope_type") or rope.get("type") or "") == "llama3":
         head_dim = _head_dim(info.config)
         shape = (head_dim // 2,)
-        plans.insert(0, TensorPlan("rope_freqs.weight", "", shape, _tensor_type(quant, "rope_freqs.weight", shape)))
+        plans.insert(
+            0, TensorPlan("rope_freqs.weight", "", shape, _tensor_type(quant, "rope_freqs.weight", shape))
+        )
     return plans
 
 
@@ -462,8 +510,11 @@ def write_metadata(writer: Any, info: GGUFInfo, quant: str) -> None:
     cfg = info.config
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(info.name)
-    writer.add_description(f"{info.name}: fine-tuned with FT Studio from {info.base_model}"
-                           if info.run_id else f"{info.base_model}, exported by FT Studio")
+    writer.add_description(
+        f"{info.name}: fine-tuned with FT Studio from {info.base_model}"
+        if info.run_id
+        else f"{info.base_model}, exported by FT Studio"
+    )
     if info.run_id:
         writer.add_finetune(info.run_id)
     writer.add_base_model_count(1)
@@ -527,9 +578,16 @@ class WriteResult:
     chat_template: str
 
 
-def write_gguf(model: Any, tokenizer: Any, info: GGUFInfo, out: Path | str, quant: str = "f16",
-               progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-               generation_eos: list[int] | None = None) -> WriteResult:
+def write_gguf(
+    model: Any,
+    tokenizer: Any,
+    info: GGUFInfo,
+    out: Path | str,
+    quant: str = "f16",
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+    generation_eos: list[int] | None = None,
+) -> WriteResult:
     """Write ``model`` (already merged, in memory) and ``tokenizer`` as one GGUF file at ``out``.
 
     ``progress(fraction, message)`` is called after each tensor; ``should_stop()``
@@ -547,7 +605,9 @@ def write_gguf(model: Any, tokenizer: Any, info: GGUFInfo, out: Path | str, quan
         raise ExportError(f"{out} is a folder: give the file to write, ending in .gguf")
     out.parent.mkdir(parents=True, exist_ok=True)
     if quant in K_QUANTS:
-        return _write_k_quant(model, tokenizer, info, out, quant, progress, should_stop, generation_eos, started)
+        return _write_k_quant(
+            model, tokenizer, info, out, quant, progress, should_stop, generation_eos, started
+        )
 
     chat_template = chat_template_of(tokenizer)
     state_dict = model.state_dict()
@@ -586,15 +646,18 @@ def write_gguf(model: Any, tokenizer: Any, info: GGUFInfo, out: Path | str, quan
     finally:
         _close_quietly(writer)
         tmp.unlink(missing_ok=True)
-    return WriteResult(out, quant, out.stat().st_size, time.perf_counter() - started, counts, stops.ids(),
-                       chat_template)
+    return WriteResult(
+        out, quant, out.stat().st_size, time.perf_counter() - started, counts, stops.ids(), chat_template
+    )
 
 
 def _disk_message(exc: OSError, out: Path) -> str:
     import errno
 
     if exc.errno == errno.ENOSPC:
-        return f"The disk holding {out.parent} is full; no file was written. Free some space and export again."
+        return (
+            f"The disk holding {out.parent} is full; no file was written. Free some space and export again."
+        )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"Cannot write to {out.parent} ({exc.strerror}); choose another folder."
     return f"Could not write {out}: {exc.strerror or exc}; no file was written."
@@ -609,8 +672,17 @@ def _close_quietly(writer: Any) -> None:
     writer.fout = None
 
 
-def _write_k_quant(model: Any, tokenizer: Any, info: GGUFInfo, out: Path, quant: str, progress: ProgressFn | None,
-                   should_stop: StopFn | None, generation_eos: list[int] | None, started: float) -> WriteResult:
+def _write_k_quant(
+    model: Any,
+    tokenizer: Any,
+    info: GGUFInfo,
+    out: Path,
+    quant: str,
+    progress: ProgressFn | None,
+    should_stop: StopFn | None,
+    generation_eos: list[int] | None,
+    started: float,
+) -> WriteResult:
     """An f16 file first (ours), then llama.cpp's quantiser makes the K-quant from it."""
     program = llama_quantize()
     assert program is not None  # check_quant refused the K-quant otherwise
@@ -626,8 +698,12 @@ def _write_k_quant(model: Any, tokenizer: Any, info: GGUFInfo, out: Path, quant:
         if progress is not None:
             progress(0.5, f"Quantising to {quant.upper()} with {QUANTIZE_PROGRAM}")
         tmp.unlink(missing_ok=True)
-        proc = subprocess.Popen([program, str(f16), str(tmp), quant.upper()], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [program, str(f16), str(tmp), quant.upper()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         while proc.poll() is None:
             if should_stop is not None and should_stop():
                 proc.terminate()
@@ -637,7 +713,9 @@ def _write_k_quant(model: Any, tokenizer: Any, info: GGUFInfo, out: Path, quant:
         output = proc.stdout.read() if proc.stdout else ""
         if proc.returncode != 0 or not tmp.is_file():
             tail = "\n".join(output.strip().splitlines()[-5:])
-            raise ExportError(f"{QUANTIZE_PROGRAM} could not make {quant.upper()} (exit {proc.returncode}):\n{tail}")
+            raise ExportError(
+                f"{QUANTIZE_PROGRAM} could not make {quant.upper()} (exit {proc.returncode}):\n{tail}"
+            )
         os.replace(tmp, out)
     except OSError as exc:
         raise ExportError(_disk_message(exc, out)) from None
@@ -646,8 +724,15 @@ def _write_k_quant(model: Any, tokenizer: Any, info: GGUFInfo, out: Path, quant:
         f16.unlink(missing_ok=True)
     if progress is not None:
         progress(1.0, "Written")
-    return WriteResult(out, quant, out.stat().st_size, time.perf_counter() - started, {quant.upper(): 1},
-                       base.stop_ids, base.chat_template)
+    return WriteResult(
+        out,
+        quant,
+        out.stat().st_size,
+        time.perf_counter() - started,
+        {quant.upper(): 1},
+        base.stop_ids,
+        base.chat_template,
+    )
 
 
 def iter_gguf_metadata(path: Path | str) -> Iterator[tuple[str, Any]]:
@@ -704,7 +789,9 @@ class GGUFReport:
     def lines(self) -> list[str]:
         w = self.written
         types = ", ".join(f"{n} {k}" for k, n in sorted(w.tensor_types.items()))
-        out = [f"Wrote {w.path} ({w.quant}, {w.size_bytes / 2**20:,.1f} MiB, {w.seconds:.1f} s; tensors: {types})"]
+        out = [
+            f"Wrote {w.path} ({w.quant}, {w.size_bytes / 2**20:,.1f} MiB, {w.seconds:.1f} s; tensors: {types})"
+        ]
         for p in self.parity:
             out.append("Parity check, " + p.summary())
         if self.parity_note:
@@ -716,9 +803,18 @@ class GGUFReport:
         return out
 
 
-def request_for_run(project: Any, run: str, out: Path | str, quant: str = "f16", *, parity: bool = True,
-                    prompts: int = PARITY_PROMPTS, ollama_dir: Path | str | None = None,
-                    overwrite: bool = False, max_new_tokens: int = PARITY_NEW_TOKENS) -> GGUFRequest:
+def request_for_run(
+    project: Any,
+    run: str,
+    out: Path | str,
+    quant: str = "f16",
+    *,
+    parity: bool = True,
+    prompts: int = PARITY_PROMPTS,
+    ollama_dir: Path | str | None = None,
+    overwrite: bool = False,
+    max_new_tokens: int = PARITY_NEW_TOKENS,
+) -> GGUFRequest:
     """The export of ``run`` (a run id, or "base" for the base model) of ``project``."""
     from ftstudio.core.config import BUNDLED_MODEL
     from ftstudio.engine.gguf_parity import held_out_prompts
@@ -744,19 +840,32 @@ def request_for_run(project: Any, run: str, out: Path | str, quant: str = "f16",
         model_spec = record.config.get("model", "") or ""
         run_id, length = record.id, int(record.config.get("max_length") or 0) or None
         name = f"{project_name} {record.id}"
-    return GGUFRequest(model_spec=model_spec, adapter_dir=adapter, out=Path(out).expanduser(), quant=quant,
-                       run_id=run_id, name=name, project_name=project_name, train_context_length=length,
-                       system_prompt=shared_system_prompt(data.train), prompts=conversations, prompts_kind=kind,
-                       parity=parity, max_new_tokens=max_new_tokens,
-                       ollama_dir=Path(ollama_dir).expanduser() if ollama_dir else None, overwrite=overwrite)
+    return GGUFRequest(
+        model_spec=model_spec,
+        adapter_dir=adapter,
+        out=Path(out).expanduser(),
+        quant=quant,
+        run_id=run_id,
+        name=name,
+        project_name=project_name,
+        train_context_length=length,
+        system_prompt=shared_system_prompt(data.train),
+        prompts=conversations,
+        prompts_kind=kind,
+        parity=parity,
+        max_new_tokens=max_new_tokens,
+        ollama_dir=Path(ollama_dir).expanduser() if ollama_dir else None,
+        overwrite=overwrite,
+    )
 
 
 def _model_title(spec: str) -> str:
     return spec.split(":", 1)[-1].rstrip("/").split("/")[-1] or spec
 
 
-def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
-                should_stop: StopFn | None = None) -> GGUFReport:
+def export_gguf(
+    request: GGUFRequest, progress: ProgressFn | None = None, should_stop: StopFn | None = None
+) -> GGUFReport:
     """Export, then check: the run's model as one GGUF file, read back and asked the held-out prompts.
 
     Everything that can be refused is refused before the model is loaded. A
@@ -767,8 +876,7 @@ def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
 
     from ftstudio.engine import gguf_parity as parity
     from ftstudio.engine.export import load_tuned, merged
-    from ftstudio.engine.inference import stop_token_ids
-    from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
+    from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model, stop_token_ids
 
     quant = check_quant(request.quant)
     out = Path(request.out).expanduser()
@@ -780,9 +888,14 @@ def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
         model_dir = resolve_model(request.model_spec)
     except ModelError as exc:
         raise ExportError(str(exc)) from None
-    info = prepare(model_dir, request.adapter_dir, name=request.name or _model_title(request.model_spec),
-                   base_model=request.model_spec, run_id=request.run_id,
-                   train_context_length=request.train_context_length)
+    info = prepare(
+        model_dir,
+        request.adapter_dir,
+        name=request.name or _model_title(request.model_spec),
+        base_model=request.model_spec,
+        run_id=request.run_id,
+        train_context_length=request.train_context_length,
+    )
     if request.project_name:
         info.extra["project"] = request.project_name
     checking = request.parity and bool(request.prompts)
@@ -807,17 +920,27 @@ def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
     generation_eos = stop_token_ids(tuned, tokenizer)
     reference: list[parity.Answer] = []
     if checking:
+
         def answered(done: int, total: int) -> None:
             report(share[0] + share[1] * done / total, f"The adapter answers prompt {done} of {total}")
 
         report(share[0], "The adapter answers the prompts")
-        reference = parity.answers(tuned, tokenizer, request.prompts, generation_eos, request.max_new_tokens,
-                                   should_stop, answered)
+        reference = parity.answers(
+            tuned, tokenizer, request.prompts, generation_eos, request.max_new_tokens, should_stop, answered
+        )
         stop_if_asked("while the adapter answered")
     model = merged(tuned)
     start = share[0] + share[1]
-    written = write_gguf(model, tokenizer, info, out, quant,
-                         lambda f, m: report(start + share[2] * f, m), should_stop, generation_eos)
+    written = write_gguf(
+        model,
+        tokenizer,
+        info,
+        out,
+        quant,
+        lambda f, m: report(start + share[2] * f, m),
+        should_stop,
+        generation_eos,
+    )
     del model, tuned
     gc.collect()
     result = GGUFReport(written)
@@ -826,11 +949,15 @@ def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
 
         stop_texts = [tokenizer.convert_ids_to_tokens(i) for i in written.stop_ids]
         name = model_name(request.project_name, request.run_id or _model_title(request.model_spec), quant)
-        result.modelfile = write_modelfile(request.ollama_dir, out, name, tokenizer, stop_texts,
-                                           request.system_prompt)
+        result.modelfile = write_modelfile(
+            request.ollama_dir, out, name, tokenizer, stop_texts, request.system_prompt
+        )
     if not checking:
-        result.parity_note = ("The parity check was turned off." if not request.parity else
-                              "The parity check was skipped: the project has no examples to ask.")
+        result.parity_note = (
+            "The parity check was turned off."
+            if not request.parity
+            else "The parity check was skipped: the project has no examples to ask."
+        )
         report(1.0, "Done")
         return result
     start = sum(share[:3])
@@ -840,24 +967,42 @@ def export_gguf(request: GGUFRequest, progress: ProgressFn | None = None,
 
     report(start, "Reading the file back with transformers' GGUF loader")
     try:
-        result.parity.append(parity.check_with_transformers(out, reference, request.prompts, quant,
-                                                            request.max_new_tokens, should_stop, read_back))
+        result.parity.append(
+            parity.check_with_transformers(
+                out, reference, request.prompts, quant, request.max_new_tokens, should_stop, read_back
+            )
+        )
     except Exception as exc:  # the file stays; the reader's complaint is the finding
-        result.parity.append(parity.ParityReport(
-            "transformers", quant, len(reference), 0, 0, None, 0, False,
-            f"transformers could not read the file back: {type(exc).__name__}: {exc}"))
+        result.parity.append(
+            parity.ParityReport(
+                "transformers",
+                quant,
+                len(reference),
+                0,
+                0,
+                None,
+                0,
+                False,
+                f"transformers could not read the file back: {type(exc).__name__}: {exc}",
+            )
+        )
     if should_stop is not None and should_stop():
         result.parity_note = f"The check was stopped before it finished; {out.name} is complete and kept."
         return result
     if parity.llama_cpp_available():
         report(0.99, "Asking llama.cpp")
         try:
-            result.parity.append(parity.check_with_llama_cpp(out, reference, request.prompts, quant,
-                                                             request.max_new_tokens, should_stop=should_stop))
+            result.parity.append(
+                parity.check_with_llama_cpp(
+                    out, reference, request.prompts, quant, request.max_new_tokens, should_stop=should_stop
+                )
+            )
         except Exception as exc:
             result.parity_note = f"llama.cpp could not run the file: {type(exc).__name__}: {exc}"
     else:
-        result.parity_note = ("llama.cpp's own reading was not checked: llama-cpp-python is not installed "
-                              "(pip install 'ftstudio[llama]').")
+        result.parity_note = (
+            "llama.cpp's own reading was not checked: llama-cpp-python is not installed "
+            "(pip install 'ftstudio[llama]')."
+        )
     report(1.0, "Done")
     return result

@@ -28,9 +28,17 @@ from typing import Any
 PROBES: list[list[dict[str, str]]] = [
     [{"role": "user", "content": "Hello there"}],
     [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hello there"}],
-    [{"role": "user", "content": "One"}, {"role": "assistant", "content": "Two"}, {"role": "user", "content": "Three"}],
-    [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "One"},
-     {"role": "assistant", "content": "Two"}, {"role": "user", "content": "Three"}],
+    [
+        {"role": "user", "content": "One"},
+        {"role": "assistant", "content": "Two"},
+        {"role": "user", "content": "Three"},
+    ],
+    [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "One"},
+        {"role": "assistant", "content": "Two"},
+        {"role": "user", "content": "Three"},
+    ],
 ]
 
 
@@ -53,22 +61,34 @@ def _chatml(default_system: str | None) -> TemplateFamily:
 
     head = ""
     if default_system is not None:
-        head = ('{{- if or (not .Messages) (ne (index .Messages 0).Role "system") }}<|im_start|>system\n'
-                f"{default_system}<|im_end|>\n{{{{ end }}}}")
-    go = head + ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-                 "<|im_start|>assistant\n")
-    return TemplateFamily("ChatML" + (" with a default system prompt" if default_system else ""), go, render,
-                          stock=default_system is None)
+        head = (
+            '{{- if or (not .Messages) (ne (index .Messages 0).Role "system") }}<|im_start|>system\n'
+            f"{default_system}<|im_end|>\n{{{{ end }}}}"
+        )
+    go = head + (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n"
+    )
+    return TemplateFamily(
+        "ChatML" + (" with a default system prompt" if default_system else ""),
+        go,
+        render,
+        stock=default_system is None,
+    )
 
 
 def _llama3() -> TemplateFamily:
     def render(messages: list[dict[str, str]]) -> str:
-        out = "".join(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
-                      for m in messages)
+        out = "".join(
+            f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
+            for m in messages
+        )
         return out + "<|start_header_id|>assistant<|end_header_id|>\n\n"
 
-    go = ("{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>\n"
-          "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n")
+    go = (
+        "{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>\n"
+        "{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     return TemplateFamily("Llama 3", go, render, stock=True)
 
 
@@ -78,13 +98,15 @@ def _default_chatml_system(render_jinja: Callable[[list[dict[str, str]]], str]) 
     return match.group(1) if match else None
 
 
-def recognise(render_jinja: Callable[[list[dict[str, str]]], str],
-              bos_text: str | None = None) -> TemplateFamily | None:
+def recognise(
+    render_jinja: Callable[[list[dict[str, str]]], str], bos_text: str | None = None
+) -> TemplateFamily | None:
     """The family whose Go template renders every probe exactly as the Jinja template does, or None."""
+
     def jinja(messages: list[dict[str, str]]) -> str:
         text = render_jinja(messages)
         # llama.cpp and Ollama put the BOS token in front themselves.
-        return text[len(bos_text):] if bos_text and text.startswith(bos_text) else text
+        return text[len(bos_text) :] if bos_text and text.startswith(bos_text) else text
 
     try:
         candidates = [_chatml(None), _llama3()]
@@ -133,8 +155,14 @@ class Modelfile:
         return shlex.join(self.command)
 
 
-def write_modelfile(folder: Path | str, gguf_path: Path, name: str, tokenizer: Any, stop_texts: Sequence[str],
-                    system_prompt: str | None = None) -> Modelfile:
+def write_modelfile(
+    folder: Path | str,
+    gguf_path: Path,
+    name: str,
+    tokenizer: Any,
+    stop_texts: Sequence[str],
+    system_prompt: str | None = None,
+) -> Modelfile:
     """Write ``folder/Modelfile`` for ``gguf_path``; returns what was written and the ``ollama create`` line."""
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,16 +175,23 @@ def write_modelfile(folder: Path | str, gguf_path: Path, name: str, tokenizer: A
     notes: list[str] = []
     lines = [f"# Written by FT Studio for {gguf_path.name}", f"FROM {source}", ""]
     if family is not None and not family.stock:
-        lines += ["# Ollama's own reading of the file's chat template would differ, so it is given here.",
-                  f'TEMPLATE """{family.go_template}"""', ""]
-        notes.append(f"The chat template ({family.name}) is written out, since Ollama's guess from the file "
-                     "would differ.")
+        lines += [
+            "# Ollama's own reading of the file's chat template would differ, so it is given here.",
+            f'TEMPLATE """{family.go_template}"""',
+            "",
+        ]
+        notes.append(
+            f"The chat template ({family.name}) is written out, since Ollama's guess from the file "
+            "would differ."
+        )
     elif family is None:
-        notes.append("The chat template is not one FT Studio can write in Ollama's template language; Ollama "
-                     "will choose its closest template. Check the answers with 'ollama run'.")
+        notes.append(
+            "The chat template is not one FT Studio can write in Ollama's template language; Ollama "
+            "will choose its closest template. Check the answers with 'ollama run'."
+        )
     if system_prompt:
         if '"""' in system_prompt:
-            notes.append("The project's system prompt contains \"\"\" and is left out of the Modelfile.")
+            notes.append('The project\'s system prompt contains """ and is left out of the Modelfile.')
         else:
             lines += [f'SYSTEM """{system_prompt}"""', ""]
     for text in dict.fromkeys(stop_texts):
@@ -165,8 +200,14 @@ def write_modelfile(folder: Path | str, gguf_path: Path, name: str, tokenizer: A
     tmp = folder / ".Modelfile.partial"
     tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     tmp.replace(path)
-    return Modelfile(path, name, ["ollama", "create", name, "-f", str(path)],
-                     family.name if family else None, bool(family and not family.stock), notes)
+    return Modelfile(
+        path,
+        name,
+        ["ollama", "create", name, "-f", str(path)],
+        family.name if family else None,
+        bool(family and not family.stock),
+        notes,
+    )
 
 
 def ollama_program() -> str | None:
@@ -179,8 +220,13 @@ def run_create(modelfile: Modelfile, timeout: float = 1800) -> tuple[bool, str]:
     if program is None:
         return False, "ollama is not on the PATH"
     try:
-        proc = subprocess.run([program, *modelfile.command[1:]], capture_output=True, text=True, timeout=timeout,
-                              cwd=str(modelfile.path.parent))
+        proc = subprocess.run(
+            [program, *modelfile.command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(modelfile.path.parent),
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

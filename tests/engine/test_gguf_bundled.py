@@ -20,8 +20,9 @@ def trained_run(tmp_path_factory, bundled_dir):
 
     project = ensure_demo_project(tmp_path_factory.mktemp("gguf") / "demo.ftstudio")
     data = project.prepared_data()
-    cfg = preset("quick", max_steps=6, eval_every=0, samples=0, checkpoint_every=0, max_length=128,
-                 batch_tokens=512)
+    cfg = preset(
+        "quick", max_steps=6, eval_every=0, samples=0, checkpoint_every=0, max_length=128, batch_tokens=512
+    )
     run_id = project.create_run(cfg.to_dict())
     result = train(cfg, data, lambda event: None, lambda: False, run_dir=project.run_dir(run_id))
     assert result.status == "finished", result.failure
@@ -47,12 +48,15 @@ def test_bundled_export_answers_like_the_adapter(trained_run, tmp_path, quant):
     from ftstudio.engine.tokenize import encode_prompt
 
     project, run_id = trained_run
-    request = request_for_run(project, run_id, tmp_path / f"tuned-{quant}.gguf", quant, prompts=PROMPTS,
-                              max_new_tokens=NEW_TOKENS)
+    request = request_for_run(
+        project, run_id, tmp_path / f"tuned-{quant}.gguf", quant, prompts=PROMPTS, max_new_tokens=NEW_TOKENS
+    )
     started = time.perf_counter()
     report = export_gguf(request)
-    print(f"{quant}: {report.written.size_bytes / 2**20:.1f} MiB, written in {report.written.seconds:.1f} s, "
-          f"export and check {time.perf_counter() - started:.1f} s")
+    print(
+        f"{quant}: {report.written.size_bytes / 2**20:.1f} MiB, written in {report.written.seconds:.1f} s, "
+        f"export and check {time.perf_counter() - started:.1f} s"
+    )
     print("\n".join(report.lines()))
     [check] = [p for p in report.parity if p.reader == "transformers"]
 
@@ -61,16 +65,23 @@ def test_bundled_export_answers_like_the_adapter(trained_run, tmp_path, quant):
     generator = Generator(BUNDLED_MODEL)
     generator.add_adapter("tuned", project.run_dir(run_id) / "adapter")
     settings = SamplingSettings(temperature=0.0, max_new_tokens=NEW_TOKENS)
-    adapter = _independent_answers(lambda c: generator.generate(c, model="tuned", settings=settings),
-                                   request.prompts)
+    adapter = _independent_answers(
+        lambda c: generator.generate(c, model="tuned", settings=settings), request.prompts
+    )
     model, tokenizer = load_with_transformers(report.written.path)
     stops = gguf_stop_ids(report.written.path)
 
     def from_file(conv):
         ids = torch.tensor([encode_prompt(tokenizer, conv)])
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
-                             do_sample=False, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=NEW_TOKENS,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
     exported = _independent_answers(from_file, request.prompts)
     same = sum(a == b for a, b in zip(adapter, exported))

@@ -17,7 +17,10 @@ from ftstudio.engine import gguf_export
 from ftstudio.engine.export import ExportError
 from ftstudio.engine.gguf_export import ExportStopped, GGUFRequest, export_gguf
 
-PROMPTS = [[{"role": "user", "content": "Where is my parcel?"}], [{"role": "user", "content": "Refund please"}]]
+PROMPTS = [
+    [{"role": "user", "content": "Where is my parcel?"}],
+    [{"role": "user", "content": "Refund please"}],
+]
 
 
 def _save_tiny(out: Path, config, bundled_dir: Path, seed: int = 0) -> Path:
@@ -48,10 +51,17 @@ def tiny_qwen2_dir(tmp_path_factory, bundled_dir) -> Path:
     tokenizer = load_tokenizer(bundled_dir)
     config = Qwen2Config(
         # 64 rows past the tokenizer, as Qwen pads its embedding: those ids have no text
-        vocab_size=len(tokenizer) + 64, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+        vocab_size=len(tokenizer) + 64,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
     )
     return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, bundled_dir)
 
@@ -71,9 +81,17 @@ def _gguf_logits(path: Path, ids):
     return _logits(model.eval(), ids)
 
 
-def _request(model_dir: Path, out: Path, quant: str = "f16", adapter: Path | None = None, **kw) -> GGUFRequest:
-    return GGUFRequest(model_spec=str(model_dir), adapter_dir=adapter, out=out, quant=quant, name="tiny",
-                       **({"parity": False} | kw))
+def _request(
+    model_dir: Path, out: Path, quant: str = "f16", adapter: Path | None = None, **kw
+) -> GGUFRequest:
+    return GGUFRequest(
+        model_spec=str(model_dir),
+        adapter_dir=adapter,
+        out=out,
+        quant=quant,
+        name="tiny",
+        **({"parity": False} | kw),
+    )
 
 
 def test_tiny_qwen2_reads_back_with_the_same_logits(tiny_qwen2_dir, tmp_path):
@@ -103,10 +121,19 @@ def test_tiny_qwen3_with_its_query_key_norms_reads_back(bundled_dir, tmp_path):
     from ftstudio.engine.models import load_tokenizer
 
     tokenizer = load_tokenizer(bundled_dir)
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=128,  # transformers reads 128 back
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=128,  # transformers reads 128 back
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     folder = _save_tiny(tmp_path / "qwen3", config, bundled_dir, seed=3)
     path = export_gguf(_request(folder, tmp_path / "qwen3.gguf", "bf16")).written.path
     original = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
@@ -127,11 +154,22 @@ def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(tiny_model_dir, 
     tokenizer = load_tokenizer(tiny_model_dir)
     tokenizer.save_pretrained(adapter)  # as training saves it beside the adapter
     out = tmp_path / "run.gguf"
-    export_gguf(_request(tiny_model_dir, out, "q8_0", adapter, run_id="20261201-101500-ab12",
-                         train_context_length=256, project_name="Tickets"))
+    export_gguf(
+        _request(
+            tiny_model_dir,
+            out,
+            "q8_0",
+            adapter,
+            run_id="20261201-101500-ab12",
+            train_context_length=256,
+            project_name="Tickets",
+        )
+    )
     fields = GGUFReader(str(out)).fields
+
     def value(key):
         return fields[key].contents()
+
     assert value("tokenizer.chat_template") == tokenizer.chat_template
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert value("tokenizer.ggml.eos_token_id") == im_end and value("tokenizer.ggml.eot_token_id") == im_end
@@ -154,14 +192,24 @@ def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(tiny_model_dir, 
     read = AutoTokenizer.from_pretrained(str(out.parent), gguf_file=out.name)
     text = "Hello, my order #12345 hasn't arrived! <|im_end|>"
     assert read(text)["input_ids"] == tokenizer(text)["input_ids"]
-    assert read.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False) == \
-        tokenizer.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False)
+    assert read.apply_chat_template(
+        PROMPTS[0], add_generation_prompt=True, tokenize=False
+    ) == tokenizer.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False)
 
 
 def test_parity_check_on_an_adapter_passes_for_f16(tiny_model_dir, lora_adapter, tmp_path):
     adapter = lora_adapter(tiny_model_dir, tmp_path / "adapter", seed=4)
-    report = export_gguf(_request(tiny_model_dir, tmp_path / "t.gguf", "f16", adapter, parity=True,
-                                  prompts=PROMPTS, max_new_tokens=6))
+    report = export_gguf(
+        _request(
+            tiny_model_dir,
+            tmp_path / "t.gguf",
+            "f16",
+            adapter,
+            parity=True,
+            prompts=PROMPTS,
+            max_new_tokens=6,
+        )
+    )
     [check] = report.parity
     assert check.reader == "transformers" and check.prompts == 2
     # A random tiny model's next-token distribution is nearly flat, so an f16 rounding can flip a
@@ -194,8 +242,17 @@ def test_parity_check_names_a_wrong_stop_token(tiny_model_dir, lora_adapter, tmp
         return got
 
     monkeypatch.setattr(gguf_parity, "answers", answers_stopping_early)
-    report = export_gguf(_request(tiny_model_dir, tmp_path / "t.gguf", "f16", adapter, parity=True,
-                                  prompts=PROMPTS, max_new_tokens=6))
+    report = export_gguf(
+        _request(
+            tiny_model_dir,
+            tmp_path / "t.gguf",
+            "f16",
+            adapter,
+            parity=True,
+            prompts=PROMPTS,
+            max_new_tokens=6,
+        )
+    )
     [check] = report.parity
     assert not check.passed and "stops elsewhere" in check.verdict
     assert report.written.path.is_file()  # a failed check keeps the file
@@ -215,7 +272,9 @@ def test_q4_0_keeps_the_embedding_at_8_bits_and_reads_back(tiny_model_dir, tmp_p
 def test_an_unsupported_architecture_is_refused_before_work_starts(bundled_dir, tmp_path):
     from transformers import GPT2Config
 
-    folder = _save_tiny(tmp_path / "gpt2", GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=49152), bundled_dir)
+    folder = _save_tiny(
+        tmp_path / "gpt2", GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=49152), bundled_dir
+    )
     with pytest.raises(ExportError, match=r"'gpt2' architecture \(GPT2LMHeadModel\)"):
         export_gguf(_request(folder, tmp_path / "out.gguf"))
     assert list(tmp_path.glob("*.gguf")) == [] and list(tmp_path.glob(".*partial")) == []
@@ -243,9 +302,13 @@ def test_a_stop_mid_write_leaves_no_partial_file(tiny_model_dir, tmp_path):
 
     def report_progress(fraction, message):
         return progress.append(message)
+
     with pytest.raises(ExportStopped, match="stopped"):
-        export_gguf(_request(tiny_model_dir, tmp_path / "stopped.gguf"), report_progress,
-                    lambda: sum(m.startswith("Writing") for m in progress) >= 5)
+        export_gguf(
+            _request(tiny_model_dir, tmp_path / "stopped.gguf"),
+            report_progress,
+            lambda: sum(m.startswith("Writing") for m in progress) >= 5,
+        )
     assert sum(m.startswith("Writing") for m in progress) == 5  # it was stopped mid-write, not before
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -284,8 +347,16 @@ def test_k_quants_need_llama_quantize_on_the_path(tiny_model_dir, tmp_path, monk
 
 def test_ollama_modelfile_carries_template_stops_and_system(tiny_model_dir, tmp_path):
     out = tmp_path / "m" / "model.gguf"
-    report = export_gguf(_request(tiny_model_dir, out, "q8_0", ollama_dir=out.parent, project_name="Tickets",
-                                  system_prompt='Route the ticket to one team.'))
+    report = export_gguf(
+        _request(
+            tiny_model_dir,
+            out,
+            "q8_0",
+            ollama_dir=out.parent,
+            project_name="Tickets",
+            system_prompt="Route the ticket to one team.",
+        )
+    )
     text = (out.parent / "Modelfile").read_text()
     assert "FROM ./model.gguf" in text
     assert 'PARAMETER stop "<|im_end|>"' in text
@@ -301,12 +372,17 @@ def test_ollama_template_is_left_to_ollama_when_its_own_matches():
     from ftstudio.engine import ollama
 
     def chatml(msgs):
-        return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs) + \
-            "<|im_start|>assistant\n"
+        return (
+            "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+            + "<|im_start|>assistant\n"
+        )
+
     family = ollama.recognise(chatml)
     assert family is not None and family.stock and family.name == "ChatML"
+
     def odd(msgs):
         return "".join(f"### {m['role']}: {m['content']}\n" for m in msgs)
+
     assert ollama.recognise(odd) is None
 
 
@@ -314,8 +390,14 @@ def test_the_request_for_a_run_reads_the_project(project, tiny_model_dir, lora_a
     from ftstudio.engine.models import load_tokenizer
 
     for k in range(4):
-        project.add_example([{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"q{k}"},
-                             {"role": "assistant", "content": f"a{k}"}], split="eval" if k == 3 else "train")
+        project.add_example(
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": f"q{k}"},
+                {"role": "assistant", "content": f"a{k}"},
+            ],
+            split="eval" if k == 3 else "train",
+        )
     run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 128})
     adapter = lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=1)
     load_tokenizer(tiny_model_dir).save_pretrained(adapter)
@@ -330,25 +412,53 @@ def test_the_request_for_a_run_reads_the_project(project, tiny_model_dir, lora_a
     assert json.loads(json.dumps(request.prompts))  # plain data: it can cross to a worker thread
 
 
-def test_the_command_line_exports_a_run_and_refuses_in_words(project, tiny_model_dir, lora_adapter, tmp_path,
-                                                             capsys, monkeypatch):
+def test_the_command_line_exports_a_run_and_refuses_in_words(
+    project, tiny_model_dir, lora_adapter, tmp_path, capsys, monkeypatch
+):
     from ftstudio.cli import main
     from ftstudio.engine.models import load_tokenizer
 
     project.add_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
     run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 64})
     load_tokenizer(tiny_model_dir).save_pretrained(
-        lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=6))
+        lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=6)
+    )
     out = tmp_path / "cli.gguf"
-    code = main(["export", str(project.path), "--run", run_id, "--gguf", str(out), "--quant", "q8_0",
-                 "--no-check", "--ollama", str(tmp_path)])
+    code = main(
+        [
+            "export",
+            str(project.path),
+            "--run",
+            run_id,
+            "--gguf",
+            str(out),
+            "--quant",
+            "q8_0",
+            "--no-check",
+            "--ollama",
+            str(tmp_path),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0 and out.is_file() and (tmp_path / "Modelfile").is_file()
     assert f"Wrote {out} (q8_0" in printed and "ollama create" in printed and "turned off" in printed
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert main(["export", str(project.path), "--run", run_id, "--gguf", str(tmp_path / "k.gguf"),
-                 "--quant", "q4_k_m"]) == 1
+    assert (
+        main(
+            [
+                "export",
+                str(project.path),
+                "--run",
+                run_id,
+                "--gguf",
+                str(tmp_path / "k.gguf"),
+                "--quant",
+                "q4_k_m",
+            ]
+        )
+        == 1
+    )
     assert "llama-quantize" in capsys.readouterr().err and not (tmp_path / "k.gguf").exists()
     assert main(["export", str(project.path), "--run", "nope", "--gguf", str(tmp_path / "n.gguf")]) == 1
     assert "No run 'nope'" in capsys.readouterr().err

@@ -15,9 +15,13 @@ pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
 
 @pytest.fixture
 def tuned_run(project, tiny_model_dir, lora_adapter):
-    project.add_example([{"role": "user", "content": "Where is my parcel?"},
-                         {"role": "assistant", "content": "shipping"}], split="eval")
-    project.add_example([{"role": "user", "content": "Refund please"}, {"role": "assistant", "content": "billing"}])
+    project.add_example(
+        [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": "shipping"}],
+        split="eval",
+    )
+    project.add_example(
+        [{"role": "user", "content": "Refund please"}, {"role": "assistant", "content": "billing"}]
+    )
     run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 128})
     adapter = lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=3)
     load_tokenizer(tiny_model_dir).save_pretrained(adapter)
@@ -81,7 +85,9 @@ def test_stopping_the_export_leaves_no_file(page, tuned_run, tmp_path, qtbot):
     assert stopped and list(tmp_path.glob("*.gguf")) == [] and list(tmp_path.glob(".*partial")) == []
 
 
-def test_base_model_export_and_an_unsupported_base_is_refused_in_words(page, project, tmp_path, qtbot, bundled_dir):
+def test_base_model_export_and_an_unsupported_base_is_refused_in_words(
+    page, project, tmp_path, qtbot, bundled_dir
+):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     folder = tmp_path / "gpt2"

@@ -9,12 +9,24 @@ from __future__ import annotations
 import html
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar,
-    QPushButton, QSpinBox, QTextBrowser, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
 )
 
 from ftstudio.gui import style
@@ -71,8 +83,10 @@ class GGUFExportDialog(QDialog):
         self.setMinimumWidth(620)
 
         layout = QVBoxLayout(self)
-        intro = QLabel(f"Write {what} as one GGUF file for llama.cpp, Ollama and LM Studio, with the adapter "
-                       "merged in, the run's chat template and its end-of-turn tokens.")
+        intro = QLabel(
+            f"Write {what} as one GGUF file for llama.cpp, Ollama and LM Studio, with the adapter "
+            "merged in, the run's chat template and its end-of-turn tokens."
+        )
         intro.setWordWrap(True)
         layout.addWidget(intro)
 
@@ -95,9 +109,11 @@ class GGUFExportDialog(QDialog):
         self.quant_combo.currentIndexChanged.connect(lambda _i: self._quant_changed())
         form.addRow("Quantisation", self.quant_combo)
         self.kquant_note = QLabel(
-            f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) come from {program}." if program else
-            f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) need llama.cpp's {QUANTIZE_PROGRAM} on the PATH; "
-            "it was not found.")
+            f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) come from {program}."
+            if program
+            else f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) need llama.cpp's {QUANTIZE_PROGRAM} on the PATH; "
+            "it was not found."
+        )
         self.kquant_note.setObjectName("Hint")
         self.kquant_note.setWordWrap(True)
         form.addRow("", self.kquant_note)
@@ -106,8 +122,10 @@ class GGUFExportDialog(QDialog):
         held_out = len(data.eval)
         self.check_box = QCheckBox("Check that the file answers like the adapter")
         self.check_box.setChecked(True)
-        self.check_box.setToolTip("Read the file back with transformers' GGUF loader (and llama.cpp when "
-                                  "llama-cpp-python is installed) and ask it the held-out prompts")
+        self.check_box.setToolTip(
+            "Read the file back with transformers' GGUF loader (and llama.cpp when "
+            "llama-cpp-python is installed) and ask it the held-out prompts"
+        )
         self.prompts_spin = QSpinBox()
         self.prompts_spin.setRange(1, 64)
         self.prompts_spin.setValue(8)
@@ -117,8 +135,11 @@ class GGUFExportDialog(QDialog):
         check_row.addWidget(self.prompts_spin)
         check_row.addStretch(1)
         form.addRow("Parity", check_row)
-        source = (f"{held_out} held-out examples in the project" if held_out else
-                  "no held-out examples: training prompts are asked instead")
+        source = (
+            f"{held_out} held-out examples in the project"
+            if held_out
+            else "no held-out examples: training prompts are asked instead"
+        )
         self.check_note = QLabel(f"Greedy answers compared prompt by prompt; {source}.")
         self.check_note.setObjectName("Hint")
         form.addRow("", self.check_note)
@@ -169,8 +190,9 @@ class GGUFExportDialog(QDialog):
         return Path(self.project.path).parent / f"{Path(self.project.path).stem}-{stem}-f16.gguf"
 
     def _choose_path(self) -> None:
-        path, _filter = QFileDialog.getSaveFileName(self, "Export as GGUF", self.path_edit.text(),
-                                                    "GGUF model (*.gguf)")
+        path, _filter = QFileDialog.getSaveFileName(
+            self, "Export as GGUF", self.path_edit.text(), "GGUF model (*.gguf)"
+        )
         if path:
             self.path_edit.setText(path if path.lower().endswith(".gguf") else path + ".gguf")
 
@@ -206,16 +228,24 @@ class GGUFExportDialog(QDialog):
             return False
         out = Path(self.path_edit.text().strip()).expanduser()
         try:
-            request = request_for_run(self.project, self.run_id, out, self.quant(),
-                                      parity=self.check_box.isChecked(), prompts=self.prompts_spin.value(),
-                                      ollama_dir=out.parent if self.ollama_box.isChecked() else None,
-                                      overwrite=True)  # the file dialog asked before replacing a file
+            request = request_for_run(
+                self.project,
+                self.run_id,
+                out,
+                self.quant(),
+                parity=self.check_box.isChecked(),
+                prompts=self.prompts_spin.value(),
+                ollama_dir=out.parent if self.ollama_box.isChecked() else None,
+                overwrite=True,
+            )  # the file dialog asked before replacing a file
         except ExportError as exc:
             self._show_status(str(exc), "bad")
             return False
         if not self.context.compute.try_acquire(HOLDER):
-            self._show_status(f"Wait until {self.context.compute.holder} has finished; exporting loads the "
-                              "whole model.", "bad")
+            self._show_status(
+                f"Wait until {self.context.compute.holder} has finished; exporting loads the whole model.",
+                "bad",
+            )
             return False
         self.report = None
         self.result_view.hide()
@@ -246,7 +276,7 @@ class GGUFExportDialog(QDialog):
 
     @Slot(object)
     def _progressed(self, value: object) -> None:
-        fraction, message = value  # type: ignore[misc]
+        fraction, message = cast(tuple[float, str], value)
         self.progress.setValue(int(1000 * float(fraction)))
         self._show_status(str(message))
 
@@ -262,8 +292,11 @@ class GGUFExportDialog(QDialog):
         elif passed:
             self._show_status(f"Wrote {written.path.name} ({size}); it answers like the adapter.", "good")
         else:
-            self._show_status(f"Wrote {written.path.name} ({size}), but it does not answer like the adapter: "
-                              "see below. The file was kept.", "bad")
+            self._show_status(
+                f"Wrote {written.path.name} ({size}), but it does not answer like the adapter: "
+                "see below. The file was kept.",
+                "bad",
+            )
         self.result_view.setHtml(self._report_html(report))
         self.result_view.show()
         modelfile = getattr(report, "modelfile", None)
@@ -290,26 +323,33 @@ class GGUFExportDialog(QDialog):
     def _report_html(self, report: Any) -> str:
         w = report.written
         types = ", ".join(f"{n} {k}" for k, n in sorted(w.tensor_types.items()))
-        parts = [f"<p><b>{html.escape(str(w.path))}</b><br>{w.quant}, {w.size_bytes / 2**20:,.1f} MiB, written in "
-                 f"{w.seconds:.1f} s ({html.escape(types)})</p>"]
+        parts = [
+            f"<p><b>{html.escape(str(w.path))}</b><br>{w.quant}, {w.size_bytes / 2**20:,.1f} MiB, written in "
+            f"{w.seconds:.1f} s ({html.escape(types)})</p>"
+        ]
         for p in report.parity:
             colour = style.GOOD if p.passed else style.BAD
             diff = "n/a" if p.max_logprob_diff is None else f"{p.max_logprob_diff:.4f}"
             parts.append(
                 f"<p><b>Read back by {html.escape(p.reader)}</b>: {p.identical} of {p.prompts} answers identical; "
                 f"largest next-token log-prob difference {diff}; stops where the adapter did on {p.stops_agree} "
-                f"of {p.prompts}.<br><span style='color:{colour}'>{html.escape(p.verdict)}</span></p>")
+                f"of {p.prompts}.<br><span style='color:{colour}'>{html.escape(p.verdict)}</span></p>"
+            )
             for d in p.differences[:4]:
-                parts.append(f"<p style='margin-left:12px; color:{style.MUTED}'>Prompt {d['prompt']}: adapter "
-                             f"\u201c{html.escape(d['adapter'])}\u201d, file \u201c{html.escape(d['file'])}\u201d"
-                             "</p>")
+                parts.append(
+                    f"<p style='margin-left:12px; color:{style.MUTED}'>Prompt {d['prompt']}: adapter "
+                    f"\u201c{html.escape(d['adapter'])}\u201d, file \u201c{html.escape(d['file'])}\u201d"
+                    "</p>"
+                )
         if report.parity_note:
             parts.append(f"<p style='color:{style.MUTED}'>{html.escape(report.parity_note)}</p>")
         if report.modelfile is not None:
             m = report.modelfile
             notes = "".join(f"<br>{html.escape(n)}" for n in m.notes)
-            parts.append(f"<p><b>Ollama</b>: {html.escape(str(m.path))}{notes}<br>Create the model with:<br>"
-                         f"<code>{html.escape(m.command_line)}</code></p>")
+            parts.append(
+                f"<p><b>Ollama</b>: {html.escape(str(m.path))}{notes}<br>Create the model with:<br>"
+                f"<code>{html.escape(m.command_line)}</code></p>"
+            )
         return "".join(parts)
 
     def create_in_ollama(self) -> bool:
@@ -328,10 +368,14 @@ class GGUFExportDialog(QDialog):
 
     @Slot(object)
     def _ollama_done(self, result: object) -> None:
-        ok, output = result  # type: ignore[misc]
+        ok, output = cast(tuple[bool, str], result)
         name = self.report.modelfile.name
-        self._show_status(f"Created the Ollama model {name}: try it with 'ollama run {name}'." if ok else
-                          f"ollama create did not succeed: {output[-300:]}", "good" if ok else "bad")
+        self._show_status(
+            f"Created the Ollama model {name}: try it with 'ollama run {name}'."
+            if ok
+            else f"ollama create did not succeed: {output[-300:]}",
+            "good" if ok else "bad",
+        )
 
     @Slot()
     def _ollama_finished(self) -> None:
