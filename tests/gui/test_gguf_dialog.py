@@ -86,13 +86,14 @@ def test_stopping_the_export_leaves_no_file(page, tuned_run, tmp_path, qtbot):
 
 
 def test_base_model_export_and_an_unsupported_base_is_refused_in_words(
-    page, project, tmp_path, qtbot, bundled_dir
+    page, project, tuned_run, tmp_path, qtbot, bundled_dir
 ):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     folder = tmp_path / "gpt2"
     GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=49152)).save_pretrained(folder)
     load_tokenizer(bundled_dir).save_pretrained(folder)
+    project.delete_run(tuned_run)  # the base comes from the project's latest run: only this one
     project.create_run({"model": str(folder), "method": "lora"})
     page.base_gguf_action.trigger()
     dialog = page.gguf_dialog
