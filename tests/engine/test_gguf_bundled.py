@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ftstudio.cli import ensure_demo_project
+from ftstudio.core.demo import ensure_demo_project
 from ftstudio.core.config import BUNDLED_MODEL, preset
 
 PROMPTS = 6
