@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.gui import style
-from ftstudio.gui.workers import TaskThread
+from ftstudio.gui.workers import Job, Outcome
 
 log = logging.getLogger("ftstudio.gui.runs")
 HOLDER = "a GGUF export"
@@ -74,13 +74,13 @@ class GGUFExportDialog(QDialog):
         self.context = context
         self.project = context.project
         self.run_id = run_id
-        self._thread: TaskThread | None = None
-        self._ollama_thread: TaskThread | None = None
+        self._job: Job | None = None
+        self._ollama_job: Job | None = None
         self.report: Any = None
         self._has_ollama = ollama_program() is not None
         what = "the base model" if run_id == "base" else f"run {run_id}"
         self.setWindowTitle("Export as GGUF")
-        self.setMinimumWidth(620)
+        self.setMinimumSize(660, 600)
 
         layout = QVBoxLayout(self)
         intro = QLabel(
@@ -111,8 +111,7 @@ class GGUFExportDialog(QDialog):
         self.kquant_note = QLabel(
             f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) come from {program}."
             if program
-            else f"K-quants (q4_k_m, q5_k_m, q6_k, \u2026) need llama.cpp's {QUANTIZE_PROGRAM} on the PATH; "
-            "it was not found."
+            else f"K-quants (q4_k_m, q6_k, \u2026) need llama.cpp's {QUANTIZE_PROGRAM} on the PATH (not found)."
         )
         self.kquant_note.setObjectName("Hint")
         self.kquant_note.setWordWrap(True)
@@ -136,7 +135,7 @@ class GGUFExportDialog(QDialog):
         check_row.addStretch(1)
         form.addRow("Parity", check_row)
         source = (
-            f"{held_out} held-out examples in the project"
+            f"{held_out} held-out example{'s' * (held_out != 1)} in the project"
             if held_out
             else "no held-out examples: training prompts are asked instead"
         )
@@ -218,13 +217,13 @@ class GGUFExportDialog(QDialog):
     # -- the export -----------------------------------------------------------------------------
 
     def is_running(self) -> bool:
-        return self._thread is not None
+        return self._job is not None
 
     def start(self) -> bool:
         from ftstudio.engine.export import ExportError
         from ftstudio.engine.gguf_export import request_for_run
 
-        if self._thread is not None:
+        if self._job is not None:
             return False
         out = Path(self.path_edit.text().strip()).expanduser()
         try:
@@ -241,30 +240,25 @@ class GGUFExportDialog(QDialog):
         except ExportError as exc:
             self._show_status(str(exc), "bad")
             return False
-        if not self.context.compute.try_acquire(HOLDER):
-            self._show_status(
-                f"Wait until {self.context.compute.holder} has finished; exporting loads the whole model.",
-                "bad",
-            )
-            return False
         self.report = None
         self.result_view.hide()
         self.ollama_button.hide()
         self.progress.setValue(0)
         self._show_status("Starting\u2026")
-        thread = TaskThread(run_export, request, parent=self)
-        thread.progressed.connect(self._progressed)
-        thread.succeeded.connect(self._succeeded)
-        thread.failed.connect(self._failed)
-        thread.finished.connect(self._thread_finished)
-        self._thread = thread
+        # The export loads the whole model: it holds the compute device, as training does.
+        job = Job(run_export, request, parent=self, lock=self.context.compute, holder=HOLDER)
+        job.progressed.connect(self._progressed)
+        job.refused.connect(self._refused)
+        job.ended.connect(self._ended)
+        self._job = job
         self._set_running(True)
-        thread.start()
+        if job.start() == "refused":
+            return False
         return True
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.requestInterruption()
+        if self._job is not None:
+            self._job.stop()
             self.stop_button.setEnabled(False)
             self._show_status("Stopping\u2026")
 
@@ -280,7 +274,21 @@ class GGUFExportDialog(QDialog):
         self.progress.setValue(int(1000 * float(fraction)))
         self._show_status(str(message))
 
+    @Slot(str)
+    def _refused(self, holder: str) -> None:
+        self._job = None
+        self._set_running(False)
+        self._show_status(f"Wait until {holder} has finished; exporting loads the whole model.", "bad")
+
     @Slot(object)
+    def _ended(self, outcome: Outcome) -> None:
+        self._job = None
+        self._set_running(False)
+        if outcome.failed:
+            self._failed(str(outcome.value), outcome.trace)
+        else:
+            self._succeeded(outcome.value)
+
     def _succeeded(self, report: object) -> None:
         self.report = report
         self.progress.setValue(1000)
@@ -304,21 +312,11 @@ class GGUFExportDialog(QDialog):
         self.context.status_message.emit(f"Exported {written.path}")
         self.finished_export.emit(report)
 
-    @Slot(str, str)
     def _failed(self, message: str, trace: str) -> None:
         log.warning("GGUF export failed: %s\n%s", message, trace)
         self.progress.setValue(0)
         self._show_status(message, "bad")
         self.finished_export.emit(None)
-
-    @Slot()
-    def _thread_finished(self) -> None:
-        thread, self._thread = self._thread, None
-        self.context.compute.release(HOLDER)
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
-        self._set_running(False)
 
     def _report_html(self, report: Any) -> str:
         w = report.written
@@ -354,21 +352,24 @@ class GGUFExportDialog(QDialog):
 
     def create_in_ollama(self) -> bool:
         modelfile = getattr(self.report, "modelfile", None)
-        if modelfile is None or self._ollama_thread is not None:
+        if modelfile is None or self._ollama_job is not None:
             return False
         self.ollama_button.setEnabled(False)
         self._show_status(f"Running {modelfile.command_line}\u2026")
-        thread = TaskThread(run_ollama_create, modelfile, parent=self)
-        thread.succeeded.connect(self._ollama_done)
-        thread.failed.connect(lambda message, _trace: self._show_status(message, "bad"))
-        thread.finished.connect(self._ollama_finished)
-        self._ollama_thread = thread
-        thread.start()
+        job = Job(run_ollama_create, modelfile, parent=self)
+        job.ended.connect(self._ollama_ended)
+        self._ollama_job = job
+        job.start()
         return True
 
     @Slot(object)
-    def _ollama_done(self, result: object) -> None:
-        ok, output = cast(tuple[bool, str], result)
+    def _ollama_ended(self, outcome: Outcome) -> None:
+        self._ollama_job = None
+        self.ollama_button.setEnabled(True)
+        if outcome.failed:
+            self._show_status(str(outcome.value), "bad")
+            return
+        ok, output = cast(tuple[bool, str], outcome.value)
         name = self.report.modelfile.name
         self._show_status(
             f"Created the Ollama model {name}: try it with 'ollama run {name}'."
@@ -376,14 +377,6 @@ class GGUFExportDialog(QDialog):
             else f"ollama create did not succeed: {output[-300:]}",
             "good" if ok else "bad",
         )
-
-    @Slot()
-    def _ollama_finished(self) -> None:
-        thread, self._ollama_thread = self._ollama_thread, None
-        if thread is not None:
-            thread.wait()
-            thread.deleteLater()
-        self.ollama_button.setEnabled(True)
 
     def _show_status(self, text: str, kind: str = "info") -> None:
         colours = {"info": style.MUTED, "bad": style.BAD, "good": style.GOOD}
@@ -398,11 +391,7 @@ class GGUFExportDialog(QDialog):
         super().closeEvent(event)
 
     def shutdown(self) -> None:
-        for thread in (self._thread, self._ollama_thread):
-            if thread is not None:
-                thread.requestInterruption()
-                thread.wait()
-        if self._thread is not None:
-            self._thread_finished()
-        if self._ollama_thread is not None:
-            self._ollama_finished()
+        for job in (self._job, self._ollama_job):
+            if job is not None:
+                job.stop()
+                job.wait()
