@@ -83,6 +83,10 @@ class _Worker(QThread):
 class Job(QObject):
     """``Job(fn, *args, parent=..., lock=..., holder=..., queue=...)``, then ``start()``.
 
+    ``parent`` (required: the page or widget the job works for) owns the Job, as Qt owns
+    children: a Job left to Python's garbage collector could be deleted while Qt still
+    delivers its thread's signals.
+
     ``lock``/``holder``: hold the device lock as ``holder`` while the job runs. When someone
     else holds it, ``start()`` refuses ("refused", ``refused(holder)``, nothing runs) or, with
     ``queue=True``, waits behind the holder ("queued", ``queued(holder)`` is emitted) and
@@ -102,7 +106,7 @@ class Job(QObject):
         self,
         fn: Callable[..., Any],
         *args: Any,
-        parent: QObject | None = None,
+        parent: QObject,
         lock: ComputeLock | None = None,
         holder: str = "",
         queue: bool = False,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from PySide6.QtCore import QObject
+
 from ftstudio.gui.context import ComputeLock
 from ftstudio.gui.workers import Job, JobSlot, Outcome
 
@@ -12,6 +15,14 @@ from ftstudio.gui.workers import Job, JobSlot, Outcome
 # (a loaded machine may take many times longer than an idle one).
 HANG_MS = 900_000
 TIMEOUT_MS = HANG_MS
+
+
+@pytest.fixture
+def owner(qapp):
+    """What a page is to its jobs: their parent, alive for the whole test."""
+    parent = QObject()
+    yield parent
+    qapp.processEvents()  # what the ended jobs' threads still post arrives before the parent goes
 
 
 def _until_stopped(started: threading.Event, *, report, interrupted) -> str:
@@ -40,19 +51,19 @@ def _ended(qtbot, job: Job, start: bool = True) -> Outcome:
     return ended.args[0]
 
 
-def test_done_failed_and_progress_reach_the_gui_thread(qtbot):
+def test_done_failed_and_progress_reach_the_gui_thread(qtbot, owner):
     gate = threading.Event()
     gate.set()
-    job = Job(_gated, gate, "answer")
+    job = Job(_gated, gate, "answer", parent=owner)
     outcome = _ended(qtbot, job)
     assert (outcome.status, outcome.value, outcome.done) == ("done", "answer", True)
 
-    outcome = _ended(qtbot, Job(_fails))
+    outcome = _ended(qtbot, Job(_fails, parent=owner))
     assert outcome.failed and outcome.value == "the file is not there" and outcome.error_type == "ValueError"
     assert "ValueError" in outcome.trace
 
     started = threading.Event()
-    job = Job(_until_stopped, started)
+    job = Job(_until_stopped, started, parent=owner)
     seen: list[object] = []
     job.progressed.connect(seen.append)
     assert job.start() == "started"
@@ -62,11 +73,11 @@ def test_done_failed_and_progress_reach_the_gui_thread(qtbot):
     assert ended.args[0].status == "stopped" and ended.args[0].value == "partial answer"
 
 
-def test_a_job_stopped_just_before_its_function_returns_is_still_stopped(qtbot):
+def test_a_job_stopped_just_before_its_function_returns_is_still_stopped(qtbot, owner):
     """The function finishes normally after the stop; the thread has ended by the time the GUI
     thread hears of it, so only the job's own flag can tell."""
     gate = threading.Event()
-    job = Job(_gated, gate, "whole answer")
+    job = Job(_gated, gate, "whole answer", parent=owner)
     assert job.start() == "started"
     job.stop()
     gate.set()
@@ -74,22 +85,22 @@ def test_a_job_stopped_just_before_its_function_returns_is_still_stopped(qtbot):
     assert outcome.status == "stopped" and outcome.value == "whole answer"
 
 
-def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot):
+def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot, owner):
     lock = ComputeLock()
     gate = threading.Event()
-    job = Job(_gated, gate, "x", lock=lock, holder="Evaluating")
+    job = Job(_gated, gate, "x", lock=lock, holder="Evaluating", parent=owner)
     assert job.start() == "started" and lock.holder == "Evaluating"
     gate.set()
     _ended(qtbot, job, start=False)
     assert lock.holder == ""
 
     assert lock.try_acquire("Training run 7")
-    refused = Job(_gated, gate, "x", lock=lock, holder="Evaluating")
+    refused = Job(_gated, gate, "x", lock=lock, holder="Evaluating", parent=owner)
     with qtbot.waitSignal(refused.refused) as why:
         assert refused.start() == "refused"
     assert why.args == ["Training run 7"] and not refused.active
 
-    queued = Job(_gated, gate, "after training", lock=lock, holder="Evaluating", queue=True)
+    queued = Job(_gated, gate, "after training", lock=lock, holder="Evaluating", queue=True, parent=owner)
     with qtbot.waitSignal(queued.queued) as who:
         assert queued.start() == "queued"
     assert who.args == ["Training run 7"] and queued.waiting and not queued.running
@@ -100,7 +111,7 @@ def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot):
     assert lock.holder == ""
 
     assert lock.try_acquire("Training run 8")
-    cancelled = Job(_gated, gate, "x", lock=lock, holder="Evaluating", queue=True)
+    cancelled = Job(_gated, gate, "x", lock=lock, holder="Evaluating", queue=True, parent=owner)
     assert cancelled.start() == "queued"
     with qtbot.waitSignal(cancelled.ended) as ended:
         cancelled.stop()
@@ -109,8 +120,8 @@ def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot):
     assert lock.holder == ""  # the cancelled job never took it
 
 
-def test_the_latest_request_wins(qtbot):
-    slot = JobSlot()
+def test_the_latest_request_wins(qtbot, owner):
+    slot = JobSlot(owner)
     first_gate, later_gate = threading.Event(), threading.Event()
     made: list[str] = []
     outcomes: list[tuple[str, Outcome]] = []
@@ -118,7 +129,7 @@ def test_the_latest_request_wins(qtbot):
     def request(name: str, gate: threading.Event) -> str:
         def make() -> Job:
             made.append(name)
-            job = Job(_gated, gate, name)
+            job = Job(_gated, gate, name, parent=owner)
             job.ended.connect(lambda outcome: outcomes.append((name, outcome)))
             return job
 
@@ -139,13 +150,13 @@ def test_the_latest_request_wins(qtbot):
     ]
 
 
-def test_a_new_request_can_stop_the_running_job(qtbot):
-    slot = JobSlot(stop_running=True)
+def test_a_new_request_can_stop_the_running_job(qtbot, owner):
+    slot = JobSlot(owner, stop_running=True)
     started = threading.Event()
     outcomes: list[Outcome] = []
 
     def make() -> Job:
-        job = Job(_until_stopped, started)
+        job = Job(_until_stopped, started, parent=owner)
         job.ended.connect(outcomes.append)
         return job
 
@@ -153,17 +164,17 @@ def test_a_new_request_can_stop_the_running_job(qtbot):
     assert started.wait(TIMEOUT_MS / 1000)
     gate = threading.Event()
     gate.set()
-    assert slot.request(lambda: Job(_gated, gate, "next")) == "waiting"
+    assert slot.request(lambda: Job(_gated, gate, "next", parent=owner)) == "waiting"
     qtbot.waitUntil(lambda: not slot.busy, timeout=TIMEOUT_MS)
     assert outcomes[0].status == "stopped"
 
 
-def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, context, tiny_model_dir):
+def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, owner, context, tiny_model_dir):
     """The Label page's suggestion, stopped while the model writes, says stopped (not done)."""
     from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel
     from ftstudio.engine.comparison import ModelRef
 
-    suggester = Suggester(context)
+    suggester = Suggester(context, owner)
     suggester.max_new_tokens = 4000  # far more than it writes before the stop
     suggester.temperature = 1.0  # the tiny model's greedy answer would be line breaks
     model = SuggestionModel("Tiny", str(tiny_model_dir), ModelRef("base:tiny", "Tiny"))
