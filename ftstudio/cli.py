@@ -90,9 +90,20 @@ def cmd_import(args: argparse.Namespace) -> int:
               f"{c.total_singles() - 2 * c.total_pairs()} single rated answers in the project, "
               f"{c.pairs['eval']} pairs held out)")
         return 0
+    from tqdm import tqdm
+
+    # One bar over both passes (checking every record, then adding them), in bytes of the file.
+    bar = tqdm(desc="Reading", unit="B", unit_scale=True, dynamic_ncols=True, leave=True)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description("Adding" if done * 2 > total else "Reading", refresh=False)
+        bar.refresh()
+
     try:
         preview = import_dataset(project, args.file, format=args.format, column_map=column_map or None,
-                                 system=args.system, eval_fraction=args.eval_fraction)
+                                 system=args.system, eval_fraction=args.eval_fraction, progress=progress)
     except ImportFailed as exc:
         raise CommandError(f"Nothing was imported.\n{exc}") from None
     except ProjectError as exc:
@@ -101,10 +112,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CommandError(f"Nothing was imported: the project's database in {project.path} could not be "
                            f"written ({exc}). Free some disk space or check that the folder can be written, "
                            "then import again.") from None
+    finally:
+        bar.close()
     counts = project.label_counts()
     n_eval = sum(c["eval"] for c in counts.values())
     print(f"Found: {preview.description}")
-    print(f"Imported {len(preview.examples)} examples into {display_path(project.path)} "
+    print(f"Imported {preview.example_count} examples into {display_path(project.path)} "
           f"({project.count_examples()} in the project, {n_eval} held out for evaluation)")
     return 0
 

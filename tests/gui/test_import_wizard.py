@@ -207,3 +207,26 @@ def test_cancel_imports_nothing(qtbot, open_wizard, context, tickets_jsonl):
     wizard.button(QWizard.WizardButton.CancelButton).click()
     assert not wizard.isVisible()
     assert context.project.count_examples() == 0
+
+
+def test_a_big_file_shows_a_progress_bar_while_it_is_read_and_imported(qtbot, open_wizard, context, tmp_path):
+    row = {"messages": [{"role": "user", "content": "Where is my parcel? " * 8},
+                        {"role": "assistant", "content": "shipping"}]}
+    path = tmp_path / "big.jsonl"
+    path.write_text((json.dumps(row) + "\n") * 40_000, encoding="utf-8")  # about 9 MB
+    wizard = ImportWizard(context, path)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    seen: list[int] = []
+    wizard.preview_page.progress.valueChanged.connect(seen.append)
+    wizard.next()
+    wait_read(qtbot, wizard)
+    assert seen and max(seen) == 1000 and not wizard.preview_page.progress.isVisible()
+    assert wizard.preview_page.count.text() == "40,000 examples will be imported."
+    assert len(wizard.preview.examples) <= 20  # the preview holds the first ones only
+    seen.clear()
+    with qtbot.waitSignal(wizard.imported, timeout=120_000) as done:
+        finish(wizard).click()
+    assert done.args == [40_000] and context.project.count_examples() == 40_000
+    assert seen and max(seen) == 1000 and 500 in range(min(seen), max(seen) + 1)
+    wizard.shutdown()

@@ -4,11 +4,13 @@ and, when a choice fixes it, the fix by name.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ftstudio.core.examples import NewExample
+from ftstudio.core.fileio import display_path
 
 if TYPE_CHECKING:
     pass
@@ -21,6 +23,18 @@ UNKNOWN = "unknown"
 MAPPABLE_FIELDS = ("prompt", "response", "system", "label")
 
 MAX_LISTED_PROBLEMS = 100
+# Files are read as they go, in pieces of READ_CHUNK. One record (a JSONL line, a CSV
+# value, an element of a JSON list) may be up to MAX_RECORD_BYTES; a file holding one JSON
+# object is read whole, up to MAX_JSON_DOCUMENT.
+READ_CHUNK = 1 << 20
+MAX_RECORD_BYTES = 64 << 20
+MAX_JSON_DOCUMENT = 128 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
+# Characters no training text holds: NUL (a damaged or binary file) and lone UTF-16
+# surrogates (an escaped "\ud800" alone is not a character and cannot be stored).
+BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+ProgressReport = Callable[[int, int], None]
 PREVIEW_ROWS = 20
 # A response column is taken as the label too when it looks like categories:
 # few distinct short values (at most this many, and at most half the answers).
@@ -110,7 +124,7 @@ class FormatProblem:
         return self.worded(CLI_FIXES)
 
     def location(self) -> str:
-        name = Path(self.path).name or self.path
+        name = display_path(Path(self.path).name or self.path)
         if self.line is not None and self.record is not None:
             return f"{name}, line {self.line} (record {self.record})"
         if self.line is not None:
@@ -159,6 +173,7 @@ class DatasetPreview:
     problems: list[FormatProblem] = field(default_factory=list)
     problem_count: int = 0
     needs_column_map: bool = False
+    example_count: int = 0  # all the file's examples (``examples`` may hold only the first ones)
     column_map: dict[str, str] = field(default_factory=dict)  # the map used (given or chosen by name)
     row_count: int = 0
 
@@ -181,7 +196,7 @@ class ImportFailed(Exception):
     def lines(self, fixes: dict[str, str]) -> list[str]:
         """What went wrong, a line each, with the fixes in ``fixes``' words."""
         n = self.problem_count
-        head = f"{self.path}: {n} problem{'s' if n != 1 else ''} found"
+        head = f"{display_path(self.path)}: {n} problem{'s' if n != 1 else ''} found"
         shown = self.problems[: self.LISTED_IN_MESSAGE]
         lines = [head, *(f"  {p.location()}: {p.worded(fixes)}" for p in shown)]
         if n > len(shown):

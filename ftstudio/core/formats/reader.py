@@ -4,56 +4,65 @@
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ftstudio.core.examples import NewExample
-from ftstudio.core.fileio import write_text_atomic
-from ftstudio.core.formats.layouts import (
-    DELIMITER_NAMES,
-    _csv_rows,
-    _hf_rows,
-    _json_rows,
-    _layout_of,
-    _parquet_rows,
-    _read_text,
-    _sniff_delimiter,
-)
+from ftstudio.core.fileio import display_path, write_text_atomic
 from ftstudio.core.formats.problems import (
-    DatasetPreview,
     FIX_COLUMNS,
     FIX_FORMAT,
     FIX_PROMPT_COLUMN,
     FORMATS,
-    ImportFailed,
     JSON_TABLE,
+    LABEL_MAX_CHARS,
+    LABEL_MAX_DISTINCT,
     MAPPABLE_FIELDS,
     PREVIEW_ROWS,
     SHAPE_NAMES,
     UNKNOWN,
+    DatasetPreview,
+    FormatProblem,
+    ImportFailed,
+    ProgressReport,
     _Problems,
     _Row,
     _RowError,
 )
+from ftstudio.core.formats.layouts import (
+    DELIMITER_NAMES,
+    _csv_rows,
+    _CountingReader,
+    _file_problem,
+    _hf_rows,
+    _json_stream_rows,
+    _layout_of,
+    _open_text,
+    _parquet_rows,
+    _Progress,
+    _sniff_delimiter,
+)
 from ftstudio.core.formats.shapes import (
     FORM_NAMES,
-    _TableMap,
     _auto_column_map,
+    _check_text,
     _from_alpaca,
     _from_messages,
     _from_sharegpt,
     _from_table,
-    _looks_categorical,
+    _label,
     _shape_of_keys,
-    _text,
+    _TableMap,
+    _text_or_empty,
     form_of_rows,
 )
 
 if TYPE_CHECKING:
     from ftstudio.core.project import Project
-
-# -- detection --------------------------------------------------------------------------
 
 
 def _shape_of_rows(rows: list[_Row]) -> str:
@@ -68,21 +77,22 @@ def detect_format(path: Path | str) -> str:
     """The format ``read_dataset(path, "auto")`` would use: one of FORMATS[1:], JSON_TABLE
     (JSON records of plain fields) or UNKNOWN."""
     path = Path(path)
+    if _file_problem(path, folder_ok=True) is not None:
+        return UNKNOWN
     layout = _layout_of(path)
     if layout is None:
         return UNKNOWN
     if layout in ("csv", "parquet", "hf-dataset"):
         return layout
     problems = _Problems(path)
-    text = _read_text(path, problems)
-    if text is None:
+    fh = _open_text(path, problems)
+    if fh is None:
         return UNKNOWN
-    _, rows = _json_rows(text, problems)
-    first = []
-    for r in rows:
-        first.append(r)
-        if len(first) >= PREVIEW_ROWS:
-            break
+    try:
+        _, rows = _json_stream_rows(fh, path, problems)
+        first = list(itertools.islice(rows, PREVIEW_ROWS))
+    finally:
+        fh.close()
     if not first:
         return UNKNOWN
     shape = _shape_of_rows(first)
@@ -97,6 +107,8 @@ def read_dataset(
     format: str = "auto",
     column_map: dict[str, str] | None = None,
     system: str | None = None,
+    keep_examples: int | None = None,
+    progress: ProgressReport | None = None,
 ) -> DatasetPreview:
     """Read every record of ``path`` into examples, collecting all problems (never raises for content).
 
@@ -111,132 +123,208 @@ def read_dataset(
     Each example's ``source_line`` is its 1-based line (JSONL, JSON arrays, CSV)
     or record number (Parquet, datasets folders, lists inside a JSON object).
     Splits named train/test/validation in a datasets folder are kept.
+
+    The file is read as it goes: ``keep_examples`` caps how many examples the
+    preview holds (None: all; ``example_count`` counts them all either way), and
+    ``progress(done, total)`` is told how far the read has got.
     """
-    path = Path(path)
-    problems = _Problems(path)
-    preview = DatasetPreview(path=path, format=format, description="")
+    reader = _Reader(Path(path), format, column_map, system, progress)
+    kept: list[NewExample] = []
+    for ex in reader.examples():
+        if keep_examples is None or len(kept) < keep_examples:
+            kept.append(ex)
+    if reader.labels_from_response:
+        for ex in kept:
+            if ex.label is None:
+                ex.label = _answer_label(ex)
+    reader.preview.examples = kept
+    return reader.preview
 
-    def done(description: str) -> DatasetPreview:
-        preview.description = description
-        preview.problems = problems.items
-        preview.problem_count = problems.count
-        return preview
 
-    if format not in FORMATS and format != JSON_TABLE:
-        problems.add(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-        return done("unknown format")
-    if not path.exists():
-        problems.add("no such file or folder; check the path")
-        return done("file not found")
-    if column_map:
-        bad = [k for k in column_map if k not in MAPPABLE_FIELDS]
-        if bad:
-            problems.add(
-                f"unknown field {bad[0]!r} in the column map; choose from {', '.join(MAPPABLE_FIELDS)}"
+def _answer_label(ex: NewExample) -> str | None:
+    return _label(next((m.get("content") for m in ex.messages if m.get("role") == "assistant"), None))
+
+
+class _Reader:
+    """One pass over a file: ``examples()`` yields each example as its record is read; when it
+    ends, ``preview`` is complete (description, problems, counts). ``label_from_response``
+    None decides from the responses (known only at the end: see ``labels_from_response``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        format: str,
+        column_map: dict[str, str] | None,
+        system: str | None,
+        progress: ProgressReport | None = None,
+        label_from_response: bool | None = None,
+    ) -> None:
+        self.path, self.format, self.column_map, self.system = path, format, column_map, system
+        self.report = progress
+        self.label_from_response = label_from_response
+        self.labels_from_response = False
+        self.problems = _Problems(path)
+        self.preview = DatasetPreview(path=path, format=format, description="")
+
+    def _done(self, description: str) -> None:
+        self.preview.description = description
+        self.preview.problems = self.problems.items
+        self.preview.problem_count = self.problems.count
+
+    def _rows(
+        self, layout: str, columns: list[str], splits: list[str], progress: _Progress
+    ) -> tuple[str, Iterator[_Row], list[Any]]:
+        """(layout name, rows, files to close)."""
+        path, problems = self.path, self.problems
+        if layout in ("json", "csv"):
+            fh = _open_text(path, problems)
+            if fh is None:
+                return "", iter(()), []
+            counted = io.BufferedReader(_CountingReader(fh, progress))
+            if layout == "json":
+                name, rows = _json_stream_rows(counted, path, problems)
+                return name, rows, [counted, fh]
+            start = fh.tell()  # past a byte-order mark
+            sample = fh.read(65536)
+            fh.seek(start)
+            delimiter = _sniff_delimiter(sample.decode("utf-8-sig", errors="ignore"), path)
+            return (
+                DELIMITER_NAMES[delimiter],
+                _csv_rows(counted, delimiter, problems, columns),
+                [counted, fh],
             )
-            return done("bad column map")
+        if layout == "parquet":
+            return "Parquet", _parquet_rows(path, problems, columns, progress), []
+        return "datasets folder", _hf_rows(path, problems, columns, splits, progress), []
 
-    layout = format if format in ("csv", "parquet", "hf-dataset") else _layout_of(path)
-    if layout is None:
-        what = "a folder" if path.is_dir() else "this file"
-        problems.add(
-            f"cannot tell the format of {what}; name it .jsonl, .json, .csv, .tsv or .parquet, or {{fix}}",
-            fix=FIX_FORMAT,
+    def examples(self) -> Iterator[NewExample]:
+        path, problems, fmt, column_map = self.path, self.problems, self.format, self.column_map
+        if fmt not in FORMATS and fmt != JSON_TABLE:
+            problems.add(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+            return self._done("unknown format")
+        trouble = _file_problem(path, folder_ok=fmt in ("auto", "hf-dataset"))
+        if trouble is not None:
+            problems.add(trouble)
+            return self._done("file not found" if "no such file" in trouble else "could not be read")
+        if column_map:
+            bad = [k for k in column_map if k not in MAPPABLE_FIELDS]
+            if bad:
+                problems.add(
+                    f"unknown field {bad[0]!r} in the column map; choose from {', '.join(MAPPABLE_FIELDS)}"
+                )
+                return self._done("bad column map")
+
+        layout = fmt if fmt in ("csv", "parquet", "hf-dataset") else _layout_of(path)
+        if layout is None:
+            what = "a folder" if path.is_dir() else "this file"
+            problems.add(
+                f"cannot tell the format of {what}; name it .jsonl, .json, .csv, .tsv or .parquet, or "
+                "{fix}",
+                fix=FIX_FORMAT,
+            )
+            return self._done("unknown format")
+
+        columns: list[str] = []
+        splits: list[str] = []
+        try:
+            size = os.path.getsize(path) if layout in ("json", "csv") else 1
+        except OSError:
+            size = 1
+        progress = _Progress(self.report, size)
+        layout_name, rows_iter, to_close = self._rows(layout, columns, splits, progress)
+        try:
+            yield from self._convert(layout, layout_name, rows_iter, columns, splits)
+        finally:
+            for fh in to_close:
+                fh.close()
+        progress.finish()
+
+    def _convert(
+        self, layout: str, layout_name: str, rows_iter: Iterator[_Row], columns: list[str], splits: list[str]
+    ) -> Iterator[NewExample]:
+        problems, preview, fmt, column_map, system = (
+            self.problems,
+            self.preview,
+            self.format,
+            self.column_map,
+            self.system,
         )
-        return done("unknown format")
-
-    columns: list[str] = []
-    splits: list[str] = []
-    if layout == "json":
-        text = _read_text(path, problems)
-        if text is None:
-            return done("could not be read")
-        layout_name, rows_iter = _json_rows(text, problems)
-    elif layout == "csv":
-        text = _read_text(path, problems)
-        if text is None:
-            return done("could not be read")
-        delimiter = _sniff_delimiter(text, path)
-        layout_name = DELIMITER_NAMES[delimiter]
-        rows_iter = _csv_rows(text, delimiter, problems, columns)
-    elif layout == "parquet":
-        layout_name, rows_iter = "Parquet", _parquet_rows(path, problems, columns)
-    else:
-        layout_name, rows_iter = "datasets folder", _hf_rows(path, problems, columns, splits)
-
-    rows = list(rows_iter)
-    preview.row_count = len(rows)
-    preview.first_rows = [
-        r.data if isinstance(r.data, dict) else {"value": r.data} for r in rows[:PREVIEW_ROWS]
-    ]
-    if not columns:
-        for r in rows[:PREVIEW_ROWS]:
-            if isinstance(r.data, dict):
-                columns += [k for k in r.data if k not in columns]
-    preview.columns = columns
-    if splits and any(splits):
-        layout_name += f" (splits {', '.join(splits)})"
-
-    if layout == "json" and not rows and problems.count == 0:
-        problems.add("holds no examples; choose a file with examples in it")
-        return done(f"{layout_name}, no rows")
-    if rows and not any(isinstance(r.data, dict) for r in rows):
-        problems.add(
-            "holds no JSON objects; each example must be an object such as "
-            '{"messages": [{"role": "user", "content": ...}, ...]}'
-        )
-        return done(f"{layout_name}, {len(rows)} values that are not examples")
-
-    if layout == "json" and format == "auto":
-        preference_form = form_of_rows(rows)
-        if preference_form is not None:
-            # Read as examples, the rejected answers would be dropped or trained on as targets.
+        if not layout_name:
+            return self._done("could not be read")
+        head = list(itertools.islice(rows_iter, PREVIEW_ROWS))
+        preview.first_rows = [r.data if isinstance(r.data, dict) else {"value": r.data} for r in head]
+        if not columns:
+            for r in head:
+                if isinstance(r.data, dict):
+                    columns += [k for k in r.data if k not in columns]
+        preview.columns = columns
+        if splits and any(splits):
+            layout_name += f" (splits {', '.join(splits)})"
+        if layout == "json" and not head and problems.count == 0:
+            problems.add("holds no examples; choose a file with examples in it")
+            return self._done(f"{layout_name}, no rows")
+        if head and not any(isinstance(r.data, dict) for r in head):
+            n = sum(1 for _ in rows_iter) + len(head)
             problems.add(
-                f"holds preference data ({FORM_NAMES[preference_form]}), not examples; import it as "
-                "preference pairs: 'ftstudio import' finds them by itself, and in the app use "
-                "Data > Preferences > Import"
+                "holds no JSON objects; each example must be an object such as "
+                '{"messages": [{"role": "user", "content": ...}, ...]}'
             )
-            preview.format = preference_form
-            return done(f"{layout_name}, {FORM_NAMES[preference_form]}, {len(rows)} rows")
+            preview.row_count = n
+            return self._done(f"{layout_name}, {n} values that are not examples")
 
-    # Which shape: named by the format, forced to a table by a column map, else from the fields.
-    if format in ("messages", "alpaca", "sharegpt"):
-        shape = format
-    elif column_map or format == JSON_TABLE:
-        shape = "table"
-    elif layout == "csv":
-        shape = "alpaca" if {"instruction", "output"} <= set(columns) else "table"
-    else:
-        shape = _shape_of_rows(rows[:PREVIEW_ROWS]) if rows else ("table" if columns else "messages")
-        if shape == "table" and columns and _shape_of_keys(set(columns)) != "table":
-            shape = _shape_of_keys(set(columns))
-    preview.format = {"json": JSON_TABLE if shape == "table" else shape}.get(layout, layout)
-    if layout == "json" and format not in ("auto", JSON_TABLE):
-        preview.format = format
+        if layout == "json" and fmt == "auto":
+            preference_form = form_of_rows(head)
+            if preference_form is not None:
+                # Read as examples, the rejected answers would be dropped or trained on as targets.
+                n = len(head) + sum(1 for _ in rows_iter)
+                problems.add(
+                    f"holds preference data ({FORM_NAMES[preference_form]}), not examples; import it as "
+                    "preference pairs: 'ftstudio import' finds them by itself, and in the app use "
+                    "Data > Preferences > Import"
+                )
+                preview.format = preference_form
+                preview.row_count = n
+                return self._done(f"{layout_name}, {FORM_NAMES[preference_form]}, {n} rows")
 
-    notes: list[str] = []
-    table: _TableMap | None = None
-    if shape == "table":
-        chosen = dict(column_map) if column_map else _auto_column_map(columns)
-        if column_map is None and chosen:
-            picked = ", ".join(f"{col} \u2192 {fld}" for fld, col in chosen.items())
-            notes.append(f"columns chosen by their names: {picked}")
-        preview.column_map = chosen
-        available = ", ".join(repr(c) for c in columns) or "none"
-        if not chosen:
-            preview.needs_column_map = True
-            problems.add(
-                f"is a table (columns {available}) and it is not clear which column is the prompt and "
-                "which the response; {fix}",
-                fix=FIX_COLUMNS,
-            )
-        elif "prompt" not in chosen:
-            preview.needs_column_map = True
-            problems.add(
-                f"the column map has no prompt column; {{fix}} (columns: {available})", fix=FIX_PROMPT_COLUMN
-            )
+        # Which shape: named by the format, forced to a table by a column map, else from the fields.
+        if fmt in ("messages", "alpaca", "sharegpt"):
+            shape = fmt
+        elif column_map or fmt == JSON_TABLE:
+            shape = "table"
+        elif layout == "csv":
+            shape = "alpaca" if {"instruction", "output"} <= set(columns) else "table"
         else:
-            if columns:
+            shape = _shape_of_rows(head) if head else ("table" if columns else "messages")
+            if shape == "table" and columns and _shape_of_keys(set(columns)) != "table":
+                shape = _shape_of_keys(set(columns))
+        preview.format = {"json": JSON_TABLE if shape == "table" else shape}.get(layout, layout)
+        if layout == "json" and fmt not in ("auto", JSON_TABLE):
+            preview.format = fmt
+
+        notes: list[str] = []
+        table: _TableMap | None = None
+        categories = _Categories()
+        if shape == "table":
+            chosen = dict(column_map) if column_map else _auto_column_map(columns)
+            if column_map is None and chosen:
+                picked = ", ".join(f"{col} \u2192 {fld}" for fld, col in chosen.items())
+                notes.append(f"columns chosen by their names: {picked}")
+            preview.column_map = chosen
+            available = ", ".join(repr(c) for c in columns) or "none"
+            if not chosen:
+                preview.needs_column_map = True
+                problems.add(
+                    f"is a table (columns {available}) and it is not clear which column is the prompt "
+                    "and which the response; {fix}",
+                    fix=FIX_COLUMNS,
+                )
+            elif "prompt" not in chosen:
+                preview.needs_column_map = True
+                problems.add(
+                    f"the column map has no prompt column; {{fix}} (columns: {available})",
+                    fix=FIX_PROMPT_COLUMN,
+                )
+            elif columns:
                 for fld, col in chosen.items():
                     if col not in columns:
                         problems.add(
@@ -244,51 +332,95 @@ def read_dataset(
                             f"{available}"
                         )
                         preview.needs_column_map = True
-        if preview.needs_column_map:
-            return done(f"{layout_name}, table, {len(rows)} row{'s' if len(rows) != 1 else ''}")
-        table = _TableMap(chosen)
-        if "response" in chosen and "label" not in chosen:
-            values = [_text(r.data.get(chosen["response"])) for r in rows if isinstance(r.data, dict)]
-            if _looks_categorical(values):
-                table.label_from_response = True
-                n = len({v.strip() for v in values if v.strip()})
-                notes.append(f"labels taken from the response column ({n} categories)")
-        if "response" not in chosen:
-            notes.append("no response column: examples are imported unlabelled, for labelling later")
+            if preview.needs_column_map:
+                n = len(head) + sum(1 for _ in rows_iter)
+                preview.row_count = n
+                return self._done(f"{layout_name}, table, {n} row{'s' if n != 1 else ''}")
+            table = _TableMap(chosen, label_from_response=bool(self.label_from_response))
+            if "response" not in chosen:
+                notes.append("no response column: examples are imported unlabelled, for labelling later")
 
-    convert = {"messages": _from_messages, "alpaca": _from_alpaca, "sharegpt": _from_sharegpt}.get(shape)
-    examples: list[NewExample] = []
-    given_system = 0
-    for r in rows:
-        source = r.line if r.line is not None else r.record
-        try:
-            if table is not None:
-                ex = _from_table(r.data, table, source, r.split)
-            else:
-                assert convert is not None  # every shape but "table" has a converter
-                ex = convert(r.data, source, r.split)
-        except _RowError as exc:
-            record = r.record if r.line is None or layout_name == "JSON" else None
-            problems.add(str(exc), line=r.line, record=record, path=r.path)
-            continue
-        if system and not ex.system:
-            ex.system = system
-            given_system += 1
-        examples.append(ex)
-    preview.examples = examples
+        convert = {"messages": _from_messages, "alpaca": _from_alpaca, "sharegpt": _from_sharegpt}.get(shape)
+        watch_categories = table is not None and "response" in table.columns and "label" not in table.columns
+        rows = 0
+        given_system = unlabelled = held = 0
+        count = 0
+        for r in itertools.chain(head, rows_iter):
+            rows += 1
+            source = r.line if r.line is not None else r.record
+            try:
+                if table is not None:
+                    if watch_categories and isinstance(r.data, dict):
+                        categories.see(_text_or_empty(r.data.get(table.columns["response"])))
+                    ex = _from_table(r.data, table, source, r.split)
+                else:
+                    assert convert is not None  # every shape but "table" has a converter
+                    ex = convert(r.data, source, r.split)
+                _check_text(ex)
+            except _RowError as exc:
+                record = r.record if r.line is None or layout_name == "JSON" else None
+                problems.add(str(exc), line=r.line, record=record, path=r.path)
+                continue
+            except RecursionError:
+                record = r.record if r.line is None or layout_name == "JSON" else None
+                problems.add(
+                    "is nested too deeply (more than about 1,000 levels of lists and objects); flatten it",
+                    line=r.line,
+                    record=record,
+                    path=r.path,
+                )
+                continue
+            if system and not ex.system:
+                ex.system = system
+                given_system += 1
+            unlabelled += ex.status == "unlabelled"
+            held += ex.split == "eval"
+            count += 1
+            yield ex
+        preview.row_count = rows
+        preview.example_count = count
+        if watch_categories and (
+            self.label_from_response or (self.label_from_response is None and categories.categorical())
+        ):
+            self.labels_from_response = True
+            notes.append(f"labels taken from the response column ({len(categories.distinct)} categories)")
+        if unlabelled and not (table and "response" not in table.columns):
+            notes.append(f"{unlabelled} without an answer (imported as unlabelled)")
+        if system:
+            notes.append(f"system prompt set on {given_system} example{'s' if given_system != 1 else ''}")
+        if held:
+            notes.append(f"{held} kept in the evaluation split as in the file")
+        description = f"{layout_name}, {SHAPE_NAMES[shape]}, {rows} row{'s' if rows != 1 else ''}"
+        if notes:
+            description += "; " + "; ".join(notes)
+        self._done(description)
 
-    unlabelled = sum(1 for e in examples if e.status == "unlabelled")
-    if unlabelled and not (table and "response" not in table.columns):
-        notes.append(f"{unlabelled} without an answer (imported as unlabelled)")
-    if system:
-        notes.append(f"system prompt set on {given_system} example{'s' if given_system != 1 else ''}")
-    held = sum(1 for e in examples if e.split == "eval")
-    if held:
-        notes.append(f"{held} kept in the evaluation split as in the file")
-    description = f"{layout_name}, {SHAPE_NAMES[shape]}, {len(rows)} row{'s' if len(rows) != 1 else ''}"
-    if notes:
-        description += "; " + "; ".join(notes)
-    return done(description)
+
+class _Categories:
+    """Whether a response column looks like categories, seen one value at a time (few distinct
+    short values: at most LABEL_MAX_DISTINCT, at most half as many as the answers)."""
+
+    def __init__(self) -> None:
+        self.distinct: set[str] = set()
+        self.answered = 0
+        self.too_long = False
+
+    def see(self, value: str) -> None:
+        value = value.strip()
+        if not value:
+            return
+        self.answered += 1
+        if len(self.distinct) <= LABEL_MAX_DISTINCT:
+            self.distinct.add(value)
+        if len(value) > LABEL_MAX_CHARS or "\n" in value:
+            self.too_long = True
+
+    def categorical(self) -> bool:
+        return (
+            self.answered >= 2
+            and not self.too_long
+            and len(self.distinct) <= min(LABEL_MAX_DISTINCT, max(2, self.answered // 2))
+        )
 
 
 def import_dataset(
@@ -299,13 +431,69 @@ def import_dataset(
     system: str | None = None,
     eval_fraction: float | None = None,
     actor: str | None = None,
+    progress: ProgressReport | None = None,
 ) -> DatasetPreview:
-    """Read ``path`` and add all its examples in one transaction, or raise ImportFailed and add none."""
-    preview = read_dataset(path, format=format, column_map=column_map, system=system)
+    """Read ``path`` and add all its examples in one transaction, or raise ImportFailed and add none.
+
+    Two passes over the file, neither holding it in memory: the first checks every
+    record and notes each example's label and split (what the held-out split needs);
+    the second reads the examples again and inserts them as they come. ``progress``
+    gets (done, total) over both passes together.
+    """
+    path = Path(path)
+    first_pass, second_pass = _halves(progress)
+    reader = _Reader(path, format, column_map, system, first_pass)
+    keys: list[tuple[str | None, str | None, str | None]] = []
+    first: list[NewExample] = []  # what the returned preview shows, like read_dataset's
+    for ex in reader.examples():
+        keys.append((ex.label, _answer_label(ex) if ex.label is None else None, ex.split))
+        if len(first) < PREVIEW_ROWS:
+            first.append(ex)
+    preview = reader.preview
+    if reader.labels_from_response:
+        for ex in first:
+            if ex.label is None:
+                ex.label = _answer_label(ex)
+    preview.examples = first
     if not preview.ok:
         raise ImportFailed(preview.problems, max(preview.problem_count, 1), path)
-    project.add_examples(preview.examples, actor=actor, source=str(path), eval_fraction=eval_fraction)
+    by_response = reader.labels_from_response
+    final_keys = [
+        ((label if label is not None or not by_response else from_answer), split)
+        for label, from_answer, split in keys
+    ]
+    again = _Reader(path, format, column_map, system, second_pass, label_from_response=by_response)
+    try:
+        project.add_examples(
+            again.examples(),
+            actor=actor,
+            source=display_path(path),
+            eval_fraction=eval_fraction,
+            keys=final_keys,
+        )
+    except ValueError as exc:
+        if "announced" not in str(exc):
+            raise
+        problems = again.preview.problems or [
+            FormatProblem(str(path), None, f"changed while it was imported ({exc})")
+        ]
+        raise ImportFailed(problems, max(again.preview.problem_count, 1), path) from None
+    preview.example_count = len(final_keys)
     return preview
+
+
+def _halves(report: ProgressReport | None) -> tuple[ProgressReport | None, ProgressReport | None]:
+    """Progress of two passes as one bar: the first half, then the second."""
+    if report is None:
+        return None, None
+
+    def first(done: int, total: int) -> None:
+        report(done, 2 * total)
+
+    def second(done: int, total: int) -> None:
+        report(total + done, 2 * total)
+
+    return first, second
 
 
 # -- writing ----------------------------------------------------------------------------

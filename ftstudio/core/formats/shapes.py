@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ftstudio.core.examples import NewExample, check_conversation, split_system
 from ftstudio.core.formats.problems import (
     AUTO_COLUMN_PAIRS,
     AUTO_SYSTEM_COLUMNS,
+    BAD_TEXT,
     LABEL_MAX_CHARS,
     LABEL_MAX_DISTINCT,
     MAPPABLE_FIELDS,
@@ -85,9 +86,56 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _RowError("holds binary data, not text; choose a column of text") from None
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _text_or_empty(value: Any) -> str:
+    try:
+        return _text(value)
+    except _RowError:
+        return ""
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside ``value`` (keys too), without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def _check_text(ex: NewExample) -> None:
+    """Refuse text that cannot be trained on or stored: NUL characters, lone surrogates."""
+    for what, value in (
+        ("the conversation", ex.messages),
+        ("the system prompt", ex.system),
+        ("the label", ex.label),
+    ):
+        for text in _strings(value):
+            bad = BAD_TEXT.search(text)
+            if bad is None:
+                continue
+            if bad.group() == "\x00":
+                raise _RowError(
+                    f"{what} holds a NUL character (\\u0000): the file may be damaged or binary; remove it"
+                )
+            raise _RowError(
+                f"{what} holds {ascii(bad.group())[1:-1]}, half of a character (a lone surrogate, "
+                "usually an escape like \\ud800 written alone); fix or remove it"
+            )
 
 
 def _label(value: Any) -> str | None:
@@ -107,6 +155,8 @@ def _finish(
     messages: list[dict], system: str | None, label: str | None, source_line: int | None, split: str | None
 ) -> NewExample:
     """Check the conversation and build the example; no assistant turn means unlabelled."""
+    if not messages:
+        raise _RowError("has only a system message; add the user's message (and the answer) or delete it")
     full = ([{"role": "system", "content": system}] if system else []) + messages
     problem = check_conversation(full, require_answer=False)
     if problem is not None:
@@ -292,16 +342,23 @@ def _from_table(data: Any, cmap: _TableMap, line: int | None, split: str | None)
             f"has no field {missing[0]!r}; every record needs the mapped fields "
             f"({', '.join(repr(c) for c in cmap.columns.values())})"
         )
+
+    def column(fld: str) -> str:
+        try:
+            return _text(data[cmap.columns[fld]])
+        except _RowError as exc:
+            raise _RowError(f"column {cmap.columns[fld]!r} {exc}") from None
+
     prompt_col = cmap.columns["prompt"]
-    prompt = _text(data[prompt_col])
+    prompt = column("prompt")
     if not prompt.strip():
         raise _RowError(f"the prompt ({prompt_col!r}) is empty; fill it in or delete the row")
     messages = [{"role": "user", "content": prompt}]
-    response = _text(data[cmap.columns["response"]]) if "response" in cmap.columns else ""
+    response = column("response") if "response" in cmap.columns else ""
     if response.strip():
         messages.append({"role": "assistant", "content": response})
-    system = _text(data[cmap.columns["system"]]) if "system" in cmap.columns else ""
-    label = _label(data[cmap.columns["label"]]) if "label" in cmap.columns else None
+    system = column("system") if "system" in cmap.columns else ""
+    label = (column("label").strip() or None) if "label" in cmap.columns else None
     if cmap.label_from_response and label is None:
         label = _label(response)
     return _finish(messages, system or None, label, line, split)

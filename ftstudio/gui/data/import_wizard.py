@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
-    QListWidget, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWizard, QWizardPage,
+    QListWidget, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWizard, QWizardPage,
 )
 
 from ftstudio.core.formats import (
@@ -66,8 +66,19 @@ def is_importable(path: str | Path) -> bool:
     return path.suffix.lower() in DATA_SUFFIXES
 
 
+class _Superseded(Exception):
+    """A newer read was asked for: this one stops where it is."""
+
+
 def _read(path: str, fmt: str, column_map: dict | None, system: str | None, report, interrupted) -> DatasetPreview:
-    return read_dataset(path, format=fmt, column_map=column_map, system=system)
+    def progress(done: int, total: int) -> None:
+        if interrupted():
+            raise _Superseded
+        report((done, total))
+
+    # The preview holds the first examples only; the whole file is still read and checked.
+    return read_dataset(path, format=fmt, column_map=column_map, system=system, keep_examples=PREVIEW_ROWS,
+                        progress=progress)
 
 
 def _import(project_path: str, path: str, fmt: str, column_map: dict | None, system: str | None,
@@ -75,8 +86,9 @@ def _import(project_path: str, path: str, fmt: str, column_map: dict | None, sys
     """Worker thread: the import, or (nothing imported) the problems that stopped it."""
     project = Project.open(project_path)
     try:
+        project.on_wait = lambda message: report(message)
         return import_dataset(project, path, format=fmt, column_map=column_map, system=system,
-                              eval_fraction=eval_fraction, actor=actor)
+                              eval_fraction=eval_fraction, actor=actor, progress=lambda d, t: report((d, t)))
     except ImportFailed as exc:  # told with the wizard's words for the fixes
         return exc
     finally:
@@ -168,6 +180,13 @@ class PreviewPage(QWizardPage):
         self.count = QLabel()
         self.count.setObjectName("SectionTitle")
         layout.addWidget(self.count)
+        # How far reading (then importing) a big file has got; hidden when idle.
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%p%")
+        self.progress.hide()
+        layout.addWidget(self.progress)
         self.problems = QListWidget()
         self.problems.setWordWrap(True)
         layout.addWidget(self.problems, 1)
@@ -222,7 +241,20 @@ class PreviewPage(QWizardPage):
         if not self._filling:
             self._wizard.schedule_read()
 
+    @Slot(object)
+    def show_progress(self, step: object) -> None:
+        """How far the read (or the import) has got: (done, total), or a word (waiting for a lock)."""
+        if isinstance(step, str):
+            self.count.setText(step)
+            return
+        assert isinstance(step, tuple)
+        done, total = int(step[0]), int(step[1])
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * done / max(total, 1)))
+        self.progress.show()
+
     def show_reading(self) -> None:
+        self.progress.setValue(0)
         self.description.setText("Reading\u2026")
         self.count.setText("")
         self.completeChanged.emit()
@@ -253,7 +285,7 @@ class PreviewPage(QWizardPage):
             finally:
                 self._filling = False
 
-        n = len(p.examples)
+        n = p.example_count
         if p.ok and n:
             self.count.setText(f"{n:,} example{'s' if n != 1 else ''} will be imported.")
         elif p.problem_count:
@@ -324,12 +356,14 @@ class ImportWizard(QWizard):
         self._column_map = column_map
         self.preview_page.show_reading()
         job = Job(_read, path, fmt, column_map, system, parent=self)
+        job.progressed.connect(self.preview_page.show_progress)
         job.ended.connect(self._read_ended)
         return job
 
     @Slot(object)
     def _read_ended(self, outcome: Outcome) -> None:
-        if outcome.stopped:
+        self.preview_page.progress.hide()
+        if outcome.stopped or outcome.error_type == "_Superseded":
             return
         if outcome.done:
             self.preview = outcome.value
@@ -350,6 +384,7 @@ class ImportWizard(QWizard):
         self.preview_page.count.setText("Importing\u2026")
         self._importer = Job(_import, str(self._context.project.path), path, fmt, self._column_map,
                              system, fraction, actor, parent=self)
+        self._importer.progressed.connect(self.preview_page.show_progress)
         self._importer.ended.connect(self._import_ended)
         self.button(QWizard.WizardButton.FinishButton).setEnabled(False)
         self._importer.start()
@@ -357,6 +392,7 @@ class ImportWizard(QWizard):
     @Slot(object)
     def _import_ended(self, outcome: Outcome) -> None:
         self._importer = None
+        self.preview_page.progress.hide()
         if outcome.failed:
             self._import_failed(str(outcome.value).splitlines())
         elif isinstance(outcome.value, ImportFailed):
@@ -366,7 +402,7 @@ class ImportWizard(QWizard):
         # stopped: only at shutdown, when nobody is left to tell
 
     def _import_done(self, preview: DatasetPreview) -> None:
-        n = len(preview.examples)
+        n = preview.example_count
         self._context.examples_changed.emit([])
         self._context.status_message.emit(f"Imported {n:,} example{'s' if n != 1 else ''} from "
                                           f"{Path(preview.path).name}")
