@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ftstudio.core.fileio import disk_full_message, is_disk_full, tree_size
 from ftstudio.engine.inference import check_adapter_dir
 from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model
 
@@ -49,10 +50,27 @@ def export_adapter(adapter_dir: Path | str, out: Path | str) -> Path:
     out = _target(out)
     tmp = _fresh_tmp(out)
     try:
-        shutil.copytree(adapter_dir, tmp)
+        _copy_adapter(Path(adapter_dir), tmp)
         return _move_into_place(tmp, out)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise ExportError(_disk_full(out, tree_size(Path(adapter_dir)))) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _copy_adapter(adapter_dir: Path, tmp: Path) -> None:
+    shutil.copytree(adapter_dir, tmp)
+
+
+def _disk_full(out: Path, needed: int | None) -> str:
+    return disk_full_message(
+        f"exporting {out.name}",
+        out.parent,
+        needed,
+        "Nothing was exported (the partial copy was removed); the run itself is unchanged.",
+    )
 
 
 def _saved_dtype(model_dir: Path) -> Any:
@@ -127,5 +145,10 @@ def export_merged(model_spec: str, adapter_dir: Path | str, out: Path | str) -> 
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         return _move_into_place(tmp, out)
+    except Exception as exc:  # safetensors and torch word a full disk in their own ways
+        if is_disk_full(exc):
+            needed = sum(p.numel() * p.element_size() for p in model.parameters())
+            raise ExportError(_disk_full(out, needed)) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -152,3 +152,26 @@ def test_a_full_disk_during_a_checkpoint_is_said_and_the_run_is_recorded_failed(
     run = project.get_run(run_id)
     assert run.status == "failed" and "disk is full" in run.message
     assert runs.can_resume(project, run)
+
+
+def test_an_adapter_export_to_a_full_disk_says_so_and_leaves_nothing(
+    tmp_path, monkeypatch, lora_adapter, tiny_model_dir
+):
+    from ftstudio.engine import export
+
+    adapter = tmp_path / "adapter"
+    lora_adapter(tiny_model_dir, adapter, seed=1)
+
+    def full(adapter_dir, tmp):  # stands for the disk filling up halfway through the copy
+        tmp.mkdir()
+        (tmp / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "_copy_adapter", full)
+    with pytest.raises(export.ExportError) as caught:
+        export.export_adapter(adapter, tmp_path / "out")
+    text = str(caught.value)
+    assert (
+        "The disk is full: exporting out" in text and "needs about" in text and "Nothing was exported" in text
+    )
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
