@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from ftstudio.core import preferences as prefs
 from ftstudio.core.formats import ImportFailed
 from ftstudio.gui.context import ProjectContext
+from ftstudio.gui.plain import plain_tip
 
 ALL = "__all__"
 COLUMNS = ("#", "Prompt", "Chosen", "Rejected", "Source", "Split")
@@ -246,7 +247,11 @@ class PreferencesView(QWidget):
                 item.setData(Qt.ItemDataRole.UserRole, p.id)
                 if column in (1, 2, 3):
                     item.setToolTip(
-                        p.prompt_text() if column == 1 else (p.chosen if column == 2 else p.rejected) or ""
+                        plain_tip(
+                            p.prompt_text()
+                            if column == 1
+                            else (p.chosen if column == 2 else p.rejected) or ""
+                        )
                     )
                 self.table.setItem(row, column, item)
         self.table.clearSelection()
