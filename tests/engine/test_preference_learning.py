@@ -13,6 +13,7 @@ prompt) and few steps keep it to a few minutes on 2 cores.
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -86,6 +87,11 @@ def _rows(convs: list[list[dict]], form: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("FTSTUDIO_PREFERENCE_LEARNING") != "1",
+    reason="the preference learning run (about 25 minutes on 2 cores) is not yet in CI's budget; "
+    "run it with FTSTUDIO_PREFERENCE_LEARNING=1",
+)
 @pytest.mark.parametrize(("objective", "n_train"), [("dpo", 40), ("kto", 56)])
 def test_preference_tuning_learns_the_preferred_form(start, objective, n_train):
     from ftstudio.engine.training import train
