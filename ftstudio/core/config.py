@@ -70,7 +70,31 @@ class TrainConfig:
         "Which tokens the model learns from: the assistant's answers only, or the whole conversation.",
         advanced=True,
     )
-    gradient_checkpointing: bool = _f(False, "Saves memory by recomputing activations; about 30% slower.", advanced=True)
+    gradient_checkpointing: bool = _f(
+        False,
+        "Saves memory by recomputing activations; about 30% slower.",
+        "On: always. Off: only when the run would not fit without it and 'Fit to the device' (auto_fit) is on.",
+        advanced=True,
+    )
+    auto_fit: bool = _f(
+        True,
+        "FT Studio picks the micro-batch and gradient checkpointing so the run fits the device; the update "
+        "per step stays the same.",
+        "Each batch (batch_tokens) is split into micro-batches that fit the GPU's memory, and their gradients "
+        "are added up before the update, so the learning is the same as with one big batch; gradient "
+        "checkpointing is turned on only when the run would not fit without it. If the device runs out of "
+        "memory anyway, the micro-batch is halved and the step redone, and the project's next runs start "
+        "from the smaller size. Off: each batch is one forward pass, as set.",
+        advanced=True,
+    )
+    micro_batch_tokens: int = _f(
+        0,
+        "Tokens per forward pass (0: chosen by the plan); a batch is split into micro-batches of this size.",
+        "Fixes the micro-batch instead of letting the plan choose it. The update per step is the same either "
+        "way (batch_tokens); a smaller micro-batch uses less memory and is somewhat slower. When set it must "
+        "hold the longest example (max_length) and be at most batch_tokens.",
+        advanced=True,
+    )
     precision: str = _f("auto", "Number format for the frozen weights: auto, bf16 or fp32.", advanced=True)
     device: str = _f("auto", "Where to train: auto (GPU when there is one), cuda or cpu.", advanced=True)
     seed: int = _f(42, "Makes a run repeatable: same seed, same data order, same result.")
@@ -354,6 +378,12 @@ def validate(cfg: TrainConfig) -> list[Problem]:
     need(cfg.batch_tokens >= cfg.max_length, "batch_tokens",
          f"must be at least max_length ({cfg.max_length}) so the longest example fits a batch")
     need(cfg.batch_tokens <= MAX_BATCH_TOKENS, "batch_tokens", f"must be at most {MAX_BATCH_TOKENS:,}")
+    need(cfg.micro_batch_tokens >= 0, "micro_batch_tokens", "must not be negative (0: chosen by the plan)")
+    if cfg.micro_batch_tokens > 0:
+        need(cfg.micro_batch_tokens >= cfg.max_length, "micro_batch_tokens",
+             f"must be at least max_length ({cfg.max_length}) so the longest example fits, or 0 for the plan's choice")
+        need(cfg.micro_batch_tokens <= cfg.batch_tokens, "micro_batch_tokens",
+             f"must be at most batch_tokens ({cfg.batch_tokens}), or 0 for the plan's choice")
     need(cfg.grad_accum >= 1, "grad_accum", "must be at least 1")
     need(cfg.grad_accum <= 4096, "grad_accum", "must be at most 4,096")
     need(0 <= cfg.seed <= MAX_SEED, "seed", f"must be a whole number from 0 to {MAX_SEED:,}")

@@ -92,3 +92,22 @@ def test_quick_preset_scales_epochs_to_the_data():
     assert all(b >= 0.99 * a for a, b in zip(seen, seen[1:]))  # (epochs are rounded to 0.001)
     assert preset("quick", train_examples=270).epochs == quick_epochs(270)
     assert preset("quick").epochs == 1.0 and preset("balanced", train_examples=100).epochs == 2.0
+
+
+def test_micro_batch_is_chosen_by_the_plan_or_holds_the_longest_example():
+    cfg = TrainConfig()
+    assert cfg.auto_fit and cfg.micro_batch_tokens == 0
+    assert validate(TrainConfig(batch_tokens=2048, max_length=512, micro_batch_tokens=512)) == []
+    problems = {p.field: p.message for p in validate(TrainConfig(batch_tokens=2048, max_length=512,
+                                                                 micro_batch_tokens=256))}
+    assert "at least max_length (512)" in problems["micro_batch_tokens"]
+    problems = {p.field: p.message for p in validate(TrainConfig(batch_tokens=1024, max_length=512,
+                                                                 micro_batch_tokens=4096))}
+    assert "at most batch_tokens (1024)" in problems["micro_batch_tokens"]
+    assert [p.field for p in validate(TrainConfig(micro_batch_tokens=-1))] == ["micro_batch_tokens"]
+    assert [p.field for p in validate(TrainConfig(auto_fit="yes"))] == ["auto_fit"]
+    cfg = TrainConfig().with_overrides(["auto_fit=false", "micro_batch_tokens=1024"])
+    assert cfg.auto_fit is False and cfg.micro_batch_tokens == 1024
+    # a run stored before these settings existed reads with the defaults
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("auto_fit", "micro_batch_tokens")}
+    assert TrainConfig.from_dict(old) == TrainConfig()

@@ -28,6 +28,7 @@ TITLES = {
     "lr_schedule": "Schedule", "weight_decay": "Weight decay", "epochs": "Epochs", "max_steps": "Max steps",
     "batch_tokens": "Batch (tokens)", "grad_accum": "Accumulation", "max_length": "Context (tokens)",
     "overlength": "Longer examples", "train_on": "Learn from", "gradient_checkpointing": "Checkpointing",
+    "auto_fit": "Fit to the device", "micro_batch_tokens": "Micro-batch (tokens)",
     "precision": "Precision", "device": "Device", "seed": "Seed", "log_every": "Report every",
     "eval_every": "Evaluate every", "eval_batches": "Eval batches", "samples": "Sample answers",
     "sample_max_new_tokens": "Sample length", "checkpoint_every": "Checkpoint every",
@@ -50,13 +51,14 @@ CHOICES = {
 MAIN_ORDER = ["objective", "start_from", "method", "lora_rank", "lora_alpha", "learning_rate", "beta", "epochs",
               "max_steps", "batch_tokens",
               "max_length", "eval_every", "samples", "seed"]
-SPIN_STEPS = {"lora_rank": 4, "lora_alpha": 8, "batch_tokens": 256, "max_length": 64, "eval_every": 10,
+SPIN_STEPS = {"lora_rank": 4, "lora_alpha": 8, "batch_tokens": 256, "micro_batch_tokens": 256, "max_length": 64,
+              "eval_every": 10,
               "checkpoint_every": 50, "max_steps": 10}
 SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": " steps", "max_steps": " steps",
             "sample_max_new_tokens": " tokens"}
 # Kept when a preset is applied: what the model and machine are, not how hard to train.
 KEPT_BY_PRESETS = ("model", "objective", "start_from", "method", "device", "precision", "target_modules", "train_on", "overlength",
-                   "gradient_checkpointing", "seed")
+                   "gradient_checkpointing", "auto_fit", "seed")
 
 FOLDER_ITEM = "__folder__"
 
@@ -317,6 +319,8 @@ class ConfigForm(QWidget):
                 w.setSpecialValueText("Only at the end")
             if name == "eval_batches":
                 w.setSpecialValueText("All")
+            if name == "micro_batch_tokens":
+                w.setSpecialValueText("Chosen by the plan")
             w.setKeyboardTracking(True)
             w.valueChanged.connect(self._edited)
         elif name == "target_modules":
