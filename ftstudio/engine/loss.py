@@ -1,8 +1,9 @@
 """The training loss on packed rows: the output layer applied only where a token carries loss.
 
-Most prompt tokens never go through the vocabulary-sized matmul; above a size
-the rows are taken in chunks whose logits are recomputed in the backward pass
-instead of kept. Training wraps this module in DDP; evaluation calls it for
+Most prompt tokens never go through the vocabulary-sized matmul; when the
+loss rows' fp32 logits would pass ``LOSS_CHUNK_BYTES`` the rows are taken in
+chunks of ``loss_chunk_rows(vocab)`` whose logits are recomputed in the
+backward pass instead of kept, so the loss's peak is the same for any model. Training wraps this module in DDP; evaluation calls it for
 the held-out loss, so both measure the same thing.
 """
 
@@ -16,10 +17,26 @@ from ftstudio.engine.tokenize import IGNORE_INDEX
 if TYPE_CHECKING:
     import torch
 
-# Above this many logits (rows x vocabulary) the loss is computed in chunks
-# whose logits are recomputed in the backward pass instead of kept.
-CHUNKED_LOSS_ELEMENTS = 1 << 26
-LOSS_CHUNK_ROWS = 2048
+# The most bytes one chunk's fp32 logits may take (rows x vocabulary x 4).
+# The cross-entropy of a chunk holds about three such tensors at its peak (the
+# upcast logits, their log-softmax and, in the backward pass, its gradient), so
+# the loss adds at most about 0.75 GiB over the model for any vocabulary:
+# 440 rows of Qwen2.5's 152k vocabulary, 1,360 of SmolLM2's 49k.
+LOSS_CHUNK_BYTES = 256 * 1024 * 1024
+# Chunks are a multiple of this many rows (matmul tiles), unless a vocabulary
+# is so large that one such group alone passes the budget.
+LOSS_CHUNK_ALIGN = 8
+
+
+def loss_chunk_rows(vocab_size: int) -> int:
+    """Loss rows per chunk for a ``vocab_size`` output layer: their fp32 logits fit ``LOSS_CHUNK_BYTES``.
+
+    Torch-free, so the memory estimate counts the same chunk the loss takes.
+    """
+    rows = LOSS_CHUNK_BYTES // (4 * max(1, vocab_size))
+    if rows >= LOSS_CHUNK_ALIGN:
+        rows -= rows % LOSS_CHUNK_ALIGN
+    return max(1, rows)
 
 
 def _model_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
@@ -87,12 +104,12 @@ def _build_loss_module() -> type[torch.nn.Module]:
                 targets = shifted.index_select(0, loss_positions)
             rows = hidden.index_select(0, loss_positions)
             n = targets.shape[0]
-            vocab = head.weight.shape[0]
-            if n * vocab <= CHUNKED_LOSS_ELEMENTS:
+            chunk = loss_chunk_rows(head.weight.shape[0])
+            if n <= chunk:
                 return _head_loss_sum(head, rows, targets, softcap), n
             total = rows.new_zeros((), dtype=torch.float32)
-            for start in range(0, n, LOSS_CHUNK_ROWS):
-                part = slice(start, start + LOSS_CHUNK_ROWS)
+            for start in range(0, n, chunk):
+                part = slice(start, start + chunk)
                 if torch.is_grad_enabled():
                     total = total + checkpoint(
                         _head_loss_sum, head, rows[part], targets[part], softcap, use_reentrant=False

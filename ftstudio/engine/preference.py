@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 from ftstudio.core.events import EvalMetrics, Failed, Log, PreferenceMetrics
 from ftstudio.core.preferences import PreferenceData
-from ftstudio.engine.loss import CHUNKED_LOSS_ELEMENTS, LOSS_CHUNK_ROWS, _model_parts
+from ftstudio.engine.loss import _model_parts, loss_chunk_rows
 from ftstudio.engine.training import RUN_CLASSES, _Abort, _Run
 
 # Sums kept per log window / evaluation, in this order (one tensor, one sync).
@@ -265,12 +265,13 @@ def _build_segment_module() -> type:
             ).last_hidden_state
             rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, loss_positions)
             n = targets.shape[0]
-            if n * head.weight.shape[0] <= CHUNKED_LOSS_ELEMENTS:
+            chunk = loss_chunk_rows(head.weight.shape[0])
+            if n <= chunk:
                 per_token = _token_logps(head, rows, targets, softcap)
             else:
                 parts = []
-                for start in range(0, n, LOSS_CHUNK_ROWS):
-                    part = slice(start, start + LOSS_CHUNK_ROWS)
+                for start in range(0, n, chunk):
+                    part = slice(start, start + chunk)
                     if torch.is_grad_enabled():
                         parts.append(
                             checkpoint(

@@ -139,32 +139,6 @@ def test_loss_module_equals_the_standard_loss(tiny):
     assert from_labels.item() == pytest.approx(packed_sum.item(), rel=1e-6)
 
 
-def test_chunked_loss_matches_the_direct_loss(tiny, monkeypatch):
-    """Long batches compute the loss in recomputed chunks; the result and gradients must not change."""
-    from ftstudio.engine import loss as loss_module
-
-    tokenizer, model = tiny
-    examples = [encode_conversation(tokenizer, c, "all") for c in conversations(6, seed=5)]
-    batch = collate(examples, range(6))
-    module = loss_module.packed_loss_module(model)
-
-    def loss_and_grad():
-        model.zero_grad()
-        loss, n = module(batch.input_ids, batch.position_ids, loss_positions=batch.loss_positions,
-                         targets=batch.targets)
-        loss.backward()
-        grad = model.get_input_embeddings().weight.grad.clone()
-        return loss.detach(), grad
-
-    direct, direct_grad = loss_and_grad()
-    monkeypatch.setattr(loss_module, "CHUNKED_LOSS_ELEMENTS", 0)
-    monkeypatch.setattr(loss_module, "LOSS_CHUNK_ROWS", 16)
-    chunked, chunked_grad = loss_and_grad()
-    model.zero_grad()
-    torch.testing.assert_close(chunked, direct, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(chunked_grad, direct_grad, rtol=1e-4, atol=1e-6)
-
-
 def test_per_example_attention_equals_the_block_mask(tiny_model_dir):
     """The engine's per-example attention gives the same loss and gradients as
     transformers' block-diagonal mask, and generation still works after it."""
