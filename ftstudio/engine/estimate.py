@@ -29,6 +29,7 @@ two (fp32, packed batches, loss only on the answers).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -113,9 +114,13 @@ class ModelShape:
     tie_word_embeddings: bool = True
     gated_mlp: bool = True
     name: str = ""
+    # Where the shape was read: "bundled", "folder", "cache" (a downloaded model), "config"
+    # (the hub's config.json alone, fetched on request) or "table" (resources/model_shapes.json).
+    source: str = ""
+    download_bytes: int = 0  # the weights' size to download, where known (0: unknown)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], name: str = "") -> "ModelShape":
+    def from_config(cls, config: dict[str, Any], name: str = "", source: str = "") -> "ModelShape":
         """Read a Hugging Face ``config.json`` (also multimodal ones with a ``text_config``)."""
         text_config = config.get("text_config")
         cfg: dict[str, Any] = text_config if isinstance(text_config, dict) else config
@@ -139,7 +144,7 @@ class ModelShape:
         model_type = str(config.get("model_type", cfg.get("model_type", ""))).lower()
         tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", model_type in PLAIN_MLP_TYPES))
         return cls(hidden, layers, vocab, inter, heads, kv, head_dim, bool(tie),
-                   model_type not in PLAIN_MLP_TYPES, name)
+                   model_type not in PLAIN_MLP_TYPES, name, source)
 
     @classmethod
     def from_param_count(cls, params: float, vocab_size: int = 32000, name: str = "") -> "ModelShape":
@@ -351,7 +356,15 @@ def _as_shape(model: ModelShape | dict | int | float) -> ModelShape:
     return ModelShape.from_param_count(float(model))
 
 
-def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> dict[str, int]:
+def _micro_tokens(cfg: TrainConfig, micro_batch_tokens: int | None) -> int:
+    """Tokens in one forward pass: the plan's micro-batch, else the whole packed batch."""
+    if micro_batch_tokens:
+        return max(1, min(int(micro_batch_tokens), cfg.batch_tokens))
+    return max(1, cfg.batch_tokens)
+
+
+def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
+                  micro_batch_tokens: int | None = None) -> dict[str, int]:
     b = _compute_bytes(cfg, device)
     h, L = shape.hidden_size, shape.num_layers
     if cfg.method == "qlora":
@@ -361,7 +374,8 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> 
     trainable = lora_parameters(shape, cfg)
     adapter = trainable * 16
 
-    tokens = cfg.batch_tokens  # one packed micro-batch; accumulation runs them one after another
+    # One micro-batch: the micro-batches of a packed batch, and accumulation, run one after another.
+    tokens = _micro_tokens(cfg, micro_batch_tokens)
     q, kv, inter = shape.q_dim, shape.kv_dim, shape.intermediate_size
     mlp = 4 * inter if shape.gated_mlp else 3 * inter
     # Per token and block: normed inputs, q/k/v before and after rotary embedding,
@@ -390,8 +404,8 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> 
             "logits": int(logits), "overhead": int(overhead), "trainable": int(trainable)}
 
 
-def _total(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> int:
-    p = _memory_parts(cfg, shape, device)
+def _total(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, micro_batch_tokens: int | None = None) -> int:
+    p = _memory_parts(cfg, shape, device, micro_batch_tokens)
     return p["weights"] + p["adapter"] + p["activations"] + p["logits"] + p["overhead"]
 
 
@@ -437,14 +451,16 @@ def _advice(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> tuple[
 
 
 def estimate_memory(cfg: TrainConfig, model: ModelShape | dict | int | float,
-                    device: DeviceBudget | None = None) -> MemoryEstimate:
+                    device: DeviceBudget | None = None, micro_batch_tokens: int | None = None) -> MemoryEstimate:
     """Memory the run needs on ``device`` (the CPU's RAM when None), with advice when it does not fit.
 
-    ``model`` is a ModelShape, a config.json dict, or a number of weights.
+    ``model`` is a ModelShape, a config.json dict, or a number of weights. The activations are
+    those of one forward pass of ``micro_batch_tokens`` tokens (None: the whole packed batch);
+    ``engine.fit.plan_run`` chooses it.
     """
     shape = _as_shape(model)
     device = device or cpu_budget()
-    p = _memory_parts(cfg, shape, device)
+    p = _memory_parts(cfg, shape, device, micro_batch_tokens)
     est = MemoryEstimate(p["weights"], p["adapter"], p["activations"], p["logits"], p["overhead"],
                          device.available, device.kind, p["trainable"], shape.total_params)
     if est.fits is False:
@@ -518,8 +534,10 @@ def _layer_overhead(device: DeviceBudget) -> float:
 
 
 def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
-                      device: DeviceBudget | None = None, mean_length: float | None = None) -> float:
-    """Training tokens per second the run should reach on ``device`` (a rule of thumb)."""
+                      device: DeviceBudget | None = None, mean_length: float | None = None,
+                      micro_batch_tokens: int | None = None) -> float:
+    """Training tokens per second the run should reach on ``device`` (a rule of thumb), when each
+    packed batch runs as micro-batches of ``micro_batch_tokens`` (None: in one pass)."""
     shape = _as_shape(model)
     device = device or cpu_budget()
     # Share of tokens that go through the output layer (the engine skips the rest).
@@ -531,7 +549,8 @@ def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
     if cfg.gradient_checkpointing:
         per_token *= CHECKPOINTING_SLOWDOWN
     step_tokens = max(1, cfg.batch_tokens)
-    step_s = step_tokens * per_token / _flops_speed(cfg, device) + 3 * shape.num_layers * _layer_overhead(device)
+    passes = math.ceil(step_tokens / _micro_tokens(cfg, micro_batch_tokens))  # each pays the per-layer overhead
+    step_s = step_tokens * per_token / _flops_speed(cfg, device) + passes * 3 * shape.num_layers * _layer_overhead(device)
     return step_tokens / step_s
 
 
@@ -570,8 +589,12 @@ def estimate_time(cfg: TrainConfig, model: ModelShape | dict | int | float, trai
 
 
 def model_shape(spec: str) -> ModelShape:
-    """The shape of the model ``spec`` names (bundled, a folder, or a hub id in the local cache),
-    from its config.json only; ModelShapeError when it cannot be found."""
+    """The shape of the model ``spec`` names, from its config.json only; ModelShapeError when it cannot be found.
+
+    In order: the bundled model, a folder, a complete download in the local Hugging Face
+    cache, the hub's config.json fetched earlier (``fetch_model_config``), and the table of
+    popular models shipped in ``resources/model_shapes.json``. Nothing here touches the network.
+    """
     from ftstudio.engine.models import ModelError, bundled_model_dir
 
     spec = (spec or "").strip()
@@ -580,14 +603,16 @@ def model_shape(spec: str) -> ModelShape:
     if spec in (BUNDLED_MODEL, "bundled"):
         try:
             path = bundled_model_dir(convert=False) / "config.json"
-            return _read_shape(path, "SmolLM2-135M-Instruct")
+            return replace(_read_shape(path, "SmolLM2-135M-Instruct"), source="bundled")
         except (ModelError, ModelShapeError):
-            return ModelShape.from_config(BUNDLED_CONFIG, "SmolLM2-135M-Instruct")
+            return ModelShape.from_config(BUNDLED_CONFIG, "SmolLM2-135M-Instruct", source="bundled")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _read_shape(path / "config.json", path.name)
+        return replace(_read_shape(path / "config.json", path.name), source="folder")
     if spec.startswith(("/", ".", "~")) or path.suffix == ".json":
         raise ModelShapeError(f"The folder {spec} does not exist")
+    known = known_model(spec)
+    download = known.download_bytes if known else 0
     try:
         # The same complete-snapshot check training makes: a download cut short
         # has its config.json but not all its weights, and must not look ready.
@@ -598,8 +623,84 @@ def model_shape(spec: str) -> ModelShape:
         folder = Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
                                         ignore_patterns=HUB_IGNORE))
     except Exception:  # not a valid repo id, not cached, or not complete
-        raise ModelShapeError(f"'{spec}' is not in the local Hugging Face cache yet") from None
-    return _read_shape(folder / "config.json", spec)
+        pass
+    else:
+        return replace(_read_shape(folder / "config.json", spec), source="cache")
+    fetched = _cached_hub_config(spec)
+    if fetched is not None:
+        return replace(_read_shape(fetched, spec), source="config", download_bytes=download)
+    if known is not None:
+        return known
+    raise ModelShapeError(f"'{spec}' is not in the local Hugging Face cache yet, and its shape is not in FT Studio's "
+                          "table of popular models: fetch its config.json (a few KB) for an estimate, or download it")
+
+
+# -- models known before they are downloaded -----------------------------------------------
+
+MODEL_TABLE = "model_shapes.json"
+
+
+@functools.cache
+def _model_table() -> dict[str, ModelShape]:
+    """resources/model_shapes.json by lower-case hub id (base and instruct models share a shape)."""
+    from ftstudio.paths import resource
+
+    data = json.loads(resource(MODEL_TABLE).read_text(encoding="utf-8"))
+    table: dict[str, ModelShape] = {}
+    for entry in data["models"]:
+        for repo in entry["ids"]:
+            shape = ModelShape.from_config(entry["config"], repo, source="table")
+            table[repo.lower()] = replace(shape, download_bytes=int(entry.get("download_bytes", 0)))
+    return table
+
+
+def known_model(spec: str) -> ModelShape | None:
+    """The shipped shape of hub model ``spec`` (any letter case), or None when it is not in the table."""
+    return _model_table().get(spec.strip().lower())
+
+
+def known_model_ids() -> list[str]:
+    """Every hub id in the shipped table, in the table's order."""
+    return [shape.name for shape in _model_table().values()]
+
+
+def _cached_hub_config(spec: str) -> Path | None:
+    """The config.json of ``spec`` that ``fetch_model_config`` put in the Hugging Face cache, if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # not a valid repo id
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def _download_hub_config(spec: str) -> Path:
+    """Fetch only ``spec``'s config.json from the hub into the Hugging Face cache (the network call)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(spec, "config.json"))
+
+
+def fetch_model_config(spec: str) -> ModelShape:
+    """Download ``spec``'s config.json alone (a few KB, never the weights) and read its shape.
+
+    Only when the user asks (the Train page's "Fetch config.json", ``ftstudio estimate
+    --fetch-config``); later ``model_shape`` finds it in the cache offline.
+    """
+    from ftstudio.engine.models import looks_like_hub_id
+
+    spec = (spec or "").strip()
+    if not looks_like_hub_id(spec) or Path(spec).expanduser().is_dir():
+        raise ModelShapeError(f"'{spec}' is not a hub model id (like Qwen/Qwen2.5-0.5B-Instruct)")
+    try:
+        path = _download_hub_config(spec)
+    except Exception as exc:  # offline, no such repository, a gated model
+        from ftstudio.engine.models import hub_problem
+
+        raise ModelShapeError(hub_problem(spec, exc, "fetch the config.json of")) from None
+    known = known_model(spec)
+    return replace(_read_shape(path, spec), source="config", download_bytes=known.download_bytes if known else 0)
 
 
 def _read_shape(path: Path, name: str) -> ModelShape:

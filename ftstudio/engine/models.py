@@ -191,17 +191,21 @@ def download_model(spec: str, progress: Callable[[int, int], None] | None = None
     except DownloadCancelled:
         raise
     except Exception as exc:  # offline, unknown id, gated model: said in words
-        name = type(exc).__name__
-        gated = gated_message(spec, exc)
-        if gated:
-            raise ModelError(gated) from None
-        if "Offline" in name or "offline" in str(exc).lower() or "connect" in str(exc).lower():
-            raise ModelError(f"Could not download '{spec}': this computer is offline or the hub cannot be "
-                             "reached. Connect to the internet and try again, or choose a local model.") from None
-        raise ModelError(f"Could not download '{spec}': {exc}") from None
+        raise ModelError(hub_problem(spec, exc, "download")) from None
     if not any(folder.glob("*.safetensors")):
         raise ModelError(f"'{spec}' has no .safetensors weights; FT Studio loads weights only from safetensors")
     return folder
+
+
+def hub_problem(spec: str, exc: BaseException, action: str) -> str:
+    """Words for a hub call that failed (offline, gated, unknown id): "Could not <action> '<spec>': ..." """
+    gated = gated_message(spec, exc)
+    if gated:
+        return gated
+    if "Offline" in type(exc).__name__ or "offline" in str(exc).lower() or "connect" in str(exc).lower():
+        return (f"Could not {action} '{spec}': this computer is offline or the hub cannot be reached. "
+                "Connect to the internet and try again, or choose a local model.")
+    return f"Could not {action} '{spec}': {exc}"
 
 
 def gated_message(spec: str, exc: BaseException) -> str:
