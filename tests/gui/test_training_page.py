@@ -332,3 +332,15 @@ def test_dashboard_explains_out_of_memory_and_keeps_a_resumed_curve_in_order(qtb
     dash.redraw()
     x, y = dash.curves["loss"].getOriginalDataset()
     assert list(x) == list(range(1, 10)) and list(y[5:]) == [0.5] * 4
+
+
+def test_a_popular_hub_model_gets_an_estimate_before_it_is_downloaded(page, qtbot, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    page.form.hub_edit.setText("meta-llama/Llama-3.1-8B-Instruct")
+    qtbot.keyClick(page.form.hub_edit, Qt.Key.Key_Return)
+    # the shape comes from the shipped table: the estimate is there, Start waits for the weights
+    assert page.estimate.estimate is not None and page.estimate.estimate.total_params > 8e9
+    problem = page.form.problem_text("model")
+    assert "not in the local Hugging Face cache" in problem and "about 16.1 GB" in problem
+    assert page.form.download_button.isVisibleTo(page) and not page.start_button.isEnabled()
+    assert "table of popular models" in page.form.model_info.text()

@@ -84,8 +84,19 @@ class _RowResult:
 def describe_shape(shape: ModelShape) -> str:
     n = shape.total_params
     size = f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
-    return (f"{size} weights \u00b7 {shape.num_layers} layers \u00b7 hidden size {shape.hidden_size:,} "
+    text = (f"{size} weights \u00b7 {shape.num_layers} layers \u00b7 hidden size {shape.hidden_size:,} "
             f"\u00b7 vocabulary {shape.vocab_size:,}")
+    if shape.source == "table":
+        text += " \u00b7 shape from FT Studio's table of popular models"
+    elif shape.source == "config":
+        text += " \u00b7 shape from its config.json on the hub"
+    return text
+
+
+def not_downloaded_problem(shape: ModelShape) -> str:
+    """Why Start waits for a model known only by its shape, with the size of the download."""
+    size = f" (about {shape.download_bytes / 1e9:,.1f} GB)" if shape.download_bytes else ""
+    return f"'{shape.name}' is not in the local Hugging Face cache yet: download it{size} to train"
 
 
 class TrainPage(Page):
@@ -300,7 +311,12 @@ class TrainPage(Page):
                 del self._shapes[cfg.model]  # look again: the folder may have been filled since
             try:
                 shape = self._shape(cfg.model)
-                self.form.set_model_info(describe_shape(shape))
+                if shape.source in ("table", "config"):
+                    # Known before download: the estimate shows, Start waits for the weights.
+                    self._blocking_problem = not_downloaded_problem(shape)
+                    self.form.set_model_info(describe_shape(shape), self._blocking_problem)
+                else:
+                    self.form.set_model_info(describe_shape(shape))
             except ModelShapeError as exc:
                 self._blocking_problem = str(exc)
                 self.form.set_model_info("", str(exc))
