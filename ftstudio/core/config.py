@@ -97,6 +97,48 @@ class TrainConfig:
     )
     precision: str = _f("auto", "Number format for the frozen weights: auto, bf16 or fp32.", advanced=True)
     device: str = _f("auto", "Where to train: auto (GPU when there is one), cuda or cpu.", advanced=True)
+
+    # -- GPU compute paths. Each is off until a GPU run has shown it equal to the
+    # default path and faster; on the CPU each keeps today's path (bf16_autocast
+    # also works there, but is rarely faster).
+    fused_loss: bool = _f(
+        False,
+        "GPU: the output layer and the loss in one fused kernel (liger-kernel), so the logits are never stored.",
+        "Computes the output layer and the cross-entropy of the answer tokens together in blocks "
+        "(liger-kernel's fused linear cross-entropy), instead of writing the logits out in chunks: less "
+        "memory for models with large vocabularies. Needs the liger-kernel package (pip install "
+        "liger-kernel) and an NVIDIA GPU; on the CPU the chunked loss is used. Not yet measured on a GPU, "
+        "so off by default.",
+        advanced=True,
+    )
+    varlen_attention: bool = _f(
+        False,
+        "GPU: attention over packed examples with PyTorch's variable-length kernel, without a T x T mask.",
+        "Packed examples are told apart by their lengths (torch.nn.attention.varlen, built into PyTorch "
+        "2.9 and later, flash attention underneath), so no block-diagonal mask is built or kept per layer "
+        "and grouped key/value heads are not copied. Layers with sliding windows or soft-capped attention "
+        "keep the mask. On the CPU attention goes example by example as always. Not yet measured on a "
+        "GPU, so off by default.",
+        advanced=True,
+    )
+    bf16_autocast: bool = _f(
+        False,
+        "Compute in bf16, add-on (LoRA) layers included; their weights and the optimiser stay fp32.",
+        "Runs the forward pass under bf16 autocast and lets the LoRA layers take their bf16 input as it is, "
+        "so no fp32 copy of every layer's input is kept for the backward pass. The LoRA weights and the "
+        "optimiser's state stay fp32, so updates are as exact as before. Meant for GPUs with bf16 (NVIDIA "
+        "Ampere and later); it works on the CPU too, where it is rarely faster. Not yet measured on a GPU, "
+        "so off by default.",
+        advanced=True,
+    )
+    liger_kernels: bool = _f(
+        False,
+        "GPU: liger-kernel's fused RMSNorm, SwiGLU and RoPE for the architectures it supports.",
+        "Replaces the model's RMSNorm, SwiGLU MLP and rotary embedding with liger-kernel's Triton kernels "
+        "(Llama, Mistral, Qwen2/3, Gemma, Phi-3 ...): less memory and time per layer. Needs the liger-kernel "
+        "package and an NVIDIA GPU; ignored on the CPU. Not yet measured on a GPU, so off by default.",
+        advanced=True,
+    )
     seed: int = _f(42, "Makes a run repeatable: same seed, same data order, same result.")
     log_every: int = _f(1, "Report training metrics every this many steps.", advanced=True)
     eval_every: int = _f(50, "Measure the held-out loss every this many steps (0: only at the end).")

@@ -9,13 +9,16 @@ the held-out loss, so both measure the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ftstudio.engine.tokenize import IGNORE_INDEX
 
 if TYPE_CHECKING:
     import torch
+
+    from ftstudio.engine.kernels import ComputePaths
 
 # The most bytes one chunk's fp32 logits may take (rows x vocabulary x 4).
 # The cross-entropy of a chunk holds about three such tensors at its peak (the
@@ -59,6 +62,31 @@ def _head_loss_sum(
     return F.cross_entropy(logits, targets, reduction="sum")
 
 
+@contextlib.contextmanager
+def bf16_compute(model: torch.nn.Module, device_type: str, on: bool) -> Iterator[None]:
+    """bf16 autocast over ``model``'s forward, with PEFT's casts of each LoRA input to fp32 off.
+
+    The LoRA weights stay fp32 (the optimiser updates them exactly); under
+    autocast their matmuls take the layer's bf16 input as it is, so no fp32
+    copy of it is made and kept for the backward pass. Off: nothing changes.
+    """
+    if not on:
+        yield
+        return
+    import torch
+    from peft.helpers import disable_input_dtype_casting
+
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16), disable_input_dtype_casting(model):
+        yield
+
+
+def _fused_head(head: torch.nn.Module) -> bool:
+    """Whether the output layer is a plain linear layer the fused loss can read the weight of."""
+    import torch
+
+    return type(head) is torch.nn.Linear and head.bias is None
+
+
 @functools.cache
 def _build_loss_module() -> type[torch.nn.Module]:
     import torch
@@ -74,9 +102,13 @@ def _build_loss_module() -> type[torch.nn.Module]:
         everything inside it are synchronised.
         """
 
-        def __init__(self, model: torch.nn.Module) -> None:
+        def __init__(
+            self, model: torch.nn.Module, fused_loss: bool = False, bf16_autocast: bool = False
+        ) -> None:
             super().__init__()
             self.model = model
+            self.fused_loss = fused_loss
+            self.bf16_autocast = bf16_autocast
 
         def forward(
             self,
@@ -86,6 +118,18 @@ def _build_loss_module() -> type[torch.nn.Module]:
             loss_positions: torch.Tensor | None = None,
             targets: torch.Tensor | None = None,
             segments: Sequence[int] | None = None,
+        ) -> tuple[torch.Tensor, int]:
+            with bf16_compute(self.model, input_ids.device.type, self.bf16_autocast):
+                return self._loss(input_ids, position_ids, labels, loss_positions, targets, segments)
+
+        def _loss(
+            self,
+            input_ids: torch.Tensor,
+            position_ids: torch.Tensor,
+            labels: torch.Tensor | None,
+            loss_positions: torch.Tensor | None,
+            targets: torch.Tensor | None,
+            segments: Sequence[int] | None,
         ) -> tuple[torch.Tensor, int]:
             body, head, softcap = _model_parts(self.model)
             extra = {"segments": tuple(segments)} if segments is not None else {}
@@ -104,6 +148,12 @@ def _build_loss_module() -> type[torch.nn.Module]:
                 targets = shifted.index_select(0, loss_positions)
             rows = hidden.index_select(0, loss_positions)
             n = targets.shape[0]
+            if self.fused_loss and _fused_head(head):
+                from ftstudio.engine.kernels import fused_linear_cross_entropy_sum
+
+                return fused_linear_cross_entropy_sum(
+                    rows.to(head.weight.dtype), head.weight, targets, softcap
+                ), n
             chunk = loss_chunk_rows(head.weight.shape[0])
             if n <= chunk:
                 return _head_loss_sum(head, rows, targets, softcap), n
@@ -121,6 +171,8 @@ def _build_loss_module() -> type[torch.nn.Module]:
     return _PackedCausalLMLoss
 
 
-def packed_loss_module(model: torch.nn.Module) -> torch.nn.Module:
-    """The loss module around ``model`` (see _PackedCausalLMLoss)."""
-    return _build_loss_module()(model)
+def packed_loss_module(model: torch.nn.Module, paths: ComputePaths | None = None) -> torch.nn.Module:
+    """The loss module around ``model`` (see _PackedCausalLMLoss), with the compute paths of ``paths``."""
+    if paths is None:
+        return _build_loss_module()(model)
+    return _build_loss_module()(model, fused_loss=paths.fused_loss, bf16_autocast=paths.bf16_autocast)

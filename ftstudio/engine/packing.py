@@ -189,3 +189,103 @@ def enable_segment_attention(model: Any) -> bool:
     except (ValueError, AttributeError):
         return False
     return True
+
+
+# -- attention with a variable-length kernel (GPU; TrainConfig.varlen_attention) -----------
+
+VARLEN_ATTENTION = "ftstudio_varlen"
+
+
+def _torch_varlen_attn(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seq_q: torch.Tensor,
+                       cu_seq_k: torch.Tensor, max_q: int, max_k: int, *, scale: float | None,
+                       window_size: tuple[int, int], enable_gqa: bool) -> torch.Tensor:
+    from torch.nn.attention.varlen import varlen_attn
+
+    out: Any = varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale=scale,
+                           window_size=window_size, enable_gqa=enable_gqa)
+    return out
+
+
+# The kernel the varlen attention calls, with torch.nn.attention.varlen.varlen_attn's
+# signature: (total tokens, heads, head dim) tensors and cumulative example lengths.
+# It runs on CUDA only; tests on the CPU put a reference kernel here.
+VARLEN_KERNEL: list[Any] = [_torch_varlen_attn]
+
+_CU_SEQLENS: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
+
+
+def cumulative_lengths(segments: Sequence[int], device: torch.device) -> torch.Tensor:
+    """(0, n0, n0+n1, ...) as int32 on ``device``, made once per row: every layer reads the same one."""
+    import torch
+
+    key = (tuple(segments), str(device))
+    cached = _CU_SEQLENS.get(key)
+    if cached is None:
+        bounds = [0]
+        for n in segments:
+            bounds.append(bounds[-1] + n)
+        cached = torch.tensor(bounds, dtype=torch.int32).to(device, non_blocking=True)
+        _CU_SEQLENS.clear()  # one row at a time: keep only the newest
+        _CU_SEQLENS[key] = cached
+    return cached
+
+
+def _varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, segments: Sequence[int] | None = None,
+                      **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Causal attention within each packed example, one variable-length kernel call per layer.
+
+    The example lengths come from the host (``segments``, what collate already
+    knows), so nothing asks the device for them and no T x T mask exists.
+    Everything the kernel does not cover (no segments: generation, padded
+    evaluation; sliding windows; soft-capped scores; attention dropout) goes to
+    sdpa with the mask transformers built.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    plain = (segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1
+             or getattr(module, "sliding_window", None) or kwargs.get("softcap") or (dropout and module.training))
+    if plain:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    assert segments is not None
+    # (1, heads, T, dim) -> (T, heads, dim), the kernel's layout
+    q = query[0].transpose(0, 1).contiguous()
+    k = key[0].transpose(0, 1).contiguous()
+    v = value[0].transpose(0, 1).contiguous()
+    cu = cumulative_lengths(segments, query.device)
+    longest = max(segments)
+    out = VARLEN_KERNEL[0](q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0),
+                           enable_gqa=q.shape[1] != k.shape[1])
+    return out.unsqueeze(0), None  # (1, T, heads, dim), as transformers' attention functions return it
+
+
+def _varlen_mask(*args: Any, attention_mask: torch.Tensor | None = None, local_size: int | None = None,
+                 **kwargs: Any) -> torch.Tensor | None:
+    """No dense mask for an unpadded full-attention row: the varlen kernel has the example lengths.
+
+    A padded batch (generation, evaluation with padding) or a sliding-window
+    layer still gets sdpa's mask, for the sdpa fallback above.
+    """
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None and local_size is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, local_size=local_size, **kwargs)
+
+
+def enable_varlen_attention(model: Any) -> bool:
+    """Switch a model that uses sdpa to the varlen kernel for packed rows; False if it cannot."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(VARLEN_ATTENTION, _varlen_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, _varlen_mask)
+    try:
+        model.set_attn_implementation(VARLEN_ATTENTION)
+    except (ValueError, AttributeError):
+        return False
+    return True

@@ -38,7 +38,7 @@ from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full,
 from ftstudio.engine import checkpoints
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
-from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, epoch_batches, pack
+from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, enable_varlen_attention, epoch_batches, pack
 from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample, encode_conversation, encode_prompt, fit_length
 
 if TYPE_CHECKING:
@@ -267,6 +267,15 @@ class _Run:
                 torch.set_num_threads(min(torch.get_num_threads(), devmod.cpu_threads(local)) if local > 1
                                       else devmod.cpu_threads(1))
 
+        from ftstudio.engine.kernels import KernelUnavailable, compute_paths
+
+        try:
+            self.paths = compute_paths(cfg, self.device.type)
+        except KernelUnavailable as exc:
+            raise _Abort(Failed("config", str(exc), exc.fix)) from None
+        for note in self.paths.notes:
+            self.emit(Log(note, "warning"))
+
         _seed_everything(cfg.seed)
         from ftstudio.engine.loading import load_for_training, trainable_parameters
 
@@ -275,7 +284,15 @@ class _Run:
         except (OSError, ValueError) as exc:
             raise _Abort(Failed("model", f"Could not load the model from {model_dir}: {exc}",
                                 "Check that the folder holds a complete Hugging Face causal language model.")) from None
-        if self.device.type != "cuda":
+        if self.paths.liger_kernels:
+            from ftstudio.engine.kernels import apply_liger_kernels
+
+            self.emit(Log(apply_liger_kernels(self.model)))
+        if self.paths.varlen_attention:
+            # One variable-length kernel per layer fed with the examples' lengths: no T x T mask.
+            if not enable_varlen_attention(self.model):
+                self.emit(Log("varlen_attention: this model does not use sdpa attention; using its own", "warning"))
+        elif self.device.type != "cuda":
             # On the CPU, attention example by example costs the sum of the examples'
             # squares instead of the row's. On a GPU those many small kernels are far
             # slower (measured on an H100: 1,070 against 7,146 tokens/s on the
@@ -335,7 +352,7 @@ class _Run:
         return lengths, trained
 
     def make_loss_module(self) -> Any:
-        return packed_loss_module(self.model)
+        return packed_loss_module(self.model, self.paths)
 
     def prepare_objective(self) -> None:
         """Work that needs the loaded model before the first step (or a checkpoint) is taken."""

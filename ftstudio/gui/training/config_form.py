@@ -29,6 +29,8 @@ TITLES = {
     "batch_tokens": "Batch (tokens)", "grad_accum": "Accumulation", "max_length": "Context (tokens)",
     "overlength": "Longer examples", "train_on": "Learn from", "gradient_checkpointing": "Checkpointing",
     "auto_fit": "Fit to the device", "micro_batch_tokens": "Micro-batch (tokens)",
+    "fused_loss": "Fused loss (GPU)", "varlen_attention": "Varlen attention (GPU)",
+    "bf16_autocast": "bf16 compute", "liger_kernels": "Liger kernels (GPU)",
     "precision": "Precision", "device": "Device", "seed": "Seed", "log_every": "Report every",
     "eval_every": "Evaluate every", "eval_batches": "Eval batches", "samples": "Sample answers",
     "sample_max_new_tokens": "Sample length", "checkpoint_every": "Checkpoint every",
@@ -58,7 +60,8 @@ SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": "
             "sample_max_new_tokens": " tokens"}
 # Kept when a preset is applied: what the model and machine are, not how hard to train.
 KEPT_BY_PRESETS = ("model", "objective", "start_from", "method", "device", "precision", "target_modules", "train_on", "overlength",
-                   "gradient_checkpointing", "auto_fit", "seed")
+                   "gradient_checkpointing", "auto_fit", "fused_loss", "varlen_attention", "bf16_autocast",
+                   "liger_kernels", "seed")
 
 FOLDER_ITEM = "__folder__"
 
