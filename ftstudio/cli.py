@@ -490,7 +490,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ftstudio.core.prompting import choose_shots, label_set_for
     from ftstudio.core.scores import model_rows, results_text
     from ftstudio.engine.evaluation import PromptTooLong, evaluate
-    from ftstudio.engine.inference import Generator
+    from ftstudio.engine.inference import Generator, loads_in_4bit
     from ftstudio.engine.models import ModelError
 
     project = _open_project(args.dir)
@@ -505,8 +505,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model_spec = args.model or BUNDLED_MODEL
     max_length = args.max_length or 512
     adapter = None
+    four_bit = False
     if run_id:
         run = _get_run(project, run_id)
+        four_bit = loads_in_4bit([run.config])  # a QLoRA run answers from the 4-bit base it trained on
         model_spec = args.model or run.config.get("model", BUNDLED_MODEL)
         # The run's own context size, so the loss here is the held-out loss the run reported.
         max_length = args.max_length or int(run.config.get("max_length", 512))
@@ -518,7 +520,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.few_shot and not shots:
         raise CommandError(f"{project.path} has no single-turn training examples to put in a few-shot prompt")
     try:
-        generator = Generator(model_spec)
+        generator = Generator(model_spec, four_bit=four_bit)
         if run_id is not None and adapter is not None:
             generator.add_adapter(run_id, adapter)
     except ModelError as exc:

@@ -64,9 +64,10 @@ def adapter_problem(path: Path | str) -> str | None:
 class ComparisonEngine:
     """The base model, loaded once on first use, with adapters added on demand."""
 
-    def __init__(self, base_spec: str, device: str = "auto") -> None:
+    def __init__(self, base_spec: str, device: str = "auto", four_bit: bool = False) -> None:
         self.base_spec = base_spec
         self.device = device
+        self.four_bit = four_bit  # the base in 4-bit, as QLoRA runs trained (inference.loads_in_4bit)
         self._generator: Generator | None = None
         self._names: dict[str, str] = {}  # model key -> adapter name inside the generator
 
@@ -79,7 +80,7 @@ class ComparisonEngine:
         if self._generator is None:
             from ftstudio.engine.inference import Generator
 
-            self._generator = Generator(self.base_spec, device=self.device)
+            self._generator = Generator(self.base_spec, device=self.device, four_bit=self.four_bit)
         return self._generator
 
     def ensure(self, refs: Sequence[ModelRef]) -> None:

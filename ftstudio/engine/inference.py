@@ -1,6 +1,7 @@
 """Generation with the base model and any number of adapters on top of it.
 
-``Generator`` loads the base model once. Adapters are added to it by name
+``Generator`` loads the base model once (in 4-bit after QLoRA runs:
+``loads_in_4bit``). Adapters are added to it by name
 (PEFT keeps them side by side) and switched per call, so comparing five
 adapters costs one model load. Each call renders the conversation through
 the tokenizer's own chat template, exactly as training saw it, and can
@@ -14,7 +15,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ftstudio.engine.models import ModelError, load_tokenizer, resolve_model, stop_token_ids
 from ftstudio.engine.tokenize import IGNORE_INDEX, EncodedExample, encode_conversation, encode_prompt, fit_length
@@ -66,14 +67,32 @@ def check_adapter_dir(path: Path | str) -> str | None:
     return None
 
 
-def _load_model(model_dir: Path, device: str) -> Any:
+def loads_in_4bit(run_configs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the base model for these runs' adapters loads in 4-bit: when any of them trained QLoRA.
+
+    ``run_configs`` are the runs' stored settings (``Run.config``). A QLoRA run
+    trained on a 4-bit base: answering from the same base keeps its answers
+    as it learned them, and a model that trained on a card also answers on
+    it. The base loads once for all compared adapters, so a LoRA adapter
+    compared beside a QLoRA one answers from the 4-bit base too.
+    """
+    return any(str(c.get("method", "")).lower() == "qlora" for c in run_configs)
+
+
+def _load_model(model_dir: Path, device: str, four_bit: bool = False) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, trust_remote_code=False,
-                                                 use_safetensors=True)
-    model.to(device)
+    if four_bit:
+        from ftstudio.engine.loading import four_bit_kwargs
+
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), trust_remote_code=False, use_safetensors=True,
+                                                     **four_bit_kwargs(dtype, device))
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype, trust_remote_code=False,
+                                                     use_safetensors=True)
+        model.to(device)
     model.eval()
     return model
 
@@ -115,15 +134,17 @@ class _Streamer:
 class Generator:
     """The base model ``model_spec`` plus named adapters, for generation and held-out loss."""
 
-    def __init__(self, model_spec: str, device: str = "auto") -> None:
+    def __init__(self, model_spec: str, device: str = "auto", four_bit: bool = False) -> None:
+        """``four_bit``: the base in QLoRA's 4-bit NF4 (see ``loads_in_4bit``), else in bf16/fp32."""
         from ftstudio.engine.device import choose_device
 
         self.model_spec = model_spec
         self.device = choose_device(device)
+        self.four_bit = four_bit
         self.model_dir = resolve_model(model_spec)
         self.tokenizer = load_tokenizer(self.model_dir)
         try:
-            self.base = _load_model(self.model_dir, self.device)
+            self.base = _load_model(self.model_dir, self.device, four_bit)
         except (OSError, ValueError) as exc:
             raise ModelError(f"Could not load the model from {self.model_dir}: {exc}") from None
         self._peft: Any = None  # the PeftModel once the first adapter is added

@@ -55,6 +55,26 @@ def _from_pretrained(model_dir: Path, **kwargs: Any) -> Any:
         return AutoModelForCausalLM.from_pretrained(str(model_dir), attn_implementation="eager", **kwargs)
 
 
+def four_bit_kwargs(dtype: torch.dtype, device: torch.device | str) -> dict[str, Any]:
+    """from_pretrained's arguments for QLoRA's 4-bit base: NF4, double quantisation, ``dtype`` matmuls.
+
+    Training and generation after a QLoRA run (``inference.Generator``) load the
+    base with these same settings, so the adapter answers from the weights it learned on.
+    """
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    device = torch.device(device)
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=torch.uint8,
+    )
+    device_map = {"": device.index if device.type == "cuda" and device.index is not None else device.type}
+    if device.type == "cuda" and device.index is None:
+        device_map = {"": torch.cuda.current_device()}
+    return {"dtype": dtype, "quantization_config": quant, "device_map": device_map}
+
+
 def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | str) -> PeftModel:
     """A PeftModel on ``device`` whose only trainable weights are the LoRA add-ons."""
     import torch
@@ -63,16 +83,7 @@ def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | 
     device = torch.device(device)
     dtype = compute_dtype(cfg, device.type)
     if cfg.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        quant = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=torch.uint8,
-        )
-        device_map = {"": device.index if device.type == "cuda" and device.index is not None else device.type}
-        if device.type == "cuda" and device.index is None:
-            device_map = {"": torch.cuda.current_device()}
-        model = _from_pretrained(model_dir, dtype=dtype, quantization_config=quant, device_map=device_map)
+        model = _from_pretrained(model_dir, **four_bit_kwargs(dtype, device))
     else:
         model = _from_pretrained(model_dir, dtype=dtype)
         model.to(device)

@@ -254,9 +254,11 @@ class ComparePage(Page):
 
     def _engine(self) -> ComparisonEngine:
         spec = self.selection.base_spec()
-        if self.engine is None or self.engine.base_spec != spec:
+        four_bit = self.selection.base_four_bit()
+        stale = self.engine is not None and self._owns_engine and self.engine.four_bit != four_bit
+        if self.engine is None or self.engine.base_spec != spec or stale:
             self._drop_engine()
-            self.engine = ComparisonEngine(spec)
+            self.engine = ComparisonEngine(spec, four_bit=four_bit)
             self._owns_engine = True
         return self.engine
 

@@ -171,6 +171,15 @@ class SelectionPanel(QWidget):
     def base_spec(self) -> str:
         return self.base_combo.currentData() or BUNDLED_MODEL
 
+    def base_four_bit(self) -> bool:
+        """Whether the chosen base loads in 4-bit: a run of it with an adapter trained QLoRA."""
+        from ftstudio.engine.inference import loads_in_4bit
+
+        project = self.context.project
+        base = self.base_spec()
+        return loads_in_4bit(r.config for r in project.runs()
+                             if (r.model or BUNDLED_MODEL) == base and (project.run_dir(r.id) / "adapter").is_dir())
+
     def base_ref(self) -> ModelRef:
         key = ratings.base_key(self.base_spec())
         return ModelRef(key, ratings.model_label(key), None)

@@ -116,9 +116,12 @@ class Predictor(QObject):
         if not todo:
             return None
         run = project.get_run(run_id)
+        from ftstudio.engine.inference import loads_in_4bit
+
         base = run.model or BUNDLED_MODEL
-        if self._engine is None or self._engine.base_spec != base:
-            self._engine = ComparisonEngine(base)
+        four_bit = loads_in_4bit([run.config])  # a QLoRA run answers from the 4-bit base it trained on
+        if self._engine is None or self._engine.base_spec != base or self._engine.four_bit != four_bit:
+            self._engine = ComparisonEngine(base, four_bit=four_bit)
         ref = ModelRef(run_key(run_id), f"Run {run_id}", project.run_dir(run_id) / "adapter")
         items = [(ex.id, prompt_messages(ex, template)) for ex in project.get_examples(todo)]
         self._run_id, self._labels = run_id, labels

@@ -33,6 +33,7 @@ class SuggestionModel:
     title: str
     base_spec: str
     ref: ModelRef
+    four_bit: bool = False  # the base in 4-bit: the run trained QLoRA (inference.loads_in_4bit)
 
 
 def suggestion_models(context: ProjectContext, extra_bases: Sequence[str] = ()) -> list[SuggestionModel]:
@@ -49,10 +50,13 @@ def suggestion_models(context: ProjectContext, extra_bases: Sequence[str] = ()) 
         key = ratings.base_key(spec)
         out.append(SuggestionModel(ratings.model_label(key).replace("Base (", "Base model (", 1), spec,
                                    ModelRef(key, ratings.model_label(key))))
+    from ftstudio.engine.inference import loads_in_4bit
+
     for r in runs:
         key = ratings.run_key(r.id)
         out.append(SuggestionModel(f"Adapter of run {r.id}", r.model or BUNDLED_MODEL,
-                                   ModelRef(key, ratings.model_label(key), project.run_dir(r.id) / "adapter")))
+                                   ModelRef(key, ratings.model_label(key), project.run_dir(r.id) / "adapter"),
+                                   loads_in_4bit([r.config])))
     return out
 
 
@@ -107,8 +111,10 @@ class Suggester(QObject):
         return self._slot.request(lambda: self._job(example_id, model, messages))
 
     def _job(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> Job:
-        if self._engine is None or self._engine.base_spec != model.base_spec:
-            self._engine = ComparisonEngine(model.base_spec)  # the old one's model is freed with it
+        engine = self._engine
+        if engine is None or engine.base_spec != model.base_spec or engine.four_bit != model.four_bit:
+            # the old one's model is freed with it
+            self._engine = ComparisonEngine(model.base_spec, four_bit=model.four_bit)
         job = Job(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, self.temperature,
                   parent=self, lock=self.context.compute, holder=HOLDER)
         job.refused.connect(lambda holder: self.refused.emit(example_id, holder))
