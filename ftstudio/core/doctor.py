@@ -9,7 +9,6 @@ is something that works less well than it could. The torch checks live in
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import sys
@@ -17,6 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ftstudio.core.machine import system_memory
 
 OK, NOTE, WARNING, PROBLEM = "ok", "note", "warning", "problem"
 STATUS_WORD = {OK: "OK", NOTE: "Note", WARNING: "Warning", PROBLEM: "Problem"}
@@ -92,7 +93,7 @@ def check_ftstudio() -> Check:
 
 
 def check_ram() -> Check:
-    total, available = _memory()
+    total, available = system_memory()
     detail = f"{gib(available)} free of {gib(total)}"
     if total < MIN_RAM:
         return Check(
@@ -103,19 +104,6 @@ def check_ram() -> Check:
             "Under 4 GiB of RAM: only the bundled model will train, and slowly",
         )
     return Check("ram", "Memory (RAM)", OK, detail)
-
-
-def _memory() -> tuple[int, int]:
-    try:
-        info = {}
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, rest = line.partition(":")
-                info[key] = int(rest.split()[0]) * 1024
-        return info["MemTotal"], info.get("MemAvailable", info.get("MemFree", 0))
-    except (OSError, KeyError, ValueError):
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        return pages, pages
 
 
 def check_cache(folder: Path) -> list[Check]:

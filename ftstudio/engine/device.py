@@ -11,6 +11,8 @@ import platform
 from dataclasses import dataclass
 from typing import Any
 
+from ftstudio.core.machine import system_memory, usable_cores
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -48,27 +50,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "CPU"
 
 
-def _system_memory() -> tuple[int, int]:
-    """(total, available) bytes of RAM."""
-    try:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        return int(vm.total), int(vm.available)
-    except ImportError:
-        pass
-    try:
-        info = {}
-        with open("/proc/meminfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, rest = line.partition(":")
-                info[key] = int(rest.split()[0]) * 1024
-        return info["MemTotal"], info.get("MemAvailable", info.get("MemFree", 0))
-    except (OSError, KeyError, ValueError):
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        return pages, pages
-
-
 def device_info(index: int | None = None) -> DeviceInfo:
     """The GPU training would use (``index`` or the current one), else the CPU."""
     if cuda_available():
@@ -78,7 +59,7 @@ def device_info(index: int | None = None) -> DeviceInfo:
         free, total = torch.cuda.mem_get_info(index)
         return DeviceInfo("cuda", torch.cuda.get_device_name(index), int(total), int(free))
     cores = os.cpu_count() or 1
-    total, free = _system_memory()
+    total, free = system_memory()
     return DeviceInfo("cpu", f"{_cpu_name()} ({cores} cores)", total, free)
 
 
@@ -130,9 +111,6 @@ def _physical_index(index: int) -> int:
 
 
 def cpu_threads(local_processes: int = 1) -> int:
-    """A sane torch thread count: the usable cores shared by the processes on this machine."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, local_processes))
+    """A sane torch thread count: the usable cores (``core.machine.usable_cores``) shared by the
+    processes on this machine."""
+    return max(1, usable_cores() // max(1, local_processes))

@@ -32,12 +32,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftstudio.core.config import BUNDLED_MODEL, TrainConfig
+from ftstudio.core.machine import system_memory, usable_cores
 
 if TYPE_CHECKING:
     from ftstudio.engine.device import DeviceInfo
@@ -268,17 +268,14 @@ class DeviceBudget:
 
 
 def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return usable_cores()  # what a run's CPU threads are sized by (engine/device.cpu_threads)
 
 
 def cpu_budget() -> DeviceBudget:
     """This machine's CPU and RAM, read without importing torch."""
-    from ftstudio.engine.device import _cpu_name, _system_memory
+    from ftstudio.engine.device import _cpu_name
 
-    total, free = _system_memory()
+    total, free = system_memory()
     cores = _cores()
     return DeviceBudget("cpu", f"{_cpu_name()} ({cores} cores)", total, free, cores, False)
 

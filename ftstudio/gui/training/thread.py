@@ -8,13 +8,13 @@ is sent per event. ``Job.stop()`` is the stop flag the engine polls every step.
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from ftstudio.core.config import TrainConfig
 from ftstudio.core.examples import PreparedData
+from ftstudio.core.machine import usable_cores
 
 
 class EventQueue:
@@ -43,11 +43,7 @@ def training_threads() -> int:
     for the window. With as many compute threads as cores, any other busy thread (the
     window redrawing, another program) stalls every parallel operation at its barrier,
     and both training and the window slow down many times over."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 def train_job(
