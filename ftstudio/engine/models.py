@@ -19,9 +19,10 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ftstudio.core.config import BUNDLED_MODEL
 from ftstudio.paths import cache_dir
@@ -56,25 +57,57 @@ def bundled_gguf() -> Path:
 
 
 def bundled_model_dir(convert: bool = True) -> Path:
-    """The cached safetensors folder of the bundled model, converted on first use."""
+    """The cached safetensors folder of the bundled model, converted on first use.
+
+    Processes that ask at once (two windows, parallel test workers on a fresh machine) convert it
+    once: the first takes a lock file beside the folder and the others wait for it, then find the
+    folder made. The conversion writes a temporary folder renamed into place whole, so a
+    half-converted folder is never seen (nor where there is no lock, on Windows: each process
+    converts and the first rename wins)."""
     target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
-    if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
+    if _converted(target):
         return target
     if not convert:
         raise ModelError(f"The bundled model has not been prepared yet ({target})")
     gguf = bundled_gguf()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
-        _convert_gguf(gguf, tmp)
+    with _conversion_lock(target.parent / f".{target.name}.lock"):
+        if _converted(target):  # another process converted it while this one waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
         try:
-            os.replace(tmp, target)  # atomic: a half-converted folder is never seen
-        except OSError:
-            if not (target / "model.safetensors").exists():  # not another process winning the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            _convert_gguf(gguf, tmp)
+            if not _converted(target):  # (without a lock, another process may have been quicker)
+                if target.exists():  # a folder left incomplete (by hand, or by an older version)
+                    shutil.rmtree(target, ignore_errors=True)
+                try:
+                    os.replace(tmp, target)  # atomic: a half-converted folder is never seen
+                except OSError:
+                    if not _converted(target):  # not another process winning the race
+                        raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _converted(folder: Path) -> bool:
+    return (folder / "model.safetensors").exists() and (folder / "tokenizer_config.json").exists()
+
+
+@contextmanager
+def _conversion_lock(path: Path) -> Iterator[None]:
+    """Held while this process converts the bundled model; another process asking waits here."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the atomic rename alone keeps the folder whole
+        yield
+        return
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # the system drops it if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
