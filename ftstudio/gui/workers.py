@@ -13,6 +13,12 @@ widgets. Whether a job was stopped is the job's own flag, set by ``stop()``:
 a finished QThread answers ``isInterruptionRequested()`` with False, so the
 thread cannot be asked afterwards.
 
+Work that must happen only once the job surely runs, with the device held, goes in the
+Job's ``prepare`` hook: it runs on the GUI thread after the lock is taken (at once, or when a
+queued job's turn comes) and before the thread starts, and gives the function its arguments
+(the Train page creates the run's row there, so no row is made for a run the busy device
+refused). It can decline; the lock is then let go and nothing runs.
+
 A ``JobSlot`` runs one job at a time for one purpose with "latest request
 wins": a request while a job runs waits (replacing any request waiting
 before it) and starts when the running job has ended; the running job's
@@ -91,6 +97,11 @@ class Job(QObject):
     else holds it, ``start()`` refuses ("refused", ``refused(holder)``, nothing runs) or, with
     ``queue=True``, waits behind the holder ("queued", ``queued(holder)`` is emitted) and
     starts by itself once the lock is free; ``stop()`` while queued ends it as cancelled.
+
+    ``prepare``: called with the lock held, just before the thread starts; it returns the
+    function's arguments (a tuple, in place of ``args``), or None to decline: the lock is let
+    go and nothing runs: ``start()`` answers "declined" and no ``ended`` follows (the hook has
+    said why, in its own words); a queued job that declines when its turn comes ends as cancelled.
     """
 
     progressed = Signal(object)
@@ -110,11 +121,13 @@ class Job(QObject):
         lock: ComputeLock | None = None,
         holder: str = "",
         queue: bool = False,
+        prepare: Callable[[], tuple[Any, ...] | None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(parent)
         self._fn, self._args, self._kwargs = fn, args, kwargs
         self._lock, self._holder, self._queue = lock, holder, queue
+        self._prepare = prepare
         self._stop = threading.Event()
         self._thread: _Worker | None = None
         self._waiting = False  # queued behind the lock's holder
@@ -144,7 +157,8 @@ class Job(QObject):
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> str:
-        """ "started", "queued" (waiting for the device) or "refused" (the device is busy)."""
+        """ "started", "queued" (waiting for the device), "refused" (the device is busy) or
+        "declined" (``prepare`` decided not to run)."""
         if self._ended or self.active:
             raise RuntimeError("a Job runs once")
         if self._lock is not None and not self._lock.try_acquire(self._holder):
@@ -156,10 +170,24 @@ class Job(QObject):
             self._lock.changed.connect(self._lock_changed)
             self.queued.emit(self._lock.holder)
             return "queued"
-        self._run()
-        return "started"
+        return self._run()
 
-    def _run(self) -> None:
+    def _run(self) -> str:
+        """With the lock held (when there is one): prepare, then start the thread."""
+        if self._prepare is not None:
+            prepare, self._prepare = self._prepare, None
+            prepared = None
+            try:
+                prepared = prepare()
+            finally:  # declined, or an error in the hook (raised on): let go of the device
+                if prepared is None:
+                    if self._lock is not None:
+                        self._lock.release(self._holder)
+                    self._ended = True
+                    self._fn, self._args, self._kwargs = _ended_fn, (), {}
+            if prepared is None:
+                return "declined"
+            self._args = prepared
         fn, args, kwargs, stop = self._fn, self._args, self._kwargs, self._stop
 
         def call(report: Callable[[Any], None]) -> Any:
@@ -171,6 +199,7 @@ class Job(QObject):
         self._thread = thread
         thread.start()
         self.started.emit()
+        return "started"
 
     @Slot(str)
     def _lock_changed(self, holder: str) -> None:
@@ -179,7 +208,8 @@ class Job(QObject):
         if self._lock.try_acquire(self._holder):
             self._waiting = False
             self._lock.changed.disconnect(self._lock_changed)
-            self._run()
+            if self._run() == "declined":
+                self._end(Outcome(CANCELLED, superseded=self.superseded))
 
     def stop(self) -> None:
         """Ask the function to stop (it polls ``interrupted``); a queued job ends as cancelled."""
@@ -255,7 +285,7 @@ class JobSlot(QObject):
         return self._next is not None
 
     def request(self, make: Callable[[], Job | None]) -> str:
-        """ "started", "queued", "refused" (as Job.start), "waiting" (after the running job), or
+        """ "started", "queued", "refused", "declined" (as Job.start), "waiting" (after the running job), or
         "nothing" when ``make`` decides there is nothing to run (it returns None)."""
         if self._job is not None:
             self._next = make
@@ -270,7 +300,7 @@ class JobSlot(QObject):
         job.ended.connect(self._ended)  # after the handlers make() connected
         self._job = job
         state = job.start()
-        if state == "refused":
+        if state in ("refused", "declined"):
             self._job = None
             job.deleteLater()
         return state

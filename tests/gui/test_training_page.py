@@ -144,6 +144,18 @@ def test_a_hub_model_not_downloaded_yet_offers_a_download_that_says_why_it_faile
     assert not page.form.download_button.isVisibleTo(page)
 
 
+
+def test_start_while_the_device_is_busy_says_who_holds_it_and_makes_no_run(page, fill, project, tiny_model_dir,
+                                                                            context):
+    fill(project, 8)
+    configure(page, tiny_model_dir, max_steps=2)
+    assert context.compute.try_acquire("Comparing models")
+    assert page.start() is False
+    assert "The device is busy (Comparing models)" in page.notice.text()
+    assert project.runs() == [] and not page.is_busy()  # the row is made only once the device is ours
+    assert context.compute.holder == "Comparing models"
+    context.compute.release("Comparing models")
+
 def wait_for_step(qtbot, page: TrainPage, step: int) -> None:
     qtbot.waitUntil(lambda: page.dashboard.progress_event is not None and page.dashboard.progress_event.step >= step,
                     timeout=RUN_TIMEOUT_MS)

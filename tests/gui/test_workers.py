@@ -120,6 +120,66 @@ def test_the_device_lock_is_held_while_running_refused_or_waited_for(qtbot, owne
     assert lock.holder == ""  # the cancelled job never took it
 
 
+def test_prepare_runs_with_the_lock_held_and_can_decline(qtbot, owner):
+    """The hook a front end uses for what must happen only once the device is surely its own (the
+    Train page creates the run's row there)."""
+    lock = ComputeLock()
+    gate = threading.Event()
+    gate.set()
+    seen: list[str] = []
+
+    def prepare(answer: str | None):
+        seen.append(lock.holder)
+        return None if answer is None else (gate, answer)
+
+    job = Job(_gated, parent=owner, lock=lock, holder="Training", prepare=lambda: prepare("from prepare"))
+    assert _ended(qtbot, job).value == "from prepare"  # its arguments are the ones prepare gave
+    assert seen == ["Training"] and lock.holder == ""
+
+    declined = Job(
+        _gated, gate, "x", parent=owner, lock=lock, holder="Training", prepare=lambda: prepare(None)
+    )
+    heard: list[Outcome] = []
+    declined.ended.connect(heard.append)
+    assert declined.start() == "declined"
+    assert lock.holder == "" and not declined.active and heard == []  # nothing ran, nothing to hear
+    with pytest.raises(RuntimeError):
+        declined.start()
+
+    # queued: prepare waits for the device too, and a decline then ends the job as cancelled
+    assert lock.try_acquire("Comparing models")
+    seen.clear()
+    queued = Job(
+        _gated,
+        gate,
+        "x",
+        parent=owner,
+        lock=lock,
+        holder="Training",
+        queue=True,
+        prepare=lambda: prepare(None),
+    )
+    assert queued.start() == "queued" and seen == []
+    with qtbot.waitSignal(queued.ended) as ended:
+        lock.release("Comparing models")
+    assert seen == ["Training"] and ended.args[0].status == "cancelled" and lock.holder == ""
+
+    # a refused job never prepares
+    assert lock.try_acquire("Comparing models")
+    refused = Job(_gated, gate, "x", parent=owner, lock=lock, holder="Training", prepare=lambda: prepare("y"))
+    assert refused.start() == "refused" and seen == ["Training"]
+    lock.release("Comparing models")
+
+    # an error in the hook reaches the caller, and the device is let go all the same
+    def broken():
+        raise KeyError("no such run")
+
+    failing = Job(_gated, gate, "x", parent=owner, lock=lock, holder="Training", prepare=broken)
+    with pytest.raises(KeyError):
+        failing.start()
+    assert lock.holder == "" and not failing.active
+
+
 def test_the_latest_request_wins(qtbot, owner):
     slot = JobSlot(owner)
     first_gate, later_gate = threading.Event(), threading.Event()

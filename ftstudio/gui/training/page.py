@@ -4,9 +4,10 @@ the running (or last) run on the right, and Start / Stop / Resume.
 A run is a row in the project's ``runs`` table and a folder ``runs/<id>/``,
 created and updated through ``core.runs`` exactly as ``ftstudio train`` does:
 status running, then finished, stopped or failed with steps, losses and a
-message. The engine runs in a ``workers.Job`` (``train_job``) while this page
-holds the project's compute lock as "Training"; a comparison holding it makes
-Start refuse.
+message. The engine runs in a ``workers.Job`` (``train_job``) holding the
+project's compute lock as "Training"; the run's row is made in the Job's
+``prepare`` hook, once the lock is held. A comparison holding it makes Start
+refuse.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import html
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QEventLoop, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -474,8 +476,6 @@ class TrainPage(Page):
             else:
                 self._notify("Fix the settings marked in red first.", "bad")
             return False
-        if not self._acquire():
-            return False
         return self._begin(plan)
 
     def resume(self, run_id: str | None = None) -> bool:
@@ -501,31 +501,34 @@ class TrainPage(Page):
             else:
                 self._notify(f"Run {run.id} cannot be resumed: {exc}", "bad")
             return False
-        if not self._acquire():
-            return False
-        self.form.set_config(plan.config)
         return self._begin(plan)
 
     def _begin(self, plan: runs.RunPlan) -> bool:
-        """Start the planned run; False (with the reason) when another process trains it now."""
+        """Start the planned run once the device is ours; False (with the reason) when the device is
+        busy or another process trains the run now."""
+        job = Job(train_job, parent=self, lock=self.context.compute, holder=HOLDER,
+                  prepare=lambda: self._open_run(plan))
+        job.ended.connect(self._on_run_ended)
+        state = job.start()
+        if state == "refused":
+            self._notify(f"The device is busy ({self.context.compute.holder}). Training can start once that is "
+                         "finished or stopped; then press Start again.", "bad")
+        if state != "started":
+            return False
+        self._job = job
+        self._launched(plan.resume)
+        return True
+
+    def _open_run(self, plan: runs.RunPlan) -> tuple[Any, ...] | None:
+        """With the device held, before training starts (the Job's ``prepare``): the run's row, and the
+        dashboard set for it; the training function's arguments, or None when the run cannot begin."""
+        if plan.resume:
+            self.form.set_config(plan.config)
         try:
             run_id = runs.begin(self.project, plan)
         except runs.RunProblem as exc:
-            self.context.compute.release(HOLDER)
             self._notify(str(exc), "bad")
-            return False
-        self._launch(run_id, plan)
-        return True
-
-    def _acquire(self) -> bool:
-        holder = self.context.compute.holder
-        if not self.context.compute.try_acquire(HOLDER):
-            self._notify(f"The device is busy ({holder}). Training can start once that is finished or stopped; "
-                         "then press Start again.", "bad")
-            return False
-        return True
-
-    def _launch(self, run_id: str, plan: runs.RunPlan) -> None:
+            return None
         cfg, data, resume = plan.config, plan.data, plan.resume
         run_dir = self.project.run_dir(run_id)
         self._run_id = run_id
@@ -540,12 +543,12 @@ class TrainPage(Page):
             f"Run {run_id}: {method} on {model_title(cfg.model)}" + (f" from run {from_run}" if from_run else "")
             + f", {len(data.train):,} training and {len(data.eval):,} held-out {what}"
             + (" (resumed from its last checkpoint)" if resume else ""))
-        job = Job(train_job, cfg, data, run_dir, resume, self.dashboard.queue.put, parent=self)
-        job.ended.connect(self._on_run_ended)
-        self._job = job
         self.dashboard.begin()
         self._hold_garbage_collection()
-        job.start()
+        return (cfg, data, run_dir, resume, self.dashboard.queue.put)
+
+    def _launched(self, resume: bool) -> None:
+        run_id = self._run_id
         self._notify("")
         self.dashboard.set_state("Training")
         self._update_buttons()
@@ -602,7 +605,8 @@ class TrainPage(Page):
             self.dashboard.banner.show_message(
                 "bad", "Training stopped on an unexpected error",
                 html.escape(crash) + "<br>Details are in the log. Checkpoints already written are kept.")
-        self.context.compute.release(HOLDER)
+        # The Job let go of the device before this: a job queued behind training may hold it now.
+        self._compute_changed(self.context.compute.holder)
         self._show_outcome(status, result)
         self._update_buttons()
         self.context.runs_changed.emit()
