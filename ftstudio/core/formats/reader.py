@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -242,27 +243,49 @@ class _Reader:
     def _convert(
         self, layout: str, layout_name: str, rows_iter: Iterator[_Row], columns: list[str], splits: list[str]
     ) -> Iterator[NewExample]:
-        problems, preview, fmt, column_map, system = (
-            self.problems,
-            self.preview,
-            self.format,
-            self.column_map,
-            self.system,
-        )
+        """The steps after the file is open: the head rows, what refuses the whole file, the shape,
+        the table's column map, then every record converted, and the description."""
         if not layout_name:
             return self._done("could not be read")
+        head = self._head(rows_iter, columns)
+        if splits and any(splits):
+            layout_name += f" (splits {', '.join(splits)})"
+        refused = self._refusal(layout, layout_name, head, rows_iter)
+        if refused is not None:
+            return self._done(refused)
+        shape = self._shape(layout, head, columns)
+        notes: list[str] = []
+        table: _TableMap | None = None
+        if shape == "table":
+            table = self._table_map(columns, notes)
+            if table is None:  # the preview says which columns to map
+                n = len(head) + sum(1 for _ in rows_iter)
+                self.preview.row_count = n
+                return self._done(f"{layout_name}, table, {n} row{'s' if n != 1 else ''}")
+        tally = _Tally()
+        yield from self._examples(layout_name, itertools.chain(head, rows_iter), shape, table, tally)
+        self._describe(layout_name, shape, table, tally, notes)
+
+    def _head(self, rows_iter: Iterator[_Row], columns: list[str]) -> list[_Row]:
+        """The first rows (the preview's, and what the shape is told from); the columns seen in them
+        when the layout named none."""
         head = list(itertools.islice(rows_iter, PREVIEW_ROWS))
-        preview.first_rows = [r.data if isinstance(r.data, dict) else {"value": r.data} for r in head]
+        self.preview.first_rows = [r.data if isinstance(r.data, dict) else {"value": r.data} for r in head]
         if not columns:
             for r in head:
                 if isinstance(r.data, dict):
                     columns += [k for k in r.data if k not in columns]
-        preview.columns = columns
-        if splits and any(splits):
-            layout_name += f" (splits {', '.join(splits)})"
+        self.preview.columns = columns
+        return head
+
+    def _refusal(
+        self, layout: str, layout_name: str, head: list[_Row], rows_iter: Iterator[_Row]
+    ) -> str | None:
+        """The description of a file that holds no examples at all (its problem added), else None."""
+        problems, preview = self.problems, self.preview
         if layout == "json" and not head and problems.count == 0:
             problems.add("holds no examples; choose a file with examples in it")
-            return self._done(f"{layout_name}, no rows")
+            return f"{layout_name}, no rows"
         if head and not any(isinstance(r.data, dict) for r in head):
             n = sum(1 for _ in rows_iter) + len(head)
             problems.add(
@@ -270,9 +293,8 @@ class _Reader:
                 '{"messages": [{"role": "user", "content": ...}, ...]}'
             )
             preview.row_count = n
-            return self._done(f"{layout_name}, {n} values that are not examples")
-
-        if layout == "json" and fmt == "auto":
+            return f"{layout_name}, {n} values that are not examples"
+        if layout == "json" and self.format == "auto":
             preference_form = form_of_rows(head)
             if preference_form is not None:
                 # Read as examples, the rejected answers would be dropped or trained on as targets.
@@ -284,12 +306,16 @@ class _Reader:
                 )
                 preview.format = preference_form
                 preview.row_count = n
-                return self._done(f"{layout_name}, {FORM_NAMES[preference_form]}, {n} rows")
+                return f"{layout_name}, {FORM_NAMES[preference_form]}, {n} rows"
+        return None
 
-        # Which shape: named by the format, forced to a table by a column map, else from the fields.
+    def _shape(self, layout: str, head: list[_Row], columns: list[str]) -> str:
+        """Which shape: named by the format, forced to a table by a column map, else from the fields;
+        the preview's format follows from it."""
+        fmt = self.format
         if fmt in ("messages", "alpaca", "sharegpt"):
             shape = fmt
-        elif column_map or fmt == JSON_TABLE:
+        elif self.column_map or fmt == JSON_TABLE:
             shape = "table"
         elif layout == "csv":
             shape = "alpaca" if {"instruction", "output"} <= set(columns) else "table"
@@ -297,61 +323,63 @@ class _Reader:
             shape = _shape_of_rows(head) if head else ("table" if columns else "messages")
             if shape == "table" and columns and _shape_of_keys(set(columns)) != "table":
                 shape = _shape_of_keys(set(columns))
-        preview.format = {"json": JSON_TABLE if shape == "table" else shape}.get(layout, layout)
+        self.preview.format = {"json": JSON_TABLE if shape == "table" else shape}.get(layout, layout)
         if layout == "json" and fmt not in ("auto", JSON_TABLE):
-            preview.format = fmt
+            self.preview.format = fmt
+        return shape
 
-        notes: list[str] = []
-        table: _TableMap | None = None
-        categories = _Categories()
-        if shape == "table":
-            chosen = dict(column_map) if column_map else _auto_column_map(columns)
-            if column_map is None and chosen:
-                picked = ", ".join(f"{col} \u2192 {fld}" for fld, col in chosen.items())
-                notes.append(f"columns chosen by their names: {picked}")
-            preview.column_map = chosen
-            available = ", ".join(repr(c) for c in columns) or "none"
-            if not chosen:
-                preview.needs_column_map = True
-                problems.add(
-                    f"is a table (columns {available}) and it is not clear which column is the prompt "
-                    "and which the response; {fix}",
-                    fix=FIX_COLUMNS,
-                )
-            elif "prompt" not in chosen:
-                preview.needs_column_map = True
-                problems.add(
-                    f"the column map has no prompt column; {{fix}} (columns: {available})",
-                    fix=FIX_PROMPT_COLUMN,
-                )
-            elif columns:
-                for fld, col in chosen.items():
-                    if col not in columns:
-                        problems.add(
-                            f"column {col!r} (mapped to {fld}) is not in the file; the columns are "
-                            f"{available}"
-                        )
-                        preview.needs_column_map = True
-            if preview.needs_column_map:
-                n = len(head) + sum(1 for _ in rows_iter)
-                preview.row_count = n
-                return self._done(f"{layout_name}, table, {n} row{'s' if n != 1 else ''}")
-            table = _TableMap(chosen, label_from_response=bool(self.label_from_response))
-            if "response" not in chosen:
-                notes.append("no response column: examples are imported unlabelled, for labelling later")
+    def _table_map(self, columns: list[str], notes: list[str]) -> _TableMap | None:
+        """The table's column map (given, or chosen by the column names); None, with the problem
+        added and ``needs_column_map`` set, when it does not name a prompt that is in the file."""
+        problems, preview, column_map = self.problems, self.preview, self.column_map
+        chosen = dict(column_map) if column_map else _auto_column_map(columns)
+        if column_map is None and chosen:
+            picked = ", ".join(f"{col} \u2192 {fld}" for fld, col in chosen.items())
+            notes.append(f"columns chosen by their names: {picked}")
+        preview.column_map = chosen
+        available = ", ".join(repr(c) for c in columns) or "none"
+        if not chosen:
+            preview.needs_column_map = True
+            problems.add(
+                f"is a table (columns {available}) and it is not clear which column is the prompt "
+                "and which the response; {fix}",
+                fix=FIX_COLUMNS,
+            )
+        elif "prompt" not in chosen:
+            preview.needs_column_map = True
+            problems.add(
+                f"the column map has no prompt column; {{fix}} (columns: {available})",
+                fix=FIX_PROMPT_COLUMN,
+            )
+        elif columns:
+            for fld, col in chosen.items():
+                if col not in columns:
+                    problems.add(
+                        f"column {col!r} (mapped to {fld}) is not in the file; the columns are {available}"
+                    )
+                    preview.needs_column_map = True
+        if preview.needs_column_map:
+            return None
+        if "response" not in chosen:
+            notes.append("no response column: examples are imported unlabelled, for labelling later")
+        return _TableMap(chosen, label_from_response=bool(self.label_from_response))
 
+    def _examples(
+        self, layout_name: str, rows: Iterator[_Row], shape: str, table: _TableMap | None, tally: _Tally
+    ) -> Iterator[NewExample]:
+        """Every record converted to an example, or its problem noted with its line or record."""
+        problems, system = self.problems, self.system
         convert = {"messages": _from_messages, "alpaca": _from_alpaca, "sharegpt": _from_sharegpt}.get(shape)
-        watch_categories = table is not None and "response" in table.columns and "label" not in table.columns
-        rows = 0
-        given_system = unlabelled = held = 0
-        count = 0
-        for r in itertools.chain(head, rows_iter):
-            rows += 1
+        tally.watch_categories = (
+            table is not None and "response" in table.columns and "label" not in table.columns
+        )
+        for r in rows:
+            tally.rows += 1
             source = r.line if r.line is not None else r.record
             try:
                 if table is not None:
-                    if watch_categories and isinstance(r.data, dict):
-                        categories.see(_text_or_empty(r.data.get(table.columns["response"])))
+                    if tally.watch_categories and isinstance(r.data, dict):
+                        tally.categories.see(_text_or_empty(r.data.get(table.columns["response"])))
                     ex = _from_table(r.data, table, source, r.split)
                 else:
                     assert convert is not None  # every shape but "table" has a converter
@@ -372,24 +400,34 @@ class _Reader:
                 continue
             if system and not ex.system:
                 ex.system = system
-                given_system += 1
-            unlabelled += ex.status == "unlabelled"
-            held += ex.split == "eval"
-            count += 1
+                tally.given_system += 1
+            tally.unlabelled += ex.status == "unlabelled"
+            tally.held += ex.split == "eval"
+            tally.examples += 1
             yield ex
-        preview.row_count = rows
-        preview.example_count = count
-        if watch_categories and (
-            self.label_from_response or (self.label_from_response is None and categories.categorical())
+
+    def _describe(
+        self, layout_name: str, shape: str, table: _TableMap | None, tally: _Tally, notes: list[str]
+    ) -> None:
+        """Once every record is read: the counts, whether responses become labels, and the description."""
+        preview = self.preview
+        preview.row_count = tally.rows
+        preview.example_count = tally.examples
+        if tally.watch_categories and (
+            self.label_from_response or (self.label_from_response is None and tally.categories.categorical())
         ):
             self.labels_from_response = True
-            notes.append(f"labels taken from the response column ({len(categories.distinct)} categories)")
-        if unlabelled and not (table and "response" not in table.columns):
-            notes.append(f"{unlabelled} without an answer (imported as unlabelled)")
-        if system:
-            notes.append(f"system prompt set on {given_system} example{'s' if given_system != 1 else ''}")
-        if held:
-            notes.append(f"{held} kept in the evaluation split as in the file")
+            notes.append(
+                f"labels taken from the response column ({len(tally.categories.distinct)} categories)"
+            )
+        if tally.unlabelled and not (table and "response" not in table.columns):
+            notes.append(f"{tally.unlabelled} without an answer (imported as unlabelled)")
+        if self.system:
+            given = tally.given_system
+            notes.append(f"system prompt set on {given} example{'s' if given != 1 else ''}")
+        if tally.held:
+            notes.append(f"{tally.held} kept in the evaluation split as in the file")
+        rows = tally.rows
         description = f"{layout_name}, {SHAPE_NAMES[shape]}, {rows} row{'s' if rows != 1 else ''}"
         if notes:
             description += "; " + "; ".join(notes)
@@ -421,6 +459,19 @@ class _Categories:
             and not self.too_long
             and len(self.distinct) <= min(LABEL_MAX_DISTINCT, max(2, self.answered // 2))
         )
+
+
+@dataclass
+class _Tally:
+    """What the conversion counts as it goes, for the description at the end."""
+
+    rows: int = 0
+    examples: int = 0
+    given_system: int = 0
+    unlabelled: int = 0
+    held: int = 0
+    watch_categories: bool = False  # the responses may be categories (a table without a label column)
+    categories: _Categories = field(default_factory=_Categories)
 
 
 def import_dataset(
