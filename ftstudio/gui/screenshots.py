@@ -2,6 +2,7 @@
 
     python -m ftstudio.gui.screenshots [OUT_DIR]              (default: docs/screenshots/)
     python -m ftstudio.gui.screenshots --staged OUT_DIR       (quick, made-up figures; not for docs/)
+    python -m ftstudio.gui.screenshots --from-run PROJECT RUN [OUT_DIR]   (a finished run instead of training)
 
 Opens the main window at 1280 x 800 under the offscreen platform, on a fresh
 copy of the demo project in a temporary folder (the user's own projects and
@@ -19,6 +20,14 @@ both on the held-out examples and asks the adapter one question in the
 chat. ``take(..., staged=True)`` instead uses the pages' own
 ``screenshot_states()`` for every page: quick, for tests, and with made-up
 runs and figures, so it refuses to write into ``docs/screenshots``.
+
+``--from-run PROJECT RUN`` starts from a finished run of a demo project
+instead of training one (training is most of the time on a CPU): the
+pictures are made on a copy of PROJECT (the project itself is not touched),
+the Train page's pictures of a run in progress are not taken (the files
+there stay as they are), and where the project already holds evaluations of
+the compared models on all its held-out examples, made in the app or with
+``ftstudio evaluate``, those are shown instead of being measured again.
 
 A page can offer more views with an optional ``screenshot_states()`` method
 returning ``{name: callable}``: each callable puts the page in that state
@@ -246,7 +255,25 @@ def _wait_job(page, what: str) -> None:
     _must(wait_for(lambda: not page.busy, JOB_TIMEOUT_S, poll_ms=200), f"the {what} did not finish in time")
 
 
-def real_compare(window, shots: _Shots, run_id: str) -> None:
+def _stored_evaluations_cover(page, keys: list[str]) -> bool:
+    """The project holds an evaluation of each model in ``keys`` (and of the base model's few-shot
+    prompt) on every example the Held-out evaluation would measure."""
+    from ftstudio.core import ratings
+
+    examples = page.selection.evaluation_examples()
+    wanted = {ex.id for ex in examples}
+    stored = ratings.latest_evaluations(page.context.project)
+    shots, _labels = page.evaluate.prompting(examples)
+    if shots:
+        keys = [*keys, ratings.base_key(page.selection.base_spec()) + ratings.FEW_SHOT_MARK + str(len(shots))]
+
+    def measured(key: str) -> set[int]:
+        return {p.get("example_id") for p in stored[key].results.get("predictions") or ()}
+
+    return bool(wanted) and all(key in stored and measured(key) == wanted for key in keys)
+
+
+def real_compare(window, shots: _Shots, run_id: str, reuse_evaluations: bool = False) -> None:
     from ftstudio.core import ratings
     from ftstudio.gui.compare.selection import SOURCE_HELDOUT
 
@@ -285,11 +312,16 @@ def real_compare(window, shots: _Shots, run_id: str) -> None:
 
     started = time.monotonic()
     page.tabs.setCurrentWidget(page.evaluate)
-    page.evaluate.run_button.click()
-    _must(page.busy, f"no evaluation started: {page.evaluate.status.text()}")
-    _wait_job(page, "evaluation")
     n = len(sel.evaluation_examples())
-    print(f"  2 models evaluated on {n} held-out examples in {time.monotonic() - started:.0f} s")
+    if reuse_evaluations and _stored_evaluations_cover(page, [keys[0], adapter]):
+        page.evaluate.view.refresh()
+        print(f"  the project's evaluations of these models on its {n} held-out examples are shown "
+              "(not measured again)")
+    else:
+        page.evaluate.run_button.click()
+        _must(page.busy, f"no evaluation started: {page.evaluate.status.text()}")
+        _wait_job(page, "evaluation")
+        print(f"  2 models evaluated on {n} held-out examples in {time.monotonic() - started:.0f} s")
     page.evaluate.view.select(adapter)
     shots.save(window, "compare-evaluation", f"Compare, held-out evaluation: the base model zero-shot and with a "
                                              f"few-shot prompt beside the adapter on {n} held-out examples: exact "
@@ -414,13 +446,17 @@ REAL_PAGES = ("Train", "Runs", "Compare")
 
 
 def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False,
-         captions: dict[str, str] | None = None) -> list[Path]:
+         captions: dict[str, str] | None = None, from_run: tuple[Path, str] | None = None) -> list[Path]:
     """Save the pictures into ``out_dir`` (of the ``pages`` named, else of every page); returns the
     files written. ``staged``: the pages' own quick views with made-up runs and figures (for tests;
-    never into docs/screenshots). ``captions``, when given, is filled with a line about each file."""
+    never into docs/screenshots). ``captions``, when given, is filled with a line about each file.
+    ``from_run`` (project folder, run id): a copy of that project and its finished run instead of
+    a fresh demo project and a Quick run trained here (see the module's notes)."""
     if staged and _is_docs_folder(out_dir):
         raise ValueError(f"staged pictures hold made-up figures and do not go into {out_dir}; "
                          "take real ones (staged=False) or choose another folder")
+    if from_run is not None:
+        check_finished_run(*from_run)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -442,9 +478,12 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
         app.setApplicationName(APPLICATION)
         app.setOrganizationName(ORGANISATION)
         apply_style(app)
-        demo = ensure_demo_project(Path(tmp) / "demo.ftstudio")
-        demo_path = demo.path
-        demo.close()
+        if from_run is not None:
+            demo_path = _copy_project(from_run[0], Path(tmp) / "demo.ftstudio")
+        else:
+            demo = ensure_demo_project(Path(tmp) / "demo.ftstudio")
+            demo_path = demo.path
+            demo.close()
 
         window = MainWindow(AppSettings(), detect_device=True)
         window.resize(WIDTH, HEIGHT)
@@ -454,7 +493,7 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
         window.resize(WIDTH, HEIGHT)
         wait_for(lambda: bool(window.device_text), 60)
         window.statusBar().clearMessage()  # "Opened /tmp/...": the temporary copy is no news in a picture
-        run_id: str | None = None
+        run_id: str | None = from_run[1] if from_run is not None else None
         try:
             for name in PAGES:
                 if pages is not None and name not in pages:
@@ -463,12 +502,15 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                     print(f"  {name}: not in this build, skipped")
                     continue
                 if not staged and name in REAL_PAGES:
-                    if name == "Train" or run_id is None:  # Runs and Compare need a real run too
+                    if from_run is not None and name == "Train":
+                        print(f"  Train: run {run_id} of {from_run[0]} is used, none trained: no pictures of "
+                              "the Train page")
+                    elif name == "Train" or run_id is None:  # Runs and Compare need a real run too
                         run_id = real_train(window, shots)
                     if name == "Runs":
                         real_runs(window, shots, run_id)
                     elif name == "Compare":
-                        real_compare(window, shots, run_id)
+                        real_compare(window, shots, run_id, reuse_evaluations=from_run is not None)
                         real_assisted_labelling(window, shots, run_id)
                         try:  # the preference loop's pictures must not cost the others
                             real_preferences(window, shots, run_id)
@@ -485,6 +527,41 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
     if captions is not None:
         captions.update(shots.captions)
     return shots.written
+
+
+def check_finished_run(project_dir: Path, run_id: str) -> None:
+    """Raise ValueError, in words, unless ``project_dir`` is a project with a finished run ``run_id``
+    that saved its adapter."""
+    from ftstudio.core.project import DB_NAME, Project
+
+    if not (Path(project_dir) / DB_NAME).exists():
+        raise ValueError(f"{project_dir} is not an FT Studio project (no {DB_NAME} in it)")
+    project = Project.open(Path(project_dir))
+    try:
+        try:
+            run = project.get_run(run_id)
+        except KeyError:
+            known = ", ".join(r.id for r in project.runs()) or "none"
+            raise ValueError(f"{project_dir} has no run {run_id} (its runs: {known})") from None
+        if run.status != "finished" or not (project.run_dir(run_id) / "adapter").exists():
+            raise ValueError(f"run {run_id} of {project_dir} is {run.status}, without a saved adapter: "
+                             "finish it first (ftstudio train --resume) or choose a finished run")
+    finally:
+        project.close()
+
+
+def _copy_project(source: Path, target: Path) -> Path:
+    """A copy of the project at ``source`` (its database through SQLite's backup, so a write-ahead log
+    comes along; its runs' folders as files) at ``target``."""
+    import shutil
+    import sqlite3
+
+    from ftstudio.core.project import DB_NAME
+
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(DB_NAME, f"{DB_NAME}-*"))
+    with sqlite3.connect(Path(source) / DB_NAME) as src, sqlite3.connect(target / DB_NAME) as dst:
+        src.backup(dst)
+    return target
 
 
 HELP_VIEWS = ("system-check", "getting-started", "about")
@@ -535,26 +612,45 @@ def _take_page_views(window, name: str, shots: _Shots) -> None:
         settle(100)
 
 
+USAGE = ("usage: python -m ftstudio.gui.screenshots [OUT_DIR]\n"
+         "       python -m ftstudio.gui.screenshots --staged OUT_DIR   (made-up figures; not docs/screenshots)\n"
+         "       python -m ftstudio.gui.screenshots --from-run PROJECT RUN [OUT_DIR]   (a finished run of a copy of "
+         "PROJECT instead of training the Quick preset)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     staged = "--staged" in argv
     if staged:
         argv.remove("--staged")
+    from_run: tuple[Path, str] | None = None
+    if "--from-run" in argv:
+        at = argv.index("--from-run")
+        if staged or len(argv) < at + 3:
+            print(USAGE, file=sys.stderr)
+            return 2
+        from_run = (Path(argv[at + 1]), argv[at + 2])
+        del argv[at:at + 3]
     if len(argv) > 1 or (argv and argv[0].startswith("-")) or (staged and not argv):
-        print("usage: python -m ftstudio.gui.screenshots [OUT_DIR]\n"
-              "       python -m ftstudio.gui.screenshots --staged OUT_DIR   (made-up figures; not docs/screenshots)",
-              file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     out = Path(argv[0]) if argv else DEFAULT_OUT
     if staged and _is_docs_folder(out):
         print(f"Staged pictures hold made-up figures: choose a folder other than {out}", file=sys.stderr)
         return 2
-    mode = "staged (made-up runs and figures, quick)" if staged else \
-        "real (trains the Quick preset and runs the models on this machine)"
+    if from_run is not None:
+        try:
+            check_finished_run(*from_run)
+        except ValueError as exc:
+            print(f"--from-run: {exc}", file=sys.stderr)
+            return 2
+    mode = ("staged (made-up runs and figures, quick)" if staged else
+            f"real, from run {from_run[1]} of a copy of {from_run[0]}" if from_run else
+            "real (trains the Quick preset and runs the models on this machine)")
     print(f"Saving screenshots to {out}/, mode: {mode}")
     started = time.monotonic()
     captions: dict[str, str] = {}
-    written = take(out, staged=staged, captions=captions)
+    written = take(out, staged=staged, captions=captions, from_run=from_run)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     print(f"{len(written)} pictures written in {minutes} min {seconds:02d} s ({'staged' if staged else 'real'})")
     for path in written:

@@ -58,3 +58,46 @@ def test_staged_pictures_stay_out_of_the_docs(tmp_path, capsys):
     assert screenshots.main(["--staged", str(docs)]) == 2
     assert screenshots.main(["--staged"]) == 2  # no folder named: the default is docs/screenshots
     assert "made-up" in capsys.readouterr().err
+
+
+def test_from_run_asks_for_a_finished_run_with_its_adapter(tmp_path, capsys):
+    from ftstudio.core.project import Project
+
+    folder = tmp_path / "demo.ftstudio"
+    assert screenshots.main(["--from-run", str(folder), "quick-1"]) == 2
+    assert "not an FT Studio project" in capsys.readouterr().err
+    project = Project.create(folder)
+    project.create_run({"model": "bundled:SmolLM2-135M-Instruct", "method": "lora"}, run_id="quick-1")
+    project.close()
+    assert screenshots.main(["--from-run", str(folder), "other", str(tmp_path / "shots")]) == 2
+    assert "has no run other (its runs: quick-1)" in capsys.readouterr().err
+    assert screenshots.main(["--from-run", str(folder), "quick-1", str(tmp_path / "shots")]) == 2
+    err = capsys.readouterr().err
+    assert "run quick-1" in err and "without a saved adapter" in err
+    assert screenshots.main(["--from-run", str(folder)]) == 2  # the run is missing
+    assert screenshots.main(["--staged", "--from-run", str(folder), "quick-1", str(tmp_path / "shots")]) == 2
+    assert "usage" in capsys.readouterr().err
+    assert not (tmp_path / "shots").exists()
+
+
+def test_from_run_pictures_a_copy_of_the_project(tmp_path):
+    """The copy holds what the project's write-ahead log still holds, and the project is not touched."""
+    from ftstudio.core.examples import NewExample
+    from ftstudio.core.project import DB_NAME, Project
+
+    source = Project.create(tmp_path / "demo.ftstudio")
+    source.add_examples([NewExample(messages=[{"role": "user", "content": "Where is my parcel?"},
+                                              {"role": "assistant", "content": "shipping"}])], actor="test")
+    run_id = source.create_run({"model": "bundled:SmolLM2-135M-Instruct", "method": "lora"}, run_id="quick-1")
+    (source.run_dir(run_id) / "adapter").mkdir()
+    (source.run_dir(run_id) / "adapter" / "adapter_config.json").write_text("{}")
+    # left open: the rows may still be in the write-ahead log only
+    before = (tmp_path / "demo.ftstudio" / DB_NAME).read_bytes()
+    copy = screenshots._copy_project(source.path, tmp_path / "copy" / "demo.ftstudio")
+    assert (tmp_path / "demo.ftstudio" / DB_NAME).read_bytes() == before
+    source.close()
+    copied = Project.open(copy)
+    assert copied.count_examples() == 1
+    assert copied.get_run("quick-1").id == "quick-1"
+    assert (copied.run_dir("quick-1") / "adapter" / "adapter_config.json").read_text() == "{}"
+    copied.close()
