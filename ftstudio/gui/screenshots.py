@@ -381,15 +381,22 @@ def real_assisted_labelling(window, shots: _Shots, run_id: str) -> None:
     settle(300)
     shots.save(window, "label-assisted", f"Label: run {run_id} predicts the label of the example on screen; it is "
                                          "pre-selected with its probability, Enter confirms it")
-    _must(wait_for(lambda: not mode.assist.predictor.busy, JOB_TIMEOUT_S, poll_ms=500),
-          "the predictions did not finish")
-    mode.load_queue("review")
+    # The rest of the queue (hundreds of examples, minutes on a CPU) is not needed for these pictures.
+    mode.assist.predictor.cancel()
+    _must(wait_for(lambda: not mode.assist.predictor.busy, JOB_TIMEOUT_S, poll_ms=200),
+          "the predictions did not stop")
+    mode.load_queue("review")  # asks for the predictions of its few examples
     if mode.current_id is not None:
+        _must(wait_for(lambda: not mode.assist.predictor.busy, JOB_TIMEOUT_S, poll_ms=200),
+              "the review queue's predictions did not finish")
         settle(300)
         shots.save(window, "label-review", "Label: the queue “Review: the model disagrees”, fed from the "
                                            "evaluation's mistakes: what the model answered, the label to "
                                            "confirm or correct")
     mode.load_queue("todo")
+    mode.assist.predictor.cancel()  # the device is free for what comes next
+    _must(wait_for(lambda: not mode.assist.predictor.busy, JOB_TIMEOUT_S, poll_ms=200),
+          "the predictions did not stop")
 
 
 # Preference tuning from the votes the Compare round cast: short, it only has to show the loop.
