@@ -14,7 +14,7 @@ Memory is the sum of
   ``batch_tokens`` packed tokens (only each layer's input with gradient
   checkpointing, plus one layer being recomputed);
 - the logits, which the engine computes only at positions that carry loss,
-  in chunks above 2**26 elements;
+  in chunks of ``engine.loss.loss_chunk_rows(vocab)`` rows;
 - a fixed overhead (CUDA context and allocator slack, or the Python runtime
   on the CPU).
 
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftstudio.core.config import BUNDLED_MODEL, TrainConfig
 from ftstudio.core.machine import system_memory, usable_cores
+from ftstudio.engine.loss import loss_chunk_rows
 
 if TYPE_CHECKING:
     from ftstudio.engine.device import DeviceInfo
@@ -72,8 +73,6 @@ CUDA_FRAGMENTATION = 0.08
 # NF4: 4 bits per weight, plus an 8-bit absmax per block of 64 quantised again
 # in blocks of 256 (double quantisation): about 4.127 bits per weight.
 NF4_BITS = 4.127
-CHUNKED_LOSS_ELEMENTS = 1 << 26  # ftstudio.engine.training.CHUNKED_LOSS_ELEMENTS
-LOSS_CHUNK_ROWS = 2048
 
 # Dense bf16 (fp16 where the card has no bf16) tensor-core peaks, in FLOP/s.
 GPU_PEAK_FLOPS = {
@@ -390,7 +389,7 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
 
     share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE
     loss_rows = int(tokens * share)
-    rows = min(loss_rows, LOSS_CHUNK_ROWS) if loss_rows * shape.vocab_size > CHUNKED_LOSS_ELEMENTS else loss_rows
+    rows = min(loss_rows, loss_chunk_rows(shape.vocab_size))  # the loss's chunk (engine/loss.py)
     logits = rows * shape.vocab_size * 4 * 3 + loss_rows * h * b  # logits, log-softmax, their gradient
 
     if device.kind == "cuda":
