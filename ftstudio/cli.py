@@ -14,6 +14,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio runs DIR
     ftstudio restore DIR [BACKUP | --list]
     ftstudio download HUB_ID
+    ftstudio estimate [--model ID|PATH] [--preset NAME] [--set key=value ...] [--device-memory GB] [--json]
     ftstudio doctor [--json]
 """
 
@@ -390,6 +391,72 @@ def _world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def cmd_estimate(args: argparse.Namespace) -> int:
+    """The auto-fit plan and memory estimate of a configuration, on this device or a card you name."""
+    from dataclasses import replace as _replace
+
+    from ftstudio.core.config import ConfigError, TrainConfig, preset, validate
+    from ftstudio.engine.estimate import (
+        GIB, DeviceBudget, ModelShapeError, cpu_budget, fetch_model_config, gb, model_shape,
+    )
+    from ftstudio.engine.fit import plan_run
+
+    try:
+        cfg = TrainConfig.load(Path(args.config)) if args.config else preset(args.preset)
+        cfg = cfg.with_overrides(args.set or [])
+        if args.model:
+            cfg = _replace(cfg, model=args.model)
+    except ConfigError as exc:
+        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in exc.problems)) from None
+    except FileNotFoundError as exc:
+        raise CommandError(f"{exc.filename}: no such file") from None
+    problems = validate(cfg)
+    if problems:
+        raise CommandError("The configuration has problems:\n" + "\n".join(f"  {p}" for p in problems))
+    try:
+        shape = fetch_model_config(cfg.model) if args.fetch_config else model_shape(cfg.model)
+    except ModelShapeError as exc:
+        hint = "" if args.fetch_config else " (or run again with --fetch-config)"
+        raise CommandError(f"{exc}{hint}") from None
+    if args.device_memory is not None:
+        if not args.device_memory > 0:
+            raise CommandError(f"--device-memory must be a number of GB above 0, not {args.device_memory}")
+        size = int(args.device_memory * GIB)
+        device = DeviceBudget("cuda", f"a {args.device_memory:g} GB GPU", size, size, 1, True)
+    elif cfg.device == "cpu":
+        device = cpu_budget()
+    else:
+        from ftstudio.engine.device import cuda_available, device_info
+
+        device = DeviceBudget.from_info(device_info()) if cuda_available() else cpu_budget()
+    plan = plan_run(cfg, shape, device)
+    if args.json:
+        out = plan.to_dict()
+        out["model"] = {"spec": cfg.model, "source": shape.source, "params": shape.total_params,
+                        "download_bytes": shape.download_bytes or None}
+        print(json.dumps(out, indent=2))
+        return 0 if plan.fits else 2
+    where = {"table": "shape from FT Studio's table of popular models", "config": "shape from its config.json",
+             "cache": "downloaded", "folder": "local folder", "bundled": "bundled"}.get(shape.source, shape.source)
+    size = f"{shape.total_params / 1e9:.2f}B weights"
+    download = f", download about {shape.download_bytes / 1e9:,.1f} GB" if shape.download_bytes and \
+        shape.source in ("table", "config") else ""
+    print(f"Model:  {shape.name or cfg.model} ({size}, {where}{download})")
+    print(f"Device: {device.name}, {gb(device.available)} GB {device.memory_name}")
+    print(f"Run:    {cfg.method.upper()}, rank {cfg.lora_rank}, context {cfg.max_length:,} tokens, "
+          f"{cfg.batch_tokens * cfg.grad_accum:,} tokens per optimiser step")
+    print(f"Plan:   {plan.text}")
+    est = plan.estimate
+    print("Memory: " + ", ".join(f"{name.lower()} {gb(value)} GB" for name, value in est.parts())
+          + f" (total {gb(est.total)} GB)")
+    for note in plan.notes:
+        print(f"Note:   {note}")
+    if plan.suggestion is not None:
+        changes = " ".join(f"--set {k}={v}" for k, v in plan.suggestion.changes.items())
+        print(f"Try:    {changes}  ({plan.suggestion.plan.text})")
+    return 0 if plan.fits else 2
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ftstudio.core import runs
     from ftstudio.core.config import ConfigError, TrainConfig, preset
@@ -645,6 +712,19 @@ def build_parser() -> argparse.ArgumentParser:
                         f"tokens (default with --max-length: {BUNDLED_MODEL})")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("estimate", help="the memory a run needs and how it will fit this device (or a card you "
+                                        "name), before anything is downloaded or loaded")
+    p.add_argument("--model", help=f"a hub id, a local folder or {BUNDLED_MODEL} (default: the configuration's)")
+    p.add_argument("--config", help="a run's config.yaml")
+    p.add_argument("--preset", default="balanced", choices=["quick", "balanced", "best"])
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--device-memory", type=float, metavar="GB",
+                   help="plan for a GPU with this much memory instead of this machine's device")
+    p.add_argument("--fetch-config", action="store_true",
+                   help="fetch the model's config.json (a few KB) from the hub first, for a model not in the table")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("train", help="fine-tune on a project (Quick preset on the bundled model by default)")
     p.add_argument("dir", nargs="?")

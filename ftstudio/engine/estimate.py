@@ -117,6 +117,8 @@ class ModelShape:
     # (the hub's config.json alone, fetched on request) or "table" (resources/model_shapes.json).
     source: str = ""
     download_bytes: int = 0  # the weights' size to download, where known (0: unknown)
+    norms_per_layer: int = 2  # RMSNorms in each block (Gemma 2/3 have four)
+    qk_norm: bool = False  # q and k are normed per head (Qwen3, Gemma 3)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], name: str = "", source: str = "") -> "ModelShape":
@@ -142,8 +144,10 @@ class ModelShape:
         inter = pick("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size", default=4 * hidden)
         model_type = str(config.get("model_type", cfg.get("model_type", ""))).lower()
         tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", model_type in PLAIN_MLP_TYPES))
+        norms = 4 if model_type.startswith(("gemma2", "gemma3")) else 2
+        qk_norm = model_type.startswith(("qwen3", "gemma3", "olmo2"))
         return cls(hidden, layers, vocab, inter, heads, kv, head_dim, bool(tie),
-                   model_type not in PLAIN_MLP_TYPES, name, source)
+                   model_type not in PLAIN_MLP_TYPES, name, source, 0, norms, qk_norm)
 
     @classmethod
     def from_param_count(cls, params: float, vocab_size: int = 32000, name: str = "") -> "ModelShape":
@@ -207,24 +211,34 @@ _FUSED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "c_attn": ("q_proj", "k_pr
 
 def targeted_layers(shape: ModelShape, target_modules: list[str] | str) -> list[tuple[int, int]]:
     """(inputs, outputs) of every linear layer in one block that gets add-on weights."""
+    return [(a, b) for _, a, b in _targeted(shape, target_modules)]
+
+
+# Which tensor each layer reads: layers reading the same one share their input.
+_INPUT_OF = {"q_proj": "attention", "k_proj": "attention", "v_proj": "attention", "o_proj": "attention output",
+             "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp product"}
+
+
+def _targeted(shape: ModelShape, target_modules: list[str] | str) -> list[tuple[str, int, int]]:
+    """(name of the tensor it reads, inputs, outputs) of every targeted linear layer in one block."""
     shapes = shape.linear_shapes()
     modules = [target_modules] if isinstance(target_modules, str) else list(target_modules)
     if "all-linear" in modules:
-        return list(shapes.values())
-    chosen: list[tuple[int, int]] = []
+        return [(_INPUT_OF[name], a, b) for name, (a, b) in shapes.items()]
+    chosen: list[tuple[str, int, int]] = []
     for name in modules:
         if name in _FUSED:
-            parts = [shapes[p] for p in _FUSED[name] if p in shapes]
+            parts = [p for p in _FUSED[name] if p in shapes]
             if parts:
-                chosen.append((parts[0][0], sum(p[1] for p in parts)))
+                chosen.append((_INPUT_OF[parts[0]], shapes[parts[0]][0], sum(shapes[p][1] for p in parts)))
             continue
         key = name if name in shapes else _ALIASES.get(name, _ALIASES.get(name.lower()))
         if key in shapes:
-            chosen.append(shapes[key])
+            chosen.append((_INPUT_OF[key], *shapes[key]))
         elif key == "gate_proj":  # named gate on a model without one
             continue
-        else:  # an unknown name: assume one hidden x hidden layer
-            chosen.append((shape.hidden_size, shape.hidden_size))
+        else:  # an unknown name: assume one hidden x hidden layer reading its own input
+            chosen.append((name, shape.hidden_size, shape.hidden_size))
     return chosen
 
 
@@ -359,6 +373,46 @@ def _micro_tokens(cfg: TrainConfig, micro_batch_tokens: int | None) -> int:
     return max(1, cfg.batch_tokens)
 
 
+def activation_bytes_per_token(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, row_tokens: int) -> int:
+    """Bytes one block keeps per token for the backward pass, without checkpointing.
+
+    What autograd saves in the engine's path, measured with saved-tensor hooks on the CPU
+    (tests/engine/test_saved_activations.py checks this within 10% on real shapes):
+    - every RMSNorm keeps its input upcast to fp32 (2 per block, 4 in Gemma 2/3; Qwen3 and
+      Gemma 3 also norm q and k per head);
+    - attention keeps q, k, v and its output, and its log-sum-exp in fp32;
+    - the gated MLP keeps the gate's output, the activation's and the up projection's;
+      a plain MLP only the first layer's output;
+    - the frozen layers keep nothing (their weights need no gradient), but each add-on
+      keeps its input in fp32 (a copy per layer when the model computes in bf16; the one
+      tensor when it computes in fp32) and its rank-sized intermediate; with dropout, the
+      dropped-out input and the dropout mask (fp32 on the CPU, one byte per element on CUDA).
+    On CUDA a packed row attends through a dense block-diagonal mask: sdpa expands the
+    grouped k and v to every head and keeps the mask as a bias of the compute dtype, one
+    row of ``row_tokens`` per token (the issue's measurement; the CPU attends example by
+    example with neither).
+    """
+    b = _compute_bytes(cfg, device)
+    h, q, kv, inter = shape.hidden_size, shape.q_dim, shape.kv_dim, shape.intermediate_size
+    per_token = shape.norms_per_layer * 4 * h
+    if shape.qk_norm:
+        per_token += 4 * (q + kv)
+    per_token += b * (2 * q + 2 * kv) + 4 * shape.num_heads
+    if device.kind == "cuda":
+        per_token += b * 2 * (q - kv) + b * row_tokens
+    per_token += b * (3 * inter if shape.gated_mlp else inter)
+    layers = _targeted(shape, cfg.target_modules)
+    if cfg.lora_dropout > 0:
+        mask = 1 if device.kind == "cuda" else 4
+        per_token += sum((4 + mask) * a for _, a, _ in layers)
+    elif b == 4:
+        per_token += 4 * sum(dict((group, a) for group, a, _ in layers).values())
+    else:
+        per_token += 4 * sum(a for _, a, _ in layers)
+    per_token += 4 * cfg.lora_rank * len(layers)
+    return per_token
+
+
 def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
                   micro_batch_tokens: int | None = None) -> dict[str, int]:
     b = _compute_bytes(cfg, device)
@@ -372,20 +426,13 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
 
     # One micro-batch: the micro-batches of a packed batch, and accumulation, run one after another.
     tokens = _micro_tokens(cfg, micro_batch_tokens)
-    q, kv, inter = shape.q_dim, shape.kv_dim, shape.intermediate_size
-    mlp = 4 * inter if shape.gated_mlp else 3 * inter
-    # Per token and block: normed inputs, q/k/v before and after rotary embedding,
-    # the attention output, the MLP's intermediate tensors, and fp32 copies in the norms.
-    per_layer = b * (4 * h + 3 * q + 3 * kv + mlp) + 4 * 4 * h
-    layers = targeted_layers(shape, cfg.target_modules)
-    if cfg.lora_dropout > 0:  # the dropped-out copy of each targeted layer's input
-        per_layer += b * sum(a for a, _ in layers)
-    per_layer += 4 * sum(cfg.lora_rank for _ in layers)  # add-on intermediate, fp32
+    per_layer = activation_bytes_per_token(cfg, shape, device, tokens)
     if cfg.gradient_checkpointing:
-        activations = tokens * (L * h * b + per_layer)
+        # Each block's input is kept; the block being recomputed in the backward pass holds
+        # its own activations once more, and the final norm keeps its fp32 input.
+        activations = tokens * (L * h * b + per_layer + 4 * h)
     else:
         activations = tokens * L * per_layer
-    activations += tokens * h * 4 * 2  # embeddings out, final norm
 
     share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE
     loss_rows = int(tokens * share)
