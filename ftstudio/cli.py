@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ftstudio.core.validation import TokenCounter
 
 BUNDLED_MODEL = "bundled:SmolLM2-135M-Instruct"
+METHOD_NAMES = {"lora": "LoRA", "qlora": "QLoRA"}
 
 
 class CommandError(Exception):
@@ -443,7 +444,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         shape.source in ("table", "config") else ""
     print(f"Model:  {shape.name or cfg.model} ({size}, {where}{download})")
     print(f"Device: {device.name}, {gb(device.available)} GB {device.memory_name}")
-    print(f"Run:    {cfg.method.upper()}, rank {cfg.lora_rank}, context {cfg.max_length:,} tokens, "
+    print(f"Run:    {METHOD_NAMES.get(cfg.method, cfg.method)}, rank {cfg.lora_rank}, context {cfg.max_length:,} tokens, "
           f"{cfg.batch_tokens * cfg.grad_accum:,} tokens per optimiser step")
     print(f"Plan:   {plan.text}")
     est = plan.estimate

@@ -278,3 +278,35 @@ def test_preference_pairs_import_export_and_dpo_from_a_run(tmp_path, capsys, tin
         assert run.config["start_from"] == str(p.run_dir("sft") / "adapter")
     assert main(["train", str(target), *settings, "--set", "method=kto", "--from-run", "nope"]) == 1
     assert "--from-run: no run 'nope'" in capsys.readouterr().err
+
+
+def test_estimate_plans_a_popular_model_for_a_card_you_name(capsys):
+    # Llama-3.1-8B is not downloaded: its shape comes from the shipped table
+    code = main(["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--preset", "best",
+                 "--set", "method=qlora", "--device-memory", "12"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "table of popular models, download about 16.1 GB" in out
+    assert "QLoRA, rank 64, context 2,048 tokens, 8,192 tokens per optimiser step" in out
+    assert "tokens per micro-batch \u00d7 " in out and ": fits 12 GB with " in out
+
+
+def test_estimate_says_the_smallest_change_when_nothing_fits(capsys):
+    code = main(["estimate", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--set", "method=lora",
+                 "--device-memory", "12", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 2
+    assert data["fits"] is False and data["suggestion"]["changes"] == {"method": "qlora"}
+    assert data["suggestion"]["plan"]["fits"] is True
+    assert data["memory"]["total"] > 12 * 2**30 >= data["suggestion"]["plan"]["memory"]["total"]
+    assert data["model"]["source"] == "table" and data["model"]["download_bytes"] > 16e9
+
+
+def test_estimate_refuses_bad_input_in_words(capsys):
+    assert main(["estimate", "--model", "nobody/no-such-model"]) == 1
+    err = capsys.readouterr().err
+    assert "not in FT Studio's table of popular models" in err and "--fetch-config" in err
+    assert main(["estimate", "--set", "lora_rank=0"]) == 1
+    assert "lora_rank: must be between 1 and 1024" in capsys.readouterr().err
+    assert main(["estimate", "--device-memory", "0"]) == 1
+    assert "--device-memory must be a number of GB above 0" in capsys.readouterr().err

@@ -21,10 +21,14 @@ Memory is the sum of
 Time follows the usual rule of thumb: a LoRA step costs about three forward
 passes of matmul work (forward, input gradients, the small add-on gradients),
 ``2 x weights`` FLOPs per token each, plus attention over the packed segment
-length; divided by an effective speed for the device. The CPU speed is
-calibrated on the bundled 135M model with the engine: the Quick preset on
-the demo project trains at about 150 tokens/s on one core and about 240 on
-two (fp32, packed batches, loss only on the answers).
+length; divided by an effective speed for the device. That speed is measured
+where it can be: the tokens/s of the project's earlier runs on the same device
+(``core.runs.speed_history``), turned into FLOP/s by the same rule, so a run
+of one model tells the speed for another. Without one, the CPU speed is
+calibrated on the bundled 135M model with the engine (the Quick preset on the
+demo project trains at about 150 tokens/s on one core and about 240 on two:
+fp32, packed batches, loss only on the answers); a GPU's is a guess, a share
+of its peak, and the text says so.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from ftstudio.core.machine import system_memory, usable_cores
 from ftstudio.engine.loss import loss_chunk_rows
 
 if TYPE_CHECKING:
+    from ftstudio.core.run_speeds import RunSpeed
     from ftstudio.engine.device import DeviceInfo
 
 GIB = 1024**3
@@ -521,12 +526,19 @@ class TimeEstimate:
     tokens_per_s: float
     seconds: float
     device_kind: str
+    # Where the speed comes from: "measured" (earlier runs of the project on this device),
+    # "calibrated" (the CPU constant, measured on the bundled model) or "guess" (a share of
+    # the GPU's peak: no run on this GPU yet).
+    basis: str = "guess"
 
     @property
     def text(self) -> str:
         where = "on this GPU" if self.device_kind == "cuda" else "on this CPU"
+        basis = {"measured": "the speed of earlier runs on this device",
+                 "calibrated": "the CPU speed calibrated on the bundled model",
+                 "guess": "a guess until a run has measured this GPU"}.get(self.basis, self.basis)
         return (f"about {duration(self.seconds)} {where} ({self.steps:,} steps, "
-                f"~{self.tokens_per_s:,.0f} tokens/s)")
+                f"~{self.tokens_per_s:,.0f} tokens/s: {basis})")
 
 
 def duration(seconds: float) -> str:
@@ -576,21 +588,72 @@ def _layer_overhead(device: DeviceBudget) -> float:
     return GPU_LAYER_OVERHEAD_S if device.kind == "cuda" else CPU_LAYER_OVERHEAD_S
 
 
-def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
-                      device: DeviceBudget | None = None, mean_length: float | None = None,
-                      micro_batch_tokens: int | None = None) -> float:
-    """Training tokens per second the run should reach on ``device`` (a rule of thumb), when each
-    packed batch runs as micro-batches of ``micro_batch_tokens`` (None: in one pass)."""
-    shape = _as_shape(model)
-    device = device or cpu_budget()
-    # Share of tokens that go through the output layer (the engine skips the rest).
+def training_flops_per_token(cfg: TrainConfig, shape: ModelShape, mean_length: float | None = None) -> float:
+    """Matmul work of one trained token: about three forward passes (forward, input gradients,
+    the small add-on gradients) of ``2 x weights``, the output layer where loss is taken, and
+    causal attention over the segment; a third more when checkpointing recomputes the forward."""
     share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE * 0.4
     segment = min(cfg.max_length, mean_length or cfg.max_length / 2)
     forward = 2 * (shape.linear_params + share * shape.vocab_size * shape.hidden_size)
-    forward += 4 * shape.num_layers * shape.q_dim * segment / 2  # causal attention over the segment
+    forward += 4 * shape.num_layers * shape.q_dim * segment / 2
     per_token = 3 * forward
     if cfg.gradient_checkpointing:
         per_token *= CHECKPOINTING_SLOWDOWN
+    return per_token
+
+
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    """An earlier run's measured training speed, as ``core.runs.speed_history`` reads it."""
+
+    device_kind: str  # "cuda" | "cpu"
+    device_name: str  # the GPU's name; "" on the CPU
+    threads: int  # CPU threads the run used (0 on a GPU)
+    method: str
+    tokens_per_s: float
+    flops_per_token: float  # training_flops_per_token of that run's model and settings
+
+
+def measured_speeds(history: list[RunSpeed]) -> list[MeasuredSpeed]:
+    """Earlier runs' speeds (``core.run_speeds.speed_history``) with the work per token of each
+    run's model, read from its config.json; runs whose model cannot be read are left out."""
+    speeds = []
+    for run in history:
+        try:
+            shape = model_shape(run.config.model)
+        except ModelShapeError:
+            continue
+        speeds.append(MeasuredSpeed(run.device_kind, run.device_name, run.threads, run.config.method,
+                                    run.tokens_per_s, training_flops_per_token(run.config, shape)))
+    return speeds
+
+
+def measured_flops(history: list[MeasuredSpeed], cfg: TrainConfig, device: DeviceBudget) -> float | None:
+    """The effective FLOP/s earlier runs reached on ``device`` with ``cfg``'s method (the most
+    recent ones first), or None when none ran there."""
+    for run in history:
+        if run.device_kind != device.kind or run.method != cfg.method or run.tokens_per_s <= 0:
+            continue
+        if device.kind == "cuda" and run.device_name.lower() not in device.name.lower():
+            continue
+        speed = run.tokens_per_s * run.flops_per_token
+        if device.kind == "cpu" and run.threads > 0:
+            speed = speed / run.threads * max(1, device.cores)
+        return speed
+    return None
+
+
+def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
+                      device: DeviceBudget | None = None, mean_length: float | None = None,
+                      micro_batch_tokens: int | None = None, flops: float | None = None) -> float:
+    """Training tokens per second the run should reach on ``device`` (a rule of thumb), when each
+    packed batch runs as micro-batches of ``micro_batch_tokens`` (None: in one pass); ``flops`` is a
+    measured effective speed (``measured_flops``) to use instead of the device's rule of thumb."""
+    shape = _as_shape(model)
+    device = device or cpu_budget()
+    if flops:
+        return flops / training_flops_per_token(cfg, shape, mean_length)
+    per_token = training_flops_per_token(cfg, shape, mean_length)
     step_tokens = max(1, cfg.batch_tokens)
     passes = math.ceil(step_tokens / _micro_tokens(cfg, micro_batch_tokens))  # each pays the per-layer overhead
     step_s = step_tokens * per_token / _flops_speed(cfg, device) + passes * 3 * shape.num_layers * _layer_overhead(device)
@@ -608,10 +671,16 @@ def generation_seconds(cfg: TrainConfig, model: ModelShape | dict | int | float,
 
 
 def estimate_time(cfg: TrainConfig, model: ModelShape | dict | int | float, train_tokens: int,
-                  device: DeviceBudget | None = None, examples: int | None = None) -> TimeEstimate:
-    """How long the run takes, given ``train_tokens`` tokens of training data (one epoch's worth)."""
+                  device: DeviceBudget | None = None, examples: int | None = None,
+                  micro_batch_tokens: int | None = None, history: list[MeasuredSpeed] | None = None) -> TimeEstimate:
+    """How long the run takes, given ``train_tokens`` tokens of training data (one epoch's worth).
+
+    The speed is the one earlier runs measured on this device (``history``, newest first) where
+    there are any; else the CPU's calibrated constant, or on a GPU a guess from its peak."""
     shape = _as_shape(model)
     device = device or cpu_budget()
+    flops = measured_flops(history or [], cfg, device)
+    basis = "measured" if flops else "calibrated" if device.kind == "cpu" else "guess"
     train_tokens = max(1, int(train_tokens))
     mean_length = train_tokens / examples if examples else None
     per_step = max(1, int(cfg.batch_tokens * PACK_FILL)) * max(1, cfg.grad_accum)
@@ -621,11 +690,11 @@ def estimate_time(cfg: TrainConfig, model: ModelShape | dict | int | float, trai
     else:
         steps = max(1, round(per_epoch * cfg.epochs)) if cfg.epochs > 0 else per_epoch
     tokens = int(steps * min(per_step, train_tokens))
-    speed = tokens_per_second(cfg, shape, device, mean_length)
+    speed = tokens_per_second(cfg, shape, device, mean_length, micro_batch_tokens, flops)
     seconds = tokens / speed
     evaluations = (steps // cfg.eval_every if cfg.eval_every > 0 else 0) + 1
     seconds += evaluations * generation_seconds(cfg, shape, device)
-    return TimeEstimate(steps, tokens, speed, seconds, device.kind)
+    return TimeEstimate(steps, tokens, speed, seconds, device.kind, basis)
 
 
 # -- reading a model's config.json ------------------------------------------------------
@@ -638,7 +707,7 @@ def model_shape(spec: str) -> ModelShape:
     cache, the hub's config.json fetched earlier (``fetch_model_config``), and the table of
     popular models shipped in ``resources/model_shapes.json``. Nothing here touches the network.
     """
-    from ftstudio.engine.models import ModelError, bundled_model_dir
+    from ftstudio.engine.models import ModelError, bundled_model_dir, cached_model_dir
 
     spec = (spec or "").strip()
     if not spec:
@@ -656,18 +725,10 @@ def model_shape(spec: str) -> ModelShape:
         raise ModelShapeError(f"The folder {spec} does not exist")
     known = known_model(spec)
     download = known.download_bytes if known else 0
-    try:
-        # The same complete-snapshot check training makes: a download cut short
-        # has its config.json but not all its weights, and must not look ready.
-        from huggingface_hub import snapshot_download
-
-        from ftstudio.engine.models import HUB_IGNORE, HUB_PATTERNS
-
-        folder = Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
-                                        ignore_patterns=HUB_IGNORE))
-    except Exception:  # not a valid repo id, not cached, or not complete
-        pass
-    else:
+    # The same complete-snapshot check training makes: a download cut short, or the
+    # config.json fetched alone, has no weights yet and must not look ready.
+    folder = cached_model_dir(spec)
+    if folder is not None:
         return replace(_read_shape(folder / "config.json", spec), source="cache")
     fetched = _cached_hub_config(spec)
     if fetched is not None:

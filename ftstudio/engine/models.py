@@ -271,18 +271,30 @@ def resolve_model(spec: str, allow_download: bool = False) -> Path:
         return path
     if spec.startswith(("/", ".", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
         raise ModelError(f"Model folder {spec} does not exist")
+    folder = cached_model_dir(spec)
+    if folder is not None:
+        return folder
+    if not allow_download:
+        raise ModelError(
+            f"Model '{spec}' is not in the local Hugging Face cache. Download it first "
+            f"(Train page > Model > Download, or 'ftstudio download {spec}') or choose a local folder"
+        )
+    return download_model(spec)
+
+
+def cached_model_dir(spec: str) -> Path | None:
+    """The local cache's complete snapshot of hub model ``spec`` (its weights too), or None.
+
+    A snapshot holding only the config.json (fetched for an estimate) or a download cut
+    short is not complete."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
-                                      ignore_patterns=HUB_IGNORE))
-    except Exception:
-        if not allow_download:
-            raise ModelError(
-                f"Model '{spec}' is not in the local Hugging Face cache. Download it first "
-                f"(Train page > Model > Download, or 'ftstudio download {spec}') or choose a local folder"
-            ) from None
-    return download_model(spec)
+        folder = Path(snapshot_download(spec, local_files_only=True, allow_patterns=HUB_PATTERNS,
+                                        ignore_patterns=HUB_IGNORE))
+    except Exception:  # not a valid repo id, not cached, or not complete
+        return None
+    return folder if any(folder.glob("*.safetensors")) else None
 
 
 def load_tokenizer(model_dir: Path) -> Any:

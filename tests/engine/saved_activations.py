@@ -14,6 +14,7 @@ pre-hook on the blocks counts those.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -97,5 +98,6 @@ def saved_bytes(model_dir: Path, cfg: TrainConfig, segments: tuple[int, ...]) ->
         )
     for h in handles:
         h.remove()
-    del loss
+    del loss, loss_module, model
+    gc.collect()  # the graph and the model hold hundreds of MB on real shapes: free them before the next
     return sum(kept.values())

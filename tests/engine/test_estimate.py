@@ -239,3 +239,65 @@ def test_device_budget_from_the_engine_device_info():
     t4 = DeviceBudget.from_info(DeviceInfo("cuda", "Tesla T4", 16 * GIB, 15 * GIB))
     cfg = TrainConfig(method="qlora")
     assert estimate_time(cfg, LLAMA7B, 10**6, gpu).seconds < estimate_time(cfg, LLAMA7B, 10**6, t4).seconds / 5
+
+
+def test_a_config_fetched_from_the_hub_gives_an_estimate_offline_afterwards(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from ftstudio.engine import estimate
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    fetched: list[str] = []
+
+    def hub_answers(spec: str):
+        # Fault-injection point for the network: the hub's answer to hf_hub_download,
+        # written where huggingface_hub's cache keeps it (refs/main -> snapshots/<commit>/).
+        fetched.append(spec)
+        repo = cache / ("models--" + spec.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("0123abcd")
+        snapshot = repo / "snapshots" / "0123abcd"
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_text(json.dumps(LLAMA7B))
+        return snapshot / "config.json"
+
+    with pytest.raises(ModelShapeError, match="fetch its config.json"):
+        model_shape("someone/llama-7b-finetune")
+    assert fetched == []  # nothing touches the network unless asked
+    monkeypatch.setattr(estimate, "_download_hub_config", hub_answers)
+    shape = estimate.fetch_model_config("someone/llama-7b-finetune")
+    assert fetched == ["someone/llama-7b-finetune"]
+    assert shape.source == "config" and shape.hidden_size == 4096 and shape.num_layers == 32
+    # later, offline: found in the cache without asking the hub again
+    again = model_shape("someone/llama-7b-finetune")
+    assert again.source == "config" and again.total_params == shape.total_params and len(fetched) == 1
+
+
+def test_fetching_a_config_that_fails_says_why(monkeypatch):
+    from ftstudio.engine import estimate
+
+    def offline(spec: str):
+        # stands for huggingface_hub's error when the hub cannot be reached
+        raise ConnectionError("Failed to establish a new connection")
+
+    monkeypatch.setattr(estimate, "_download_hub_config", offline)
+    with pytest.raises(ModelShapeError, match="offline or the hub cannot be reached"):
+        estimate.fetch_model_config("someone/some-model")
+    with pytest.raises(ModelShapeError, match="not a hub model id"):
+        estimate.fetch_model_config("/a/folder")
+
+
+def test_the_shipped_table_holds_the_popular_families_with_real_vocabularies():
+    from ftstudio.engine.estimate import known_model, known_model_ids
+
+    ids = known_model_ids()
+    for family in ("Llama-3.1", "Llama-3.2", "Qwen2.5", "Qwen3", "gemma-2", "gemma-3", "Mistral-7B", "Phi-3",
+                   "phi-4", "SmolLM2"):
+        assert any(family.lower() in i.lower() for i in ids), family
+    assert known_model("Qwen/Qwen2.5-7B-Instruct").vocab_size == 152064
+    assert known_model("google/gemma-2-2b-it").vocab_size == 256000
+    assert known_model("google/gemma-3-4b-it").vocab_size == 262208  # read from its text_config
+    for i in ids:
+        shape = known_model(i)
+        assert shape.download_bytes >= 2 * shape.total_params * 0.99, i  # bf16 weights at least

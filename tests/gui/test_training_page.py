@@ -5,6 +5,8 @@ window during a run, and an event loop that stays responsive while training."""
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -105,13 +107,16 @@ def test_the_estimate_follows_the_settings(page, fill, project):
     page.refresh_data()
     lora_text = page.estimate.memory_text
     lora = page.estimate.estimate
-    assert "fits with" in lora_text and "to spare" in lora_text
+    # the plan and why in one line: how each batch runs, and the room it leaves
+    assert re.search(r"^[\d,]+ tokens per (batch in one pass|micro-batch \u00d7 \d+), checkpointing (on|off): "
+                     r"fits [\d.]+ GB with [\d.<]+ GB to spare\.$", lora_text), lora_text
+    assert page.estimate.plan is not None and page.estimate.estimate is page.estimate.plan.estimate
     assert "on this CPU" in page.estimate.time_text or "on this GPU" in page.estimate.time_text
     assert "24 training examples" in page.estimate.time_text
 
     set_field(page, "method", "qlora")
     qlora = page.estimate.estimate
-    assert page.estimate.memory_text != lora_text
+    assert qlora.total < lora.total
     assert qlora.weights < lora.weights
 
     set_field(page, "gradient_checkpointing", True)
@@ -356,3 +361,54 @@ def test_a_popular_hub_model_gets_an_estimate_before_it_is_downloaded(page, qtbo
     assert "not in the local Hugging Face cache" in problem and "about 16.1 GB" in problem
     assert page.form.download_button.isVisibleTo(page) and not page.start_button.isEnabled()
     assert "table of popular models" in page.form.model_info.text()
+
+
+def test_when_nothing_fits_the_plan_offers_the_smallest_change_as_a_button(page, qtbot, monkeypatch):
+    from ftstudio.engine.estimate import GIB, DeviceBudget
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # stands for a machine with 16 GB of RAM free, whatever this one has
+    page._cpu = DeviceBudget("cpu", "test CPU (2 cores)", 32 * GIB, 16 * GIB, 2, False)
+    set_field(page, "device", "cpu")
+    set_field(page, "method", "lora")
+    page.form.hub_edit.setText("meta-llama/Llama-3.1-8B-Instruct")
+    qtbot.keyClick(page.form.hub_edit, Qt.Key.Key_Return)
+    plan = page.estimate.plan
+    assert plan is not None and not plan.fits and plan.suggestion is not None
+    assert "needs" in page.estimate.memory_text and "to fit" in page.estimate.memory_text
+    button = page.estimate.suggestion_button
+    assert button.isVisibleTo(page) and button.text() == "Switch to QLoRA"
+    assert page.form.config().method == "lora"  # suggested, not applied
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert page.form.config().method == "qlora"
+    assert page.estimate.plan.fits and not button.isVisibleTo(page)
+
+
+def test_an_unknown_hub_model_offers_to_fetch_its_config_alone(page, qtbot, monkeypatch, tmp_path):
+    import json
+
+    from ftstudio.engine import estimate
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
+                                  "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8,
+                                  "vocab_size": 128256}))
+    asked: list[str] = []
+
+    def hub_answers(spec: str):
+        # Fault-injection point for the network: the hub's config.json for ``spec``.
+        asked.append(spec)
+        return config
+
+    monkeypatch.setattr(estimate, "_download_hub_config", hub_answers)
+    monkeypatch.setattr(estimate, "_cached_hub_config", lambda spec: config if asked else None)
+    page.form.hub_edit.setText("someone/fine-tuned-llama")
+    qtbot.keyClick(page.form.hub_edit, Qt.Key.Key_Return)
+    assert page.form.fetch_config_button.isVisibleTo(page) and page.estimate.estimate is None
+    qtbot.mouseClick(page.form.fetch_config_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: page.estimate.estimate is not None, timeout=HANG_MS)
+    assert asked == ["someone/fine-tuned-llama"]
+    assert "config.json on the hub" in page.form.model_info.text()
+    assert not page.start_button.isEnabled()  # the weights are still to download
+    assert page.form.download_button.isVisibleTo(page) and not page.form.fetch_config_button.isVisibleTo(page)

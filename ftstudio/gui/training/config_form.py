@@ -135,6 +135,7 @@ class ConfigForm(QWidget):
     changed = Signal()
     model_changed = Signal(str)
     download_requested = Signal(str)  # a hub id that is not in the local cache yet
+    fetch_config_requested = Signal(str)  # a hub id whose shape is unknown: fetch its config.json alone
     _train_examples: int | None = None  # Quick's epochs follow it (set_train_examples)
 
     def __init__(self, parent=None) -> None:
@@ -172,10 +173,16 @@ class ConfigForm(QWidget):
         self.download_button.clicked.connect(lambda: self.download_requested.emit(self.model_spec()))
         self.download_progress = QProgressBar()
         self.download_progress.setTextVisible(True)
+        self.fetch_config_button = QPushButton("Fetch config.json")
+        self.fetch_config_button.setToolTip("Fetch only this model's config.json (a few KB) from the hub, for a "
+                                            "memory estimate before downloading its weights")
+        self.fetch_config_button.clicked.connect(lambda: self.fetch_config_requested.emit(self.model_spec()))
         download_row.addWidget(self.download_button)
+        download_row.addWidget(self.fetch_config_button)
         download_row.addWidget(self.download_progress, 1)
         outer.addLayout(download_row)
         self.download_button.hide()
+        self.fetch_config_button.hide()
         self.download_progress.hide()
         self.model_info = QLabel()
         self.model_info.setObjectName("Hint")
@@ -405,6 +412,8 @@ class ConfigForm(QWidget):
                                           or problem.startswith("Could not download")) \
             and looks_like_hub_id(self.model_spec())
         self.download_button.setVisible(downloadable and not self.download_progress.isVisible())
+        self.fetch_config_button.setVisible(downloadable and "fetch its config.json" in problem
+                                            and not self.download_progress.isVisible())
         self.model_info.setText(text)
         self.model_info.setVisible(bool(text))
         self._model_lookup_problem = problem
@@ -416,6 +425,7 @@ class ConfigForm(QWidget):
             self.download_progress.hide()
             return
         self.download_button.hide()
+        self.fetch_config_button.hide()
         self.download_progress.show()
         if total:
             self.download_progress.setRange(0, 1000)

@@ -1,16 +1,18 @@
 """The memory and time estimate beside the settings: a bar of what takes the
-memory against what the device has, one sentence on whether it fits (and
-what to change when it does not), and how long the run should take."""
+memory against what the device has, one sentence on how the run will fit (the
+auto-fit plan: micro-batches and checkpointing, or the smallest change that
+makes it fit, with a button that makes it), and how long the run should take."""
 
 from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from ftstudio.engine.estimate import DeviceBudget, MemoryEstimate, TimeEstimate, gb
+from ftstudio.engine.fit import RunPlan
 from ftstudio.gui import style
 
 PART_COLOURS = ["#2f6fb2", "#9b4dca", "#d9822b", "#98a2b3"]
@@ -63,7 +65,10 @@ class MemoryBar(QWidget):
 
 
 class EstimateView(QFrame):
-    """``set_estimates(memory, time, device, note)``; ``memory_text`` and ``time_text`` hold the sentences shown."""
+    """``set_estimates(memory, time, device, note, plan)``; ``memory_text`` and ``time_text`` hold the
+    sentences shown. ``suggestion_chosen(changes)`` asks for the plan's suggested settings."""
+
+    suggestion_chosen = Signal(dict)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -91,6 +96,13 @@ class EstimateView(QFrame):
         self.memory_label = QLabel()
         self.memory_label.setWordWrap(True)
         layout.addWidget(self.memory_label)
+        self.suggestion_button = QPushButton()
+        self.suggestion_button.hide()
+        self.suggestion_button.clicked.connect(self._choose_suggestion)
+        suggestion_row = QHBoxLayout()
+        suggestion_row.addWidget(self.suggestion_button)
+        suggestion_row.addStretch(1)
+        layout.addLayout(suggestion_row)
         self.time_label = QLabel()
         self.time_label.setWordWrap(True)
         self.time_label.setObjectName("Hint")
@@ -98,13 +110,21 @@ class EstimateView(QFrame):
         self.memory_text = ""
         self.time_text = ""
         self.estimate: MemoryEstimate | None = None
+        self.plan: RunPlan | None = None
         self.setToolTip("Worked out from the model's config.json and the settings; the real figures appear on the "
-                        "dashboard while training. Activations are for one batch of the token budget.")
+                        "dashboard while training. Activations are for one micro-batch of the plan.")
 
     def set_estimates(self, memory: MemoryEstimate | None, time: TimeEstimate | None,
-                      device: DeviceBudget | None, note: str = "") -> None:
+                      device: DeviceBudget | None, note: str = "", plan: RunPlan | None = None) -> None:
         self.estimate = memory
+        self.plan = plan
         self.bar.set_estimate(memory)
+        suggestion = plan.suggestion if plan is not None and not plan.fits else None
+        self.suggestion_button.setVisible(suggestion is not None)
+        if suggestion is not None:
+            words = suggestion.words[0].upper() + suggestion.words[1:]
+            self.suggestion_button.setText(words)
+            self.suggestion_button.setToolTip(f"Change the settings so the run fits: {suggestion.plan.text}")
         if device is not None:
             kind = "GPU" if device.kind == "cuda" else "CPU"
             self.device_label.setText(f"{kind}: {gb(device.available)} GB {device.memory_name} free")
@@ -123,7 +143,15 @@ class EstimateView(QFrame):
                             f"&nbsp;{html.escape(gb(value))}")
         self.legend.setText("&nbsp;&nbsp; ".join(swatches) + "&nbsp;GB")
         need = f"Needs about {gb(memory.total)} GB"
-        if memory.fits is None:
+        if plan is not None:
+            # The plan and why in one line: "2,048 tokens per micro-batch x 4, checkpointing on: fits ..."
+            sentence = plan.text[0].upper() + plan.text[1:] + "."
+            colour = style.TEXT if memory.fits is None else style.GOOD if memory.fits else style.BAD
+            why = [f"Activations are for one micro-batch of {plan.micro_batch_tokens:,} tokens; the optimiser "
+                   f"step stays {plan.batch_tokens * plan.grad_accum:,} tokens whatever the plan."]
+            why += [n[0].upper() + n[1:] + "." for n in plan.notes]
+            self.memory_label.setToolTip("\n".join(why))
+        elif memory.fits is None:
             sentence, colour = need, style.TEXT
         elif memory.fits:
             sentence, colour = f"{need}: {memory.text}.", style.GOOD
@@ -137,3 +165,7 @@ class EstimateView(QFrame):
         else:
             self.time_text = note
         self.time_label.setText(self.time_text)
+
+    def _choose_suggestion(self) -> None:
+        if self.plan is not None and self.plan.suggestion is not None:
+            self.suggestion_chosen.emit(dict(self.plan.suggestion.changes))

@@ -30,9 +30,12 @@ from ftstudio.core.events import (
     Checkpoint, EvalMetrics, Failed, Finished, Log, Progress, Sample, StepMetrics, read_events,
 )
 from ftstudio.core.project import Run
+from ftstudio.core.run_speeds import speed_history
 from ftstudio.engine.estimate import (
-    DeviceBudget, ModelShape, ModelShapeError, cpu_budget, estimate_memory, estimate_time, model_shape,
+    DeviceBudget, MeasuredSpeed, ModelShape, ModelShapeError, cpu_budget, estimate_time, measured_speeds,
+    model_shape,
 )
+from ftstudio.engine.fit import plan_run
 from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
@@ -57,6 +60,12 @@ def _detect_device(report, interrupted) -> DeviceBudget:
     from ftstudio.engine.device import device_info
 
     return DeviceBudget.from_info(device_info())
+
+
+def _fetch_config(spec: str, *, report, interrupted) -> str:
+    from ftstudio.engine.estimate import fetch_model_config
+
+    return fetch_model_config(spec).name
 
 
 def _download_model(spec: str, *, report, interrupted) -> str:
@@ -124,6 +133,8 @@ class TrainPage(Page):
         self._device_job: Job | None = None
         self._download_job: Job | None = None
         self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
+        self._speeds: list[MeasuredSpeed] = []  # earlier runs' measured speeds, newest first
+        self._fetch_job: Job | None = None
 
         layout, head, self.data_label = page_layout(self, "Train")
         self.resume_button = QPushButton("Resume")
@@ -189,12 +200,16 @@ class TrainPage(Page):
         self.resume_button.clicked.connect(lambda _checked=False: self.resume())
         self.form.changed.connect(self._settings_changed)
         self.form.download_requested.connect(self.download_model)
+        self.form.fetch_config_requested.connect(self.fetch_config)
+        self.estimate.suggestion_chosen.connect(self._apply_suggestion)
+        context.runs_changed.connect(self._refresh_speeds)
         context.examples_changed.connect(self._examples_changed)
         context.runs_changed.connect(self._update_buttons)
         context.runs_changed.connect(self._update_guide_hint)
         context.compute.changed.connect(self._compute_changed)
 
         self._load_config()
+        self._refresh_speeds(update=False)
         self.refresh_data()
         self._settings_changed()
         self._show_last_run()
@@ -335,8 +350,11 @@ class TrainPage(Page):
             return
         n_train, tokens, _ = self._data
         try:
-            memory = estimate_memory(cfg, shape, device)
-            time = estimate_time(cfg, shape, tokens, device, n_train) if tokens else None
+            # The auto-fit plan: how the engine will run these settings on this device.
+            plan = plan_run(cfg, shape, device)
+            planned = replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
+            time = estimate_time(planned, shape, tokens, device, n_train, plan.micro_batch_tokens,
+                                 self._speeds) if tokens else None
         except (TypeError, ValueError, ZeroDivisionError):
             self.estimate.set_estimates(None, None, device, "Fix the settings marked in red to see the estimate.")
             return
@@ -344,7 +362,26 @@ class TrainPage(Page):
             "add training examples to see how long it takes"
         if cfg.method == "qlora" and device.kind == "cpu":
             note += "; QLoRA is several times slower than LoRA on a CPU"
-        self.estimate.set_estimates(memory, time, device, note)
+        self.estimate.set_estimates(plan.estimate, time, device, note, plan)
+
+    @Slot()
+    def _refresh_speeds(self, update: bool = True) -> None:
+        """Read the measured speeds of the project's earlier runs (for the time estimate)."""
+        try:
+            self._speeds = measured_speeds(speed_history(self.project))
+        except Exception:  # a closed project at shutdown
+            log.debug("could not read the runs' speeds", exc_info=True)
+            return
+        if update:
+            self._settings_changed()
+
+    @Slot(dict)
+    def _apply_suggestion(self, changes: dict) -> None:
+        """Make the change the plan suggests (QLoRA, a shorter context): the user asked for it."""
+        if self.is_busy():
+            return
+        self.form.set_config(replace(self.form.config(), **changes))
+        self._settings_changed()
 
     # -- data -----------------------------------------------------------------------------
 
@@ -397,6 +434,27 @@ class TrainPage(Page):
         })
 
     # -- downloading a hub model -------------------------------------------------------
+
+    @Slot(str)
+    def fetch_config(self, spec: str) -> None:
+        """Fetch only hub model ``spec``'s config.json (a few KB) for its estimate, on a worker thread."""
+        if self._fetch_job is not None:
+            return
+        job = Job(_fetch_config, spec, parent=self)
+        job.ended.connect(self._fetch_ended)
+        self._fetch_job = job
+        self.form.show_download(0, 0, f"Fetching the config.json of {spec}\u2026")
+        job.start()
+
+    @Slot(object)
+    def _fetch_ended(self, outcome: Outcome) -> None:
+        self._fetch_job = None
+        self.form.show_download(None, None)
+        self._shapes.clear()
+        self._settings_changed()
+        if not outcome.done:
+            log.info("fetching a config failed: %s", outcome.trace or outcome.value)
+            self.form.set_model_info("", str(outcome.value))
 
     @Slot(str)
     def download_model(self, spec: str) -> None:
@@ -757,7 +815,7 @@ class TrainPage(Page):
         """Stop and wait for everything this page runs (blocking)."""
         self._save_timer.stop()
         self._data_timer.stop()
-        for job in (self._job, self._device_job, self._download_job):
+        for job in (self._job, self._device_job, self._download_job, self._fetch_job):
             if job is not None:
                 job.stop()
                 job.wait()
