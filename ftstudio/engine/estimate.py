@@ -372,10 +372,20 @@ def _as_shape(model: ModelShape | dict | int | float) -> ModelShape:
 
 
 def _micro_tokens(cfg: TrainConfig, micro_batch_tokens: int | None) -> int:
-    """Tokens in one forward pass: the plan's micro-batch, else the whole packed batch."""
-    if micro_batch_tokens:
-        return max(1, min(int(micro_batch_tokens), cfg.batch_tokens))
+    """Tokens in one forward pass: the plan's micro-batch, else the setting's, else the whole packed batch."""
+    micro = micro_batch_tokens or cfg.micro_batch_tokens
+    if micro:
+        return max(1, min(int(micro), cfg.batch_tokens))
     return max(1, cfg.batch_tokens)
+
+
+def _paths(cfg: TrainConfig, device: DeviceBudget) -> tuple[bool, bool, bool, bool]:
+    """(bf16 autocast, varlen attention, fused loss, Liger's kernels) as ``engine.kernels.compute_paths``
+    applies them on ``device``: the GPU-only ones on CUDA only, autocast and the fused loss for SFT only."""
+    gpu = device.kind == "cuda"
+    sft = cfg.objective == "sft"
+    autocast = cfg.bf16_autocast and sft and (not gpu or device.bf16)
+    return autocast, cfg.varlen_attention and gpu, cfg.fused_loss and gpu and sft, cfg.liger_kernels and gpu
 
 
 def activation_bytes_per_token(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, row_tokens: int) -> int:
@@ -389,33 +399,53 @@ def activation_bytes_per_token(cfg: TrainConfig, shape: ModelShape, device: Devi
     - the gated MLP keeps the gate's output, the activation's and the up projection's;
       a plain MLP only the first layer's output;
     - the frozen layers keep nothing (their weights need no gradient), but each add-on
-      keeps its input in fp32 (a copy per layer when the model computes in bf16; the one
-      tensor when it computes in fp32) and its rank-sized intermediate; with dropout, the
-      dropped-out input and the dropout mask (fp32 on the CPU, one byte per element on CUDA).
-    On CUDA a packed row attends through a dense block-diagonal mask: sdpa expands the
-    grouped k and v to every head and keeps the mask as a bias of the compute dtype, one
-    row of ``row_tokens`` per token (the issue's measurement; the CPU attends example by
-    example with neither).
+      keeps its input and its rank-sized intermediate: in fp32, a copy per layer, when the
+      model computes in bf16 (PEFT casts the input to the add-on's dtype); the one tensor
+      the layers share when the model computes in fp32, or under bf16 autocast (in bf16);
+    - with dropout, each add-on's dropped-out input and the dropout mask (of the input's
+      dtype on the CPU, one byte per element on CUDA, where torch's fused dropout keeps a
+      boolean mask).
+    bf16 autocast computes attention and the MLP in bf16 too.
+
+    Not measured (CUDA only): on CUDA a packed row attends through a dense block-diagonal
+    mask unless ``varlen_attention`` is on: sdpa expands the grouped k and v to every head
+    and keeps the mask as a bias of the compute dtype, one row of ``row_tokens`` per token
+    (the issue's measurement). Liger's kernels keep the norms' inputs in the compute dtype
+    and recompute the MLP's activation.
     """
-    b = _compute_bytes(cfg, device)
+    autocast, varlen, _, liger = _paths(cfg, device)
+    b = 2 if autocast else _compute_bytes(cfg, device)
     h, q, kv, inter = shape.hidden_size, shape.q_dim, shape.kv_dim, shape.intermediate_size
-    per_token = shape.norms_per_layer * 4 * h
+    norm = b if liger else 4
+    per_token = shape.norms_per_layer * norm * h
     if shape.qk_norm:
-        per_token += 4 * (q + kv)
+        per_token += norm * (q + kv)
     per_token += b * (2 * q + 2 * kv) + 4 * shape.num_heads
-    if device.kind == "cuda":
+    if device.kind == "cuda" and not varlen:
         per_token += b * 2 * (q - kv) + b * row_tokens
-    per_token += b * (3 * inter if shape.gated_mlp else inter)
+    per_token += b * ((2 if liger else 3) * inter if shape.gated_mlp else inter)
     layers = _targeted(shape, cfg.target_modules)
+    lora_in = b if autocast else 4  # the add-on's input: as it is under autocast, else cast to fp32
     if cfg.lora_dropout > 0:
-        mask = 1 if device.kind == "cuda" else 4
-        per_token += sum((4 + mask) * a for _, a, _ in layers)
-    elif b == 4:
-        per_token += 4 * sum(dict((group, a) for group, a, _ in layers).values())
+        mask = 1 if device.kind == "cuda" else lora_in
+        per_token += sum((lora_in + mask) * a for _, a, _ in layers)
+    elif autocast or b == 4:
+        per_token += lora_in * sum(dict((group, a) for group, a, _ in layers).values())
     else:
         per_token += 4 * sum(a for _, a, _ in layers)
-    per_token += 4 * cfg.lora_rank * len(layers)
+    per_token += lora_in * cfg.lora_rank * len(layers)
     return per_token
+
+
+def autocast_copies_per_layer(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget) -> int:
+    """Bytes of bf16 weight copies one block keeps under bf16 autocast, whatever the tokens: its
+    add-on weights (fp32) and, when the frozen weights are fp32 too, those (0 without autocast)."""
+    if not _paths(cfg, device)[0]:
+        return 0
+    copies = cfg.lora_rank * sum(a + o for _, a, o in _targeted(shape, cfg.target_modules))
+    if _compute_bytes(cfg, device) == 4:
+        copies += shape.linear_params // max(1, shape.num_layers)
+    return 2 * copies
 
 
 def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
@@ -432,17 +462,23 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
     # One micro-batch: the micro-batches of a packed batch, and accumulation, run one after another.
     tokens = _micro_tokens(cfg, micro_batch_tokens)
     per_layer = activation_bytes_per_token(cfg, shape, device, tokens)
+    copies = autocast_copies_per_layer(cfg, shape, device)
     if cfg.gradient_checkpointing:
         # Each block's input is kept; the block being recomputed in the backward pass holds
         # its own activations once more, and the final norm keeps its fp32 input.
-        activations = tokens * (L * h * b + per_layer + 4 * h)
+        activations = tokens * (L * h * b + per_layer + 4 * h) + copies
     else:
-        activations = tokens * L * per_layer
+        activations = tokens * L * per_layer + L * copies
 
     share = 1.0 if cfg.train_on == "all" else ASSISTANT_LOSS_SHARE
     loss_rows = int(tokens * share)
-    rows = min(loss_rows, loss_chunk_rows(shape.vocab_size))  # the loss's chunk (engine/loss.py)
-    logits = rows * shape.vocab_size * 4 * 3 + loss_rows * h * b  # logits, log-softmax, their gradient
+    if _paths(cfg, device)[2]:
+        # liger-kernel's fused linear cross-entropy: chunks of about as many logits as the
+        # rows have hidden values, the gradient of the rows computed in the forward pass.
+        logits = loss_rows * h * (2 * b + 2 * 4)
+    else:
+        rows = min(loss_rows, loss_chunk_rows(shape.vocab_size))  # the loss's chunk (engine/loss.py)
+        logits = rows * shape.vocab_size * 4 * 3 + loss_rows * h * b  # logits, log-softmax, their gradient
 
     if device.kind == "cuda":
         overhead = CUDA_OVERHEAD + CUDA_FRAGMENTATION * (weights + adapter + activations + logits)

@@ -161,16 +161,6 @@ def micro_batch_choices(batch_tokens: int, max_length: int, ceiling: int | None 
     return sizes
 
 
-def _auto_fit(cfg: TrainConfig) -> bool:
-    # TrainConfig.auto_fit / micro_batch_tokens arrive with the out-of-memory recovery;
-    # until then every configuration is planned automatically.
-    return bool(getattr(cfg, "auto_fit", True))
-
-
-def _fixed_micro(cfg: TrainConfig) -> int:
-    return int(getattr(cfg, "micro_batch_tokens", 0) or 0)
-
-
 def _one_plan(
     cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, micro: int, checkpointing: bool, auto: bool
 ) -> RunPlan:
@@ -186,8 +176,8 @@ def _one_plan(
 def _candidates(
     cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, micro_batch_ceiling: int | None
 ) -> list[RunPlan]:
-    fixed = _fixed_micro(cfg)
-    if not _auto_fit(cfg):
+    fixed = cfg.micro_batch_tokens
+    if not cfg.auto_fit:
         micro = fixed or cfg.batch_tokens
         if micro_batch_ceiling:
             micro = min(micro, max(cfg.max_length, micro_batch_ceiling))
@@ -218,7 +208,7 @@ def _plan_or_smallest(
 
 
 def _changes_to_try(cfg: TrainConfig, device: DeviceBudget) -> list[tuple[str, dict[str, Any]]]:
-    """Smallest changes first: QLoRA (same context), then a shorter context, then both."""
+    """Smallest changes first: auto-fit where it is off, QLoRA (same context), then a shorter context, then both."""
     moves: list[tuple[str, dict[str, Any]]] = []
     qlora: dict[str, Any] = {}
     if cfg.method == "lora":
@@ -241,6 +231,11 @@ def _changes_to_try(cfg: TrainConfig, device: DeviceBudget) -> list[tuple[str, d
         moves = shorter + first + both if device.kind == "cpu" else first + shorter + both
     else:
         moves = shorter
+    if not cfg.auto_fit:
+        # Splitting the batch and checkpointing change no result: try them before anything that does.
+        moves.insert(
+            0, ("turn on fitting to the device (auto_fit)", {"auto_fit": True, "micro_batch_tokens": 0})
+        )
     return moves
 
 

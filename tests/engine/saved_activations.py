@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ftstudio.core.config import TrainConfig
+from ftstudio.engine.kernels import compute_paths
 from ftstudio.engine.loading import load_for_training
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.packing import enable_segment_attention
@@ -50,11 +51,17 @@ def build_model_dir(config: dict[str, Any], layers: int, folder: Path, vocab: in
     return folder
 
 
-def saved_bytes(model_dir: Path, cfg: TrainConfig, segments: tuple[int, ...]) -> int:
-    """Bytes kept for backward by one forward pass of the engine's loss over one packed row."""
+def saved_bytes(
+    model_dir: Path,
+    cfg: TrainConfig,
+    segments: tuple[int, ...],
+    details: list[tuple[tuple[int, ...], str, int]] | None = None,
+) -> int:
+    """Bytes kept for backward by one forward pass of the engine's loss over one packed row;
+    ``details`` (when given) receives (shape, dtype, storage bytes) of each tensor counted."""
     model = load_for_training(cfg, model_dir, "cpu")
     enable_segment_attention(model)
-    loss_module = packed_loss_module(model)
+    loss_module = packed_loss_module(model, compute_paths(cfg, "cpu"))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     params |= {b.untyped_storage().data_ptr() for b in model.buffers()}
     kept: dict[int, int] = {}
@@ -65,6 +72,8 @@ def saved_bytes(model_dir: Path, cfg: TrainConfig, segments: tuple[int, ...]) ->
         storage = t.untyped_storage()
         ptr = storage.data_ptr()
         if ptr and ptr not in params:
+            if details is not None and ptr not in kept:
+                details.append((tuple(t.shape), str(t.dtype).removeprefix("torch."), storage.nbytes()))
             kept[ptr] = max(kept.get(ptr, 0), storage.nbytes())
 
     def pack(t: torch.Tensor) -> torch.Tensor:

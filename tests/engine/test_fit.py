@@ -154,3 +154,36 @@ def test_the_plan_needs_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_knob_stays_overridable():
+    cfg = preset("best", method="qlora")
+    # a fixed micro-batch is kept (and estimated as it is) even where the plan would choose another
+    fixed = plan_run(replace(cfg, micro_batch_tokens=4096), LLAMA_8B, card(24))
+    assert fixed.micro_batch_tokens == 4096 and fixed.micro_batches == 2 and not fixed.auto
+    # auto-fit off: the settings as they are, one pass per batch, checkpointing as set; a suggestion if too big
+    manual = plan_run(replace(cfg, auto_fit=False), LLAMA_8B, card(12))
+    assert manual.micro_batch_tokens == cfg.batch_tokens and not manual.gradient_checkpointing
+    assert not manual.fits and manual.suggestion is not None and manual.suggestion.changes["auto_fit"] is True
+    on = plan_run(
+        replace(cfg, auto_fit=False, gradient_checkpointing=True, micro_batch_tokens=2048), LLAMA_8B, card(12)
+    )
+    assert on.gradient_checkpointing and on.micro_batch_tokens == 2048 and on.fits
+
+
+def test_the_gpu_compute_paths_change_the_estimate_the_way_they_should():
+    cfg = preset("balanced", method="qlora")
+    base = estimate_memory(cfg, LLAMA_8B, card(24), micro_batch_tokens=4096)
+    varlen = estimate_memory(replace(cfg, varlen_attention=True), LLAMA_8B, card(24), micro_batch_tokens=4096)
+    autocast = estimate_memory(replace(cfg, bf16_autocast=True), LLAMA_8B, card(24), micro_batch_tokens=4096)
+    fused = estimate_memory(replace(cfg, fused_loss=True), LLAMA_8B, card(24), micro_batch_tokens=4096)
+    # no T x T mask per layer, no copies of the grouped k and v: 4,096 tokens x 2 bytes x 32 layers less per token
+    assert base.activations - varlen.activations >= 4096 * 4096 * 2 * 32
+    assert autocast.activations < base.activations * 0.8  # no fp32 copy of every add-on's input
+    assert fused.logits < base.logits / 2 and fused.activations == base.activations
+    # on the CPU the GPU-only paths change nothing
+    cpu = DeviceBudget("cpu", "test CPU", 64 * GIB, 64 * GIB, 2, False)
+    assert (
+        estimate_memory(replace(cfg, varlen_attention=True, fused_loss=True), LLAMA_8B, cpu).total
+        == estimate_memory(cfg, LLAMA_8B, cpu).total
+    )

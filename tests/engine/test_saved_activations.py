@@ -5,9 +5,10 @@ one and with two blocks and random weights; the difference is what one block
 keeps per token (tests/engine/saved_activations.py measures it with saved-tensor
 hooks through the engine's own loading and loss). The estimate must be within 10%
 of it, with and without checkpointing, with LoRA and QLoRA (bitsandbytes 4-bit on
-the CPU), with and without dropout, computing in bf16 as on a GPU and in fp32 as
-on the CPU. This is the CPU path (attention example by example); the CUDA-only
-terms (the dense mask, expanded k and v) are not measured here.
+the CPU), with and without dropout, computing in bf16 as on a GPU, in fp32 as on
+the CPU, and under bf16 autocast. This is the CPU path (attention example by
+example); the CUDA-only terms (the dense mask, expanded k and v, Liger's kernels,
+the fused loss) are not measured here.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def test_lora_activations_without_dropout(built, repo, checkpointing):
 def test_lora_activations_in_fp32_as_on_the_cpu(built):
     _check(built, "Qwen/Qwen2.5-0.5B", method="lora", precision="fp32", lora_dropout=0.0)
     _check(built, "Qwen/Qwen2.5-0.5B", method="lora", precision="fp32", lora_dropout=0.05)
+
+
+def test_bf16_autocast_keeps_the_add_ons_inputs_in_bf16(built):
+    _check(built, "Qwen/Qwen2.5-0.5B", method="lora", precision="bf16", bf16_autocast=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dropout", [0.0, 0.05])
+def test_bf16_autocast_over_fp32_weights(built, dropout):
+    _check(
+        built, "Qwen/Qwen2.5-0.5B", method="lora", precision="fp32", bf16_autocast=True, lora_dropout=dropout
+    )
 
 
 @pytest.mark.slow
