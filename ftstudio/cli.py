@@ -422,8 +422,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.device_memory is not None:
         if not args.device_memory > 0:
             raise CommandError(f"--device-memory must be a number of GB above 0, not {args.device_memory}")
-        size = int(args.device_memory * GIB)
-        device = DeviceBudget("cuda", f"a {args.device_memory:g} GB GPU", size, size, 1, True)
+        memory = int(args.device_memory * GIB)
+        device = DeviceBudget("cuda", f"a {args.device_memory:g} GB GPU", memory, memory, 1, True)
     elif cfg.device == "cpu":
         device = cpu_budget()
     else:
