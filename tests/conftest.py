@@ -20,6 +20,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Parallel workers (pytest-xdist, ``-n auto``) share the cores: each gets its share of torch's
+# threads, or two workers on two cores would run four busy threads and thrash. Set before torch
+# loads; the engine sizes a training run's threads by the same variable (core.machine.usable_cores),
+# and the subprocesses some tests start inherit it.
+MAX_WORKERS = 4  # each worker may hold the bundled model and a training run in memory
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+if _workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+    from ftstudio.core.machine import usable_cores
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, usable_cores() // _workers))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per usable core, at most MAX_WORKERS."""
+    from ftstudio.core.machine import usable_cores
+
+    return min(MAX_WORKERS, usable_cores())
+
 
 @pytest.fixture(scope="session")
 def bundled_dir() -> Path:

@@ -626,7 +626,8 @@ class DataPage(Page):
             import tempfile
 
             self.clear_filters()
-            path = Path(tempfile.gettempdir()) / "ftstudio-screenshot-tickets.csv"
+            # a folder of its own: two screenshot runs at once (parallel tests) never share the file
+            path = Path(tempfile.mkdtemp(prefix="ftstudio-screenshot-")) / "ftstudio-screenshot-tickets.csv"
             path.write_text("ticket,team,priority\n\"I was charged twice for order 1182\",billing,high\n"
                             "The app crashes when I open settings,technical,low\n"
                             "Cannot log in after changing my email,account,high\n"
