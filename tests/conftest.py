@@ -3,6 +3,8 @@
 - ``tiny_model_dir``: a randomly initialised Llama with two layers, built from
   a config and saved with the bundled model's tokenizer and chat template, so
   engine tests run in seconds.
+- ``small_vocab_model_dir``: the same on a 1,024-token cut of that tokenizer, for tests whose
+  cost is the vocabulary (GGUF export).
 - ``bundled_dir``: the real bundled model (converted once into the user's
   cache), for the few tests that must show real learning.
 - ``project``: a fresh project folder.
@@ -48,13 +50,50 @@ def bundled_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, bundled_dir) -> Path:
+    return _tiny_llama(tmp_path_factory.mktemp("tiny-model"), bundled_dir)
+
+
+SMALL_VOCAB = 1024
+
+
+@pytest.fixture(scope="session")
+def small_vocab_tokenizer_dir(tmp_path_factory, bundled_dir) -> Path:
+    """The bundled tokenizer cut to its first SMALL_VOCAB tokens: the special tokens, the 256 byte
+    tokens and the first merges (a merge whose parts or result fall outside is dropped). Still a
+    whole byte-level BPE that writes any text, with the same special tokens and chat template,
+    but its vocabulary is 48 times smaller to write and read back (GGUF metadata is read one
+    entry at a time)."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("small-vocab-tokenizer")
+    spec = json.loads((bundled_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = {token: i for token, i in spec["model"]["vocab"].items() if i < SMALL_VOCAB}
+    spec["model"]["vocab"] = vocab
+    spec["model"]["merges"] = [
+        m for m in spec["model"]["merges"] if m[0] in vocab and m[1] in vocab and m[0] + m[1] in vocab
+    ]
+    (out / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        if (bundled_dir / name).exists():
+            shutil.copy(bundled_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_vocab_model_dir(tmp_path_factory, small_vocab_tokenizer_dir) -> Path:
+    """``tiny_model_dir`` on the small-vocabulary tokenizer: for tests whose cost is the vocabulary
+    (GGUF files carry it whole), not what the model says."""
+    return _tiny_llama(tmp_path_factory.mktemp("small-vocab-model"), small_vocab_tokenizer_dir)
+
+
+def _tiny_llama(out: Path, tokenizer_dir: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ftstudio.engine.models import load_tokenizer
 
-    out = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = load_tokenizer(bundled_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,

@@ -23,7 +23,7 @@ PROMPTS = [
 ]
 
 
-def _save_tiny(out: Path, config, bundled_dir: Path, seed: int = 0) -> Path:
+def _save_tiny(out: Path, config, small_vocab_tokenizer_dir: Path, seed: int = 0) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -38,17 +38,17 @@ def _save_tiny(out: Path, config, bundled_dir: Path, seed: int = 0) -> Path:
             elif name.endswith(".bias"):
                 p.normal_(0, 0.1)
     model.save_pretrained(out, safe_serialization=True)
-    load_tokenizer(bundled_dir).save_pretrained(out)
+    load_tokenizer(small_vocab_tokenizer_dir).save_pretrained(out)
     return out
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen2_dir(tmp_path_factory, bundled_dir) -> Path:
+def tiny_qwen2_dir(tmp_path_factory, small_vocab_tokenizer_dir) -> Path:
     from transformers import Qwen2Config
 
     from ftstudio.engine.models import load_tokenizer
 
-    tokenizer = load_tokenizer(bundled_dir)
+    tokenizer = load_tokenizer(small_vocab_tokenizer_dir)
     config = Qwen2Config(
         # 64 rows past the tokenizer, as Qwen pads its embedding: those ids have no text
         vocab_size=len(tokenizer) + 64,
@@ -63,7 +63,7 @@ def tiny_qwen2_dir(tmp_path_factory, bundled_dir) -> Path:
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, bundled_dir)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, small_vocab_tokenizer_dir)
 
 
 def _logits(model, ids):
@@ -102,7 +102,7 @@ def test_tiny_qwen2_reads_back_with_the_same_logits(tiny_qwen2_dir, tmp_path):
     path = report.written.path
     assert path.is_file() and report.written.tensor_types == {"F16": 2 + 2 * 7, "F32": 1 + 2 * 5}
     original = AutoModelForCausalLM.from_pretrained(str(tiny_qwen2_dir), dtype=torch.float32).eval()
-    ids = [1, 523, 42, 7, 9001, 3, 17, 250]
+    ids = [1, 523, 42, 7, 901, 3, 17, 250]
     got = _gguf_logits(path, ids)
     # within f16 tolerance of the fp32 model ...
     torch.testing.assert_close(got, _logits(original, ids), rtol=2e-2, atol=2e-2)
@@ -114,13 +114,13 @@ def test_tiny_qwen2_reads_back_with_the_same_logits(tiny_qwen2_dir, tmp_path):
     torch.testing.assert_close(got, _logits(original, ids), rtol=1e-4, atol=1e-4)
 
 
-def test_tiny_qwen3_with_its_query_key_norms_reads_back(bundled_dir, tmp_path):
+def test_tiny_qwen3_with_its_query_key_norms_reads_back(small_vocab_tokenizer_dir, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
 
     from ftstudio.engine.models import load_tokenizer
 
-    tokenizer = load_tokenizer(bundled_dir)
+    tokenizer = load_tokenizer(small_vocab_tokenizer_dir)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -134,29 +134,31 @@ def test_tiny_qwen3_with_its_query_key_norms_reads_back(bundled_dir, tmp_path):
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
     )
-    folder = _save_tiny(tmp_path / "qwen3", config, bundled_dir, seed=3)
+    folder = _save_tiny(tmp_path / "qwen3", config, small_vocab_tokenizer_dir, seed=3)
     path = export_gguf(_request(folder, tmp_path / "qwen3.gguf", "bf16")).written.path
     original = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
     with torch.no_grad():
         for p in original.parameters():
             if p.dim() > 1:
                 p.copy_(p.bfloat16().float())
-    ids = [1, 88, 4000, 12, 5]
+    ids = [1, 88, 400, 12, 5]
     torch.testing.assert_close(_gguf_logits(path, ids), _logits(original, ids), rtol=1e-4, atol=1e-4)
 
 
-def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(tiny_model_dir, lora_adapter, tmp_path):
+def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(
+    small_vocab_model_dir, lora_adapter, tmp_path
+):
     from gguf import GGUFReader
 
     from ftstudio.engine.models import load_tokenizer
 
-    adapter = lora_adapter(tiny_model_dir, tmp_path / "adapter", seed=2)
-    tokenizer = load_tokenizer(tiny_model_dir)
+    adapter = lora_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=2)
+    tokenizer = load_tokenizer(small_vocab_model_dir)
     tokenizer.save_pretrained(adapter)  # as training saves it beside the adapter
     out = tmp_path / "run.gguf"
     export_gguf(
         _request(
-            tiny_model_dir,
+            small_vocab_model_dir,
             out,
             "q8_0",
             adapter,
@@ -179,11 +181,14 @@ def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(tiny_model_dir, 
     tokens = value("tokenizer.ggml.tokens")
     assert len(tokens) == len(tokenizer) and tokens[im_end] == "<|im_end|>"
     assert value("tokenizer.ggml.token_type")[im_end] == 3  # CONTROL: kept whole, never split
-    assert len(value("tokenizer.ggml.merges")) > 40000
+    merges = json.loads((small_vocab_model_dir / "tokenizer.json").read_text(encoding="utf-8"))["model"][
+        "merges"
+    ]
+    assert value("tokenizer.ggml.merges") == [" ".join(m) for m in merges]  # every merge, in rank order
     assert value("general.finetune") == "20261201-101500-ab12"
     assert value("ftstudio.run_id") == "20261201-101500-ab12"
     assert value("ftstudio.train_context_length") == 256
-    assert value("general.base_model.0.name") == str(tiny_model_dir)
+    assert value("general.base_model.0.name") == str(small_vocab_model_dir)
     assert value("llama.context_length") == 2048  # the model's own range, not the fine-tuning length
     assert value("general.file_type") == 7  # MOSTLY_Q8_0
 
@@ -197,11 +202,11 @@ def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(tiny_model_dir, 
     ) == tokenizer.apply_chat_template(PROMPTS[0], add_generation_prompt=True, tokenize=False)
 
 
-def test_parity_check_on_an_adapter_passes_for_f16(tiny_model_dir, lora_adapter, tmp_path):
-    adapter = lora_adapter(tiny_model_dir, tmp_path / "adapter", seed=4)
+def test_parity_check_on_an_adapter_passes_for_f16(small_vocab_model_dir, lora_adapter, tmp_path):
+    adapter = lora_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=4)
     report = export_gguf(
         _request(
-            tiny_model_dir,
+            small_vocab_model_dir,
             tmp_path / "t.gguf",
             "f16",
             adapter,
@@ -222,11 +227,11 @@ def test_parity_check_on_an_adapter_passes_for_f16(tiny_model_dir, lora_adapter,
     assert "llama-cpp-python" in report.parity_note or len(report.parity) == 2
 
 
-def test_parity_check_names_a_wrong_stop_token(tiny_model_dir, lora_adapter, tmp_path, monkeypatch):
+def test_parity_check_names_a_wrong_stop_token(small_vocab_model_dir, lora_adapter, tmp_path, monkeypatch):
     """A file that forgets the end-of-turn token fails the check and says generation stops elsewhere."""
     from ftstudio.engine import gguf_parity
 
-    adapter = lora_adapter(tiny_model_dir, tmp_path / "adapter", seed=4)
+    adapter = lora_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=4)
     reference = None
 
     real_answers = gguf_parity.answers
@@ -244,7 +249,7 @@ def test_parity_check_names_a_wrong_stop_token(tiny_model_dir, lora_adapter, tmp
     monkeypatch.setattr(gguf_parity, "answers", answers_stopping_early)
     report = export_gguf(
         _request(
-            tiny_model_dir,
+            small_vocab_model_dir,
             tmp_path / "t.gguf",
             "f16",
             adapter,
@@ -258,10 +263,10 @@ def test_parity_check_names_a_wrong_stop_token(tiny_model_dir, lora_adapter, tmp
     assert report.written.path.is_file()  # a failed check keeps the file
 
 
-def test_q4_0_keeps_the_embedding_at_8_bits_and_reads_back(tiny_model_dir, tmp_path):
+def test_q4_0_keeps_the_embedding_at_8_bits_and_reads_back(small_vocab_model_dir, tmp_path):
     from gguf import GGUFReader
 
-    out = export_gguf(_request(tiny_model_dir, tmp_path / "q4.gguf", "q4_0")).written.path
+    out = export_gguf(_request(small_vocab_model_dir, tmp_path / "q4.gguf", "q4_0")).written.path
     types = {t.name: t.tensor_type.name for t in GGUFReader(str(out)).tensors}
     assert types["token_embd.weight"] == "Q8_0"
     assert types["blk.0.attn_q.weight"] == "Q4_0" and types["blk.1.ffn_down.weight"] == "Q4_0"
@@ -269,18 +274,20 @@ def test_q4_0_keeps_the_embedding_at_8_bits_and_reads_back(tiny_model_dir, tmp_p
     assert _gguf_logits(out, [1, 2, 3]).isfinite().all()
 
 
-def test_an_unsupported_architecture_is_refused_before_work_starts(bundled_dir, tmp_path):
+def test_an_unsupported_architecture_is_refused_before_work_starts(small_vocab_tokenizer_dir, tmp_path):
     from transformers import GPT2Config
 
     folder = _save_tiny(
-        tmp_path / "gpt2", GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=49152), bundled_dir
+        tmp_path / "gpt2",
+        GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=1024),
+        small_vocab_tokenizer_dir,
     )
     with pytest.raises(ExportError, match=r"'gpt2' architecture \(GPT2LMHeadModel\)"):
         export_gguf(_request(folder, tmp_path / "out.gguf"))
     assert list(tmp_path.glob("*.gguf")) == [] and list(tmp_path.glob(".*partial")) == []
 
 
-def test_a_full_disk_leaves_no_partial_file(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_full_disk_leaves_no_partial_file(small_vocab_model_dir, tmp_path, monkeypatch):
     written = []
     real = gguf_export._write_tensor
 
@@ -293,11 +300,11 @@ def test_a_full_disk_leaves_no_partial_file(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(gguf_export, "_write_tensor", full_after_three)
     with pytest.raises(ExportError, match="disk .* is full; no file was written"):
-        export_gguf(_request(tiny_model_dir, tmp_path / "full.gguf"))
+        export_gguf(_request(small_vocab_model_dir, tmp_path / "full.gguf"))
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_a_stop_mid_write_leaves_no_partial_file(tiny_model_dir, tmp_path):
+def test_a_stop_mid_write_leaves_no_partial_file(small_vocab_model_dir, tmp_path):
     progress = []
 
     def report_progress(fraction, message):
@@ -305,7 +312,7 @@ def test_a_stop_mid_write_leaves_no_partial_file(tiny_model_dir, tmp_path):
 
     with pytest.raises(ExportStopped, match="stopped"):
         export_gguf(
-            _request(tiny_model_dir, tmp_path / "stopped.gguf"),
+            _request(small_vocab_model_dir, tmp_path / "stopped.gguf"),
             report_progress,
             lambda: sum(m.startswith("Writing") for m in progress) >= 5,
         )
@@ -313,21 +320,21 @@ def test_a_stop_mid_write_leaves_no_partial_file(tiny_model_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_an_existing_file_is_not_overwritten_unless_asked(tiny_model_dir, tmp_path):
+def test_an_existing_file_is_not_overwritten_unless_asked(small_vocab_model_dir, tmp_path):
     out = tmp_path / "there.gguf"
     out.write_bytes(b"keep")
     with pytest.raises(ExportError, match="already exists"):
-        export_gguf(_request(tiny_model_dir, out))
+        export_gguf(_request(small_vocab_model_dir, out))
     assert out.read_bytes() == b"keep"
-    export_gguf(_request(tiny_model_dir, out, overwrite=True))
+    export_gguf(_request(small_vocab_model_dir, out, overwrite=True))
     assert out.read_bytes()[:4] == b"GGUF"
 
 
-def test_k_quants_need_llama_quantize_on_the_path(tiny_model_dir, tmp_path, monkeypatch):
+def test_k_quants_need_llama_quantize_on_the_path(small_vocab_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert gguf_export.available_quants() == ["f16", "bf16", "q8_0", "q4_0"]
     with pytest.raises(ExportError, match="llama-quantize"):
-        export_gguf(_request(tiny_model_dir, tmp_path / "k.gguf", "q4_k_m"))
+        export_gguf(_request(small_vocab_model_dir, tmp_path / "k.gguf", "q4_k_m"))
 
     # A stand-in for llama.cpp's quantiser (not installed here): it records its arguments and copies
     # the f16 file, which is enough to show the f16 file is handed over and removed afterwards.
@@ -338,18 +345,18 @@ def test_k_quants_need_llama_quantize_on_the_path(tiny_model_dir, tmp_path, monk
     program.chmod(program.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
     assert "q4_k_m" in gguf_export.available_quants()
-    report = export_gguf(_request(tiny_model_dir, tmp_path / "out" / "k.gguf", "q4_k_m"))
+    report = export_gguf(_request(small_vocab_model_dir, tmp_path / "out" / "k.gguf", "q4_k_m"))
     args = (bin_dir / "args").read_text().split()
     assert args[2] == "Q4_K_M" and args[1].endswith(".k.gguf.partial")
     assert report.written.path.read_bytes()[:4] == b"GGUF"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["k.gguf"]
 
 
-def test_ollama_modelfile_carries_template_stops_and_system(tiny_model_dir, tmp_path):
+def test_ollama_modelfile_carries_template_stops_and_system(small_vocab_model_dir, tmp_path):
     out = tmp_path / "m" / "model.gguf"
     report = export_gguf(
         _request(
-            tiny_model_dir,
+            small_vocab_model_dir,
             out,
             "q8_0",
             ollama_dir=out.parent,
@@ -386,7 +393,7 @@ def test_ollama_template_is_left_to_ollama_when_its_own_matches():
     assert ollama.recognise(odd) is None
 
 
-def test_the_request_for_a_run_reads_the_project(project, tiny_model_dir, lora_adapter, tmp_path):
+def test_the_request_for_a_run_reads_the_project(project, small_vocab_model_dir, lora_adapter, tmp_path):
     from ftstudio.engine.models import load_tokenizer
 
     for k in range(4):
@@ -398,30 +405,30 @@ def test_the_request_for_a_run_reads_the_project(project, tiny_model_dir, lora_a
             ],
             split="eval" if k == 3 else "train",
         )
-    run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 128})
-    adapter = lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=1)
-    load_tokenizer(tiny_model_dir).save_pretrained(adapter)
+    run_id = project.create_run({"model": str(small_vocab_model_dir), "method": "lora", "max_length": 128})
+    adapter = lora_adapter(small_vocab_model_dir, project.run_dir(run_id) / "adapter", seed=1)
+    load_tokenizer(small_vocab_model_dir).save_pretrained(adapter)
     request = gguf_export.request_for_run(project, run_id, tmp_path / "x.gguf", "q8_0")
     assert request.adapter_dir == adapter and request.run_id == run_id and request.train_context_length == 128
     assert request.system_prompt == "Be brief." and request.prompts_kind == "held-out"
     assert [m["content"] for m in request.prompts[0]] == ["Be brief.", "q3", "a3"]
     base = gguf_export.request_for_run(project, "base", tmp_path / "b.gguf")
-    assert base.adapter_dir is None and base.model_spec == str(tiny_model_dir) and base.run_id is None
+    assert base.adapter_dir is None and base.model_spec == str(small_vocab_model_dir) and base.run_id is None
     with pytest.raises(ExportError, match="No run 'nope'"):
         gguf_export.request_for_run(project, "nope", tmp_path / "n.gguf")
     assert json.loads(json.dumps(request.prompts))  # plain data: it can cross to a worker thread
 
 
 def test_the_command_line_exports_a_run_and_refuses_in_words(
-    project, tiny_model_dir, lora_adapter, tmp_path, capsys, monkeypatch
+    project, small_vocab_model_dir, lora_adapter, tmp_path, capsys, monkeypatch
 ):
     from ftstudio.cli import main
     from ftstudio.engine.models import load_tokenizer
 
     project.add_example([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
-    run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 64})
-    load_tokenizer(tiny_model_dir).save_pretrained(
-        lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=6)
+    run_id = project.create_run({"model": str(small_vocab_model_dir), "method": "lora", "max_length": 64})
+    load_tokenizer(small_vocab_model_dir).save_pretrained(
+        lora_adapter(small_vocab_model_dir, project.run_dir(run_id) / "adapter", seed=6)
     )
     out = tmp_path / "cli.gguf"
     code = main(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.qt_log_ignore("does not support propagateSizeHints")
 
 
 @pytest.fixture
-def tuned_run(project, tiny_model_dir, lora_adapter):
+def tuned_run(project, small_vocab_model_dir, lora_adapter):
     project.add_example(
         [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": "shipping"}],
         split="eval",
@@ -26,9 +26,9 @@ def tuned_run(project, tiny_model_dir, lora_adapter):
     project.add_example(
         [{"role": "user", "content": "Refund please"}, {"role": "assistant", "content": "billing"}]
     )
-    run_id = project.create_run({"model": str(tiny_model_dir), "method": "lora", "max_length": 128})
-    adapter = lora_adapter(tiny_model_dir, project.run_dir(run_id) / "adapter", seed=3)
-    load_tokenizer(tiny_model_dir).save_pretrained(adapter)
+    run_id = project.create_run({"model": str(small_vocab_model_dir), "method": "lora", "max_length": 128})
+    adapter = lora_adapter(small_vocab_model_dir, project.run_dir(run_id) / "adapter", seed=3)
+    load_tokenizer(small_vocab_model_dir).save_pretrained(adapter)
     project.update_run(run_id, status="finished", steps=4)
     return run_id
 
@@ -71,16 +71,33 @@ def test_gguf_export_from_the_runs_page_shows_the_check(page, tuned_run, tmp_pat
     dialog.grab().save(str(tmp_path / "gguf-dialog.png"))
 
 
-def test_stopping_the_export_leaves_no_file(page, tuned_run, tmp_path, qtbot):
+def test_stopping_the_export_leaves_no_file(page, tuned_run, tmp_path, qtbot, monkeypatch):
+    import threading
+
+    from ftstudio.engine import gguf_export
+
     dialog = page.open_gguf_dialog()
     dialog.path_edit.setText(str(tmp_path / "stopped.gguf"))
     dialog.check_box.setChecked(False)
     stopped = []
+    asked = threading.Event()
+    real_write, writes = gguf_export._write_tensor, []
+
+    def write_then_wait_for_the_stop(writer, data):
+        # Stands for a model big enough to be stopped part-way through its file: from the second
+        # tensor on, writing waits until the dialog has asked the export to stop.
+        if writes:
+            asked.wait(HANG_MS / 1000)
+        writes.append(1)
+        real_write(writer, data)
+
+    monkeypatch.setattr(gguf_export, "_write_tensor", write_then_wait_for_the_stop)
 
     def stop_on_first_progress(value):
         if not stopped:
             stopped.append(value)
             dialog.stop()
+            asked.set()
 
     dialog.progress.valueChanged.connect(stop_on_first_progress)
     with qtbot.waitSignal(dialog.finished_export, timeout=HANG_MS) as done:
@@ -90,13 +107,13 @@ def test_stopping_the_export_leaves_no_file(page, tuned_run, tmp_path, qtbot):
 
 
 def test_base_model_export_and_an_unsupported_base_is_refused_in_words(
-    page, project, tuned_run, tmp_path, qtbot, bundled_dir
+    page, project, tuned_run, tmp_path, qtbot, small_vocab_tokenizer_dir
 ):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     folder = tmp_path / "gpt2"
-    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=49152)).save_pretrained(folder)
-    load_tokenizer(bundled_dir).save_pretrained(folder)
+    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=1024)).save_pretrained(folder)
+    load_tokenizer(small_vocab_tokenizer_dir).save_pretrained(folder)
     project.delete_run(tuned_run)  # the base comes from the project's latest run: only this one
     project.create_run({"model": str(folder), "method": "lora"})
     page.base_gguf_action.trigger()
