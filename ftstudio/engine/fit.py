@@ -94,9 +94,7 @@ class RunPlan:
         line = f"{self.shape_text()}: needs {gb(est.total)} GB, {self.device.memory_name} has {have}"
         if self.suggestion is not None:
             s = self.suggestion
-            line += (
-                f"; {s.words} to fit ({s.plan.shape_text()}, {gb(s.plan.estimate.spare or 0)} GB to spare)"
-            )
+            line += f"; {s.words} to fit, with {gb(s.plan.estimate.spare or 0)} GB to spare"
         else:
             line += "; choose a smaller model"
         return line
