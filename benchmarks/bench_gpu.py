@@ -275,8 +275,11 @@ def engine_config(spec: dict[str, Any], step_tokens: int) -> Any:
 
         plan = plan_run(cfg, shape, budget)
         micro = plan.micro_batch_tokens if plan.micro_batches > 1 else 0
+        # The plan is made here for the capped card (--memory-gb), which the engine cannot see
+        # (set_per_process_memory_fraction leaves the device's reported memory as it is); the run
+        # takes it as fixed settings.
         cfg = dataclasses.replace(
-            cfg, micro_batch_tokens=micro, gradient_checkpointing=plan.gradient_checkpointing
+            cfg, micro_batch_tokens=micro, gradient_checkpointing=plan.gradient_checkpointing, auto_fit=False
         )
     return cfg, plan, shape, budget
 
