@@ -412,3 +412,10 @@ def test_an_unknown_hub_model_offers_to_fetch_its_config_alone(page, qtbot, monk
     assert "config.json on the hub" in page.form.model_info.text()
     assert not page.start_button.isEnabled()  # the weights are still to download
     assert page.form.download_button.isVisibleTo(page) and not page.form.fetch_config_button.isVisibleTo(page)
+
+
+def test_the_hub_box_suggests_the_popular_models_it_can_estimate(page):
+    completer = page.form.hub_edit.completer()
+    completer.setCompletionPrefix("llama-3.1-8b")
+    found = [completer.completionModel().index(i, 0).data() for i in range(completer.completionCount())]
+    assert "meta-llama/Llama-3.1-8B-Instruct" in found

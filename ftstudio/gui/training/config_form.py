@@ -13,11 +13,12 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
+    QButtonGroup, QCheckBox, QComboBox, QCompleter, QFileDialog, QFrame, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
     QProgressBar, QPushButton, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
 from ftstudio.core.config import BUNDLED_MODEL, PRESET_TITLES, PRESETS, Problem, TrainConfig, field_help, preset, preset_values
+from ftstudio.engine.estimate import known_model_ids
 from ftstudio.gui import style
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -163,7 +164,12 @@ class ConfigForm(QWidget):
         self.hub_edit.setPlaceholderText("or a hub id, e.g. HuggingFaceTB/SmolLM2-360M-Instruct, then Enter")
         self.hub_edit.setClearButtonEnabled(True)
         self.hub_edit.setToolTip("A model id on the Hugging Face hub. It is used from the local cache; "
-                                 "a model not downloaded yet offers a Download button here.")
+                                 "a model not downloaded yet offers a Download button here. Popular models "
+                                 "are suggested as you type, with their estimate before any download.")
+        completer = QCompleter(known_model_ids(), self.hub_edit)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.hub_edit.setCompleter(completer)
         outer.addWidget(self.hub_edit)
         download_row = QHBoxLayout()
         download_row.setSpacing(6)
