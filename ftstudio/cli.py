@@ -14,7 +14,7 @@ and engine headless, so everything the app does can be scripted:
     ftstudio runs DIR
     ftstudio restore DIR [BACKUP | --list]
     ftstudio download HUB_ID
-    ftstudio estimate [--model ID|PATH] [--preset NAME] [--set key=value ...] [--device-memory GB] [--json]
+    ftstudio estimate [DIR] [--model ID|PATH] [--preset NAME] [--set key=value ...] [--device-memory GB] [--json]
     ftstudio doctor [--json]
 """
 
@@ -430,9 +430,26 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         from ftstudio.engine.device import cuda_available, device_info
 
         device = DeviceBudget.from_info(device_info()) if cuda_available() else cpu_budget()
+    time = None
+    n_train = 0
+    if args.dir:
+        # The project's data and its runs' measured speed give the time.
+        from ftstudio.core.run_speeds import speed_history
+        from ftstudio.engine.estimate import CHARS_PER_TOKEN, estimate_time, measured_speeds
+
+        with _open_project(args.dir) as project:
+            n_train, chars = project.trainable_sizes().get("train", (0, 0))
+            history = measured_speeds(speed_history(project))
     plan = plan_run(cfg, shape, device)
+    if args.dir and n_train:
+        planned = _replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
+        time = estimate_time(planned, shape, int(chars / CHARS_PER_TOKEN), device, n_train,
+                             plan.micro_batch_tokens, history)
     if args.json:
         out = plan.to_dict()
+        if time is not None:
+            out["time"] = {"seconds": round(time.seconds), "steps": time.steps,
+                           "tokens_per_s": round(time.tokens_per_s, 1), "basis": time.basis, "text": time.text}
         out["model"] = {"spec": cfg.model, "source": shape.source, "params": shape.total_params,
                         "download_bytes": shape.download_bytes or None}
         print(json.dumps(out, indent=2))
@@ -450,6 +467,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     est = plan.estimate
     print("Memory: " + ", ".join(f"{name.lower()} {gb(value)} GB" for name, value in est.parts())
           + f" (total {gb(est.total)} GB)")
+    if time is not None:
+        print(f"Time:   {time.text} for {n_train:,} training examples")
+    elif args.dir:
+        print(f"Time:   {display_path(Path(args.dir))} has no training examples yet")
     for note in plan.notes:
         print(f"Note:   {note}")
     if plan.suggestion is not None:
@@ -716,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="the memory a run needs and how it will fit this device (or a card you "
                                         "name), before anything is downloaded or loaded")
+    p.add_argument("dir", nargs="?", help="a project: adds how long it takes on its data, at the speed its "
+                                          "earlier runs measured")
     p.add_argument("--model", help=f"a hub id, a local folder or {BUNDLED_MODEL} (default: the configuration's)")
     p.add_argument("--config", help="a run's config.yaml")
     p.add_argument("--preset", default="balanced", choices=["quick", "balanced", "best"])

@@ -310,3 +310,17 @@ def test_estimate_refuses_bad_input_in_words(capsys):
     assert "lora_rank: must be between 1 and 1024" in capsys.readouterr().err
     assert main(["estimate", "--device-memory", "0"]) == 1
     assert "--device-memory must be a number of GB above 0" in capsys.readouterr().err
+
+
+def test_estimate_on_a_project_says_how_long_it_takes(tmp_path, capsys):
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    data = _write_jsonl(tmp_path / "d.jsonl", [_conv(f"question {i}", f"answer {i}") for i in range(40)])
+    main(["import", str(target), str(data)])
+    capsys.readouterr()
+    assert main(["estimate", str(target), "--preset", "quick", "--set", "device=cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Time:   about " in out and "on this CPU" in out and "for 36 training examples" in out
+    assert "the CPU speed calibrated on the bundled model" in out  # no run measured yet
+    assert main(["estimate", str(target), "--preset", "quick", "--set", "device=cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["time"]["basis"] == "calibrated"

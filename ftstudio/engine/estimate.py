@@ -65,6 +65,9 @@ GPU_UTILISATION = 0.3
 # Fixed cost per layer and pass (kernel launches, Python), in seconds.
 GPU_LAYER_OVERHEAD_S = 0.2e-3
 CPU_LAYER_OVERHEAD_S = 0.5e-3
+# Characters per token for the rough size of a project's data before it is tokenised
+# (Project.trainable_sizes counts the JSON of the messages, template included).
+CHARS_PER_TOKEN = 4.2
 # How full packed batches are on average.
 PACK_FILL = 0.95
 # Share of tokens that carry loss when training on the assistant's answers only

@@ -32,7 +32,7 @@ from ftstudio.core.events import (
 from ftstudio.core.project import Run
 from ftstudio.core.run_speeds import speed_history
 from ftstudio.engine.estimate import (
-    DeviceBudget, MeasuredSpeed, ModelShape, ModelShapeError, cpu_budget, estimate_time, measured_speeds,
+    CHARS_PER_TOKEN, DeviceBudget, MeasuredSpeed, ModelShape, ModelShapeError, cpu_budget, estimate_time, measured_speeds,
     model_shape,
 )
 from ftstudio.engine.fit import plan_run
@@ -51,8 +51,6 @@ log = logging.getLogger("ftstudio.gui.training")
 
 HOLDER = "Training"
 CONFIG_SETTING = "train_config"
-# Characters per token for the rough size of the data (JSON of the messages, template included).
-CHARS_PER_TOKEN = 4.2
 CLOSE_TIMEOUT_MS = 10 * 60 * 1000
 
 
