@@ -175,6 +175,8 @@ def _candidates(
     cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, micro_batch_ceiling: int | None
 ) -> list[RunPlan]:
     fixed = cfg.micro_batch_tokens
+    if fixed and micro_batch_ceiling:  # the ceiling caps a fixed size too, as the engine does
+        fixed = min(fixed, max(cfg.max_length, micro_batch_ceiling))
     if not cfg.auto_fit:
         micro = fixed or cfg.batch_tokens
         if micro_batch_ceiling:

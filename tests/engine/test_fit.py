@@ -187,3 +187,10 @@ def test_the_gpu_compute_paths_change_the_estimate_the_way_they_should():
         estimate_memory(replace(cfg, varlen_attention=True, fused_loss=True), LLAMA_8B, cpu).total
         == estimate_memory(cfg, LLAMA_8B, cpu).total
     )
+
+
+def test_the_ceiling_caps_a_fixed_micro_batch_and_a_plan_with_auto_fit_off():
+    cfg = preset("best", micro_batch_tokens=8192)
+    assert plan_run(cfg, QWEN_05B, card(80), micro_batch_ceiling=4096).micro_batch_tokens == 4096
+    manual = replace(cfg, auto_fit=False, micro_batch_tokens=0)
+    assert plan_run(manual, QWEN_05B, card(80), micro_batch_ceiling=2048).micro_batch_tokens == 2048
