@@ -116,9 +116,8 @@ class TrainConfig:
         "GPU: attention over packed examples with PyTorch's variable-length kernel, without a T x T mask.",
         "Packed examples are told apart by their lengths (torch.nn.attention.varlen, built into PyTorch "
         "2.9 and later, flash attention underneath), so no block-diagonal mask is built or kept per layer "
-        "and grouped key/value heads are not copied. Layers with sliding windows or soft-capped attention "
-        "keep the mask. On the CPU attention goes example by example as always. Not yet measured on a "
-        "GPU, so off by default.",
+        "and grouped key/value heads are not copied. Sliding-window layers keep a mask. On the CPU "
+        "attention goes example by example as always. Not yet measured on a GPU, so off by default.",
         advanced=True,
     )
     bf16_autocast: bool = _f(

@@ -238,18 +238,23 @@ def _varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value
 
     The example lengths come from the host (``segments``, what collate already
     knows), so nothing asks the device for them and no T x T mask exists.
-    Everything the kernel does not cover (no segments: generation, padded
-    evaluation; sliding windows; soft-capped scores; attention dropout) goes to
-    sdpa with the mask transformers built.
+    Without segments (generation, padded evaluation) or in a sliding-window
+    layer this is sdpa with the mask transformers built (``_varlen_mask``
+    builds one for those). A packed row the kernel cannot take (soft-capped
+    scores, attention dropout, fp32 on a GPU: flash attention computes in
+    fp16/bf16) has no mask, so it goes example by example (``_segment_attention``).
     """
+    import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    plain = (segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1
-             or getattr(module, "sliding_window", None) or kwargs.get("softcap") or (dropout and module.training))
-    if plain:
+    if segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1 \
+            or getattr(module, "sliding_window", None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    assert segments is not None
+    half = query.dtype in (torch.float16, torch.bfloat16)
+    if kwargs.get("softcap") or (dropout and module.training) or (query.device.type == "cuda" and not half):
+        return _segment_attention(module, query, key, value, None, dropout=dropout, scaling=scaling,
+                                  is_causal=is_causal, segments=segments, **kwargs)
     # (1, heads, T, dim) -> (T, heads, dim), the kernel's layout
     q = query[0].transpose(0, 1).contiguous()
     k = key[0].transpose(0, 1).contiguous()

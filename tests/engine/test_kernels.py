@@ -248,3 +248,43 @@ def test_bf16_autocast_follows_the_fp32_loss_curve(tiny_model_dir, tmp_path):
     assert any("liger-kernel's kernels run on an NVIDIA GPU only" in w for w in warnings)
     assert any(w.startswith("varlen_attention: a GPU kernel") for w in warnings)
     assert not any(isinstance(e, Failed) for e in bf16_events)
+
+
+def test_sliding_window_layers_keep_a_mask_and_their_examples_apart(reference_kernel):
+    """A Qwen2 with one full and one sliding-window layer: the full layer goes to the kernel, the
+    sliding one to sdpa with the (block-diagonal, windowed) mask built for it; packed logits still
+    equal per-example logits."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        use_sliding_window=True,
+        sliding_window=6,
+        max_window_layers=1,
+        max_position_embeddings=256,
+        attn_implementation="sdpa",
+    )
+    torch.manual_seed(1)
+    model = Qwen2ForCausalLM(config).eval()
+    assert [getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers] == [None, 6]
+    rng = torch.Generator().manual_seed(3)
+    examples = [torch.randint(3, 128, (n,), generator=rng) for n in (9, 14, 5)]
+    with torch.no_grad():
+        alone = [model(input_ids=e[None], use_cache=False).logits[0] for e in examples]
+        assert enable_varlen_attention(model)
+        packed = model(
+            input_ids=torch.cat(examples)[None],
+            position_ids=torch.cat([torch.arange(len(e)) for e in examples])[None],
+            use_cache=False,
+            segments=tuple(len(e) for e in examples),
+        ).logits[0]
+    assert reference_kernel == [True]  # the full-attention layer only
+    start = 0
+    for e, want in zip(examples, alone):
+        torch.testing.assert_close(packed[start : start + len(e)], want, atol=1e-4, rtol=1e-4)
+        start += len(e)
