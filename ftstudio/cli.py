@@ -556,7 +556,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, data, reporter if reporter is not None else (lambda event: None),
-                       lambda: stop_requested["flag"], run_dir=run_dir, resume=plan.resume)
+                       lambda: stop_requested["flag"], run_dir=run_dir, resume=plan.resume,
+                       micro_batch_ceiling=plan.micro_batch_ceiling)
     finally:
         signal.signal(signal.SIGINT, previous)
         if reporter is not None:

@@ -38,6 +38,9 @@ class StepMetrics:
     # Percent, from NVML where present; None where it is not.
     gpu_util: float | None = None
     tokens: int = 0
+    # Bytes: the most the caching allocator has held since the run (session) started, which is
+    # what the card must have; vram_peak is peak allocated. Zero on the CPU and in older files.
+    vram_peak_reserved: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,22 @@ class PreferenceMetrics:
     chosen_logp: float | None
     rejected_logp: float | None
     units: int = 0  # pairs (DPO) or answers (KTO) measured
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """How the run fits the device: the micro-batch each packed batch is split into and whether
+    gradient checkpointing is on. Emitted once when the run starts ("plan", or "resume": the
+    checkpoint's micro-batch) and again each time running out of memory halved the micro-batch
+    ("out_of_memory", at the step that was redone)."""
+
+    step: int
+    micro_batch_tokens: int
+    micro_batches: int  # per packed batch, at most (1: the whole batch in one pass)
+    gradient_checkpointing: bool
+    estimated_bytes: int  # the plan's estimated peak; 0 when there is no estimate
+    text: str  # one line, for the dashboard and the log
+    reason: str = "plan"  # "plan" | "resume" | "out_of_memory"
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,8 @@ class Failed:
 
 
 Event = (
-    Progress | StepMetrics | EvalMetrics | PreferenceMetrics | Sample | Checkpoint | Log | Finished | Failed
+    Progress | StepMetrics | EvalMetrics | PreferenceMetrics | FitPlan | Sample | Checkpoint | Log | Finished
+    | Failed
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -115,6 +135,7 @@ EVENT_TYPES: dict[str, type] = {
         StepMetrics,
         EvalMetrics,
         PreferenceMetrics,
+        FitPlan,
         Sample,
         Checkpoint,
         Log,

@@ -20,6 +20,9 @@ The steps, in order, for either front end:
 4. ``record_outcome(project, run_id, result)`` or ``record_crash(...)``: the
    outcome is kept beside the run first and then written to the row, waiting for
    a locked database as long as it takes; then the liveness lock is let go.
+   A run that ran out of memory and went on with a smaller micro-batch leaves
+   that size in the project (``micro_batch_ceiling``), and the next plans of the
+   same model and method start from it.
 
 The front end in between owns what is particular to it: the terminal's
 Ctrl+C and progress bar, or the page's thread, device lock and dashboard.
@@ -44,6 +47,9 @@ CONFIG_FILE = "config.yaml"
 # ("interrupted": the process that trained it ended without saying how; "running"
 # rows whose process is gone read as interrupted).
 RESUMABLE = ("stopped", "failed", "interrupted")
+# Project setting: {"<model>|<method>": tokens}, the micro-batch runs of that model and
+# method came down to after running out of memory (see micro_batch_ceiling).
+CEILINGS_SETTING = "micro_batch_ceilings"
 
 
 class RunProblem(Exception):
@@ -73,6 +79,7 @@ class Outcome(Protocol):
     def eval_loss(self) -> float | None: ...
     @property
     def failure(self) -> object | None: ...
+    # and, when running out of memory lowered it, ``micro_batch_ceiling`` (tokens)
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,34 @@ class RunPlan:
     data: PreparedData | PreferenceData
     resume: bool
     run_id: str | None = None
+    # The largest micro-batch (tokens) earlier runs of this model and method fitted after
+    # running out of memory; the engine's plan starts at or below it. None: no such run.
+    micro_batch_ceiling: int | None = None
 
 
 def run_config(project: Project, run_id: str) -> TrainConfig:
     """The run's settings (from its row: the one source of truth). Raises ConfigError."""
     return TrainConfig.from_dict(project.get_run(run_id).config)
+
+
+def _ceiling_key(cfg: TrainConfig) -> str:
+    return f"{cfg.model}|{cfg.method}"
+
+
+def micro_batch_ceiling(project: Project, cfg: TrainConfig) -> int | None:
+    """The micro-batch (tokens) an earlier run of ``cfg``'s model and method came down to
+    after running out of memory, or None."""
+    stored = project.setting(CEILINGS_SETTING) or {}
+    value = stored.get(_ceiling_key(cfg)) if isinstance(stored, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _keep_ceiling(project: Project, run_id: str, tokens: int) -> None:
+    cfg = run_config(project, run_id)
+    stored = project.setting(CEILINGS_SETTING) or {}
+    stored = dict(stored) if isinstance(stored, dict) else {}
+    stored[_ceiling_key(cfg)] = int(tokens)
+    project.set_setting(CEILINGS_SETTING, stored)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -120,7 +150,8 @@ def _check(cfg: TrainConfig, project: Project) -> PreparedData | PreferenceData:
 
 def plan_new(project: Project, cfg: TrainConfig, run_id: str | None = None) -> RunPlan:
     """A new run of ``cfg`` on the project's data (``run_id``: a name chosen by the caller)."""
-    return RunPlan(cfg, _check(cfg, project), resume=False, run_id=run_id)
+    return RunPlan(cfg, _check(cfg, project), resume=False, run_id=run_id,
+                   micro_batch_ceiling=micro_batch_ceiling(project, cfg))
 
 
 def plan_resume(project: Project, run_id: str) -> RunPlan:
@@ -133,7 +164,8 @@ def plan_resume(project: Project, run_id: str) -> RunPlan:
         raise RunProblem(
             "config", "its settings cannot be read: " + "; ".join(map(str, exc.problems)), exc.problems
         ) from None
-    return RunPlan(cfg, _check(cfg, project), resume=True, run_id=run_id)
+    return RunPlan(cfg, _check(cfg, project), resume=True, run_id=run_id,
+                   micro_batch_ceiling=micro_batch_ceiling(project, cfg))
 
 
 def begin(project: Project, plan: RunPlan, record: bool = True) -> str:
@@ -184,7 +216,8 @@ def outcome_message(outcome: Outcome) -> str | None:
 
 
 def record_outcome(project: Project, run_id: str, outcome: Outcome) -> str:
-    """Keep how the run ended (status, steps, losses, a word) in its row; returns the status."""
+    """Keep how the run ended (status, steps, losses, a word) in its row, and the micro-batch it
+    came down to after running out of memory in the project; returns the status."""
     try:
         project.finish_run(
             run_id,
@@ -194,6 +227,9 @@ def record_outcome(project: Project, run_id: str, outcome: Outcome) -> str:
             eval_loss=outcome.eval_loss,
             message=outcome_message(outcome),
         )
+        ceiling = getattr(outcome, "micro_batch_ceiling", None)
+        if ceiling:
+            _keep_ceiling(project, run_id, ceiling)
     finally:
         let_go(project, run_id)
     return outcome.status

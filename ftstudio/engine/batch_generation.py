@@ -9,6 +9,10 @@ base model's rows use none). Pieces of every row stream through
 ``on_piece(index, text)`` as they come, so the Compare page fills each column
 as before.
 
+Running out of memory in a batch halves the batch size and answers that
+batch again (and the rest at the new size), down to one prompt at a time;
+what was already streamed of a redone row is not streamed twice.
+
 Only greedy decoding is batched: a sample drawn in a batch takes different
 random numbers than the same prompt drawn alone, and the Compare page promises
 that one seed gives one sample whatever else is asked. Sampled requests are
@@ -17,9 +21,11 @@ answered one at a time through ``Generator.generate``.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from ftstudio.engine.device import check_memory, free_memory, is_out_of_memory
 from ftstudio.engine.inference import BASE, Generator, SamplingSettings
 
 # PEFT's name for "no adapter" in a mixed batch.
@@ -125,6 +131,65 @@ def _batches(
     return out
 
 
+def fitting_batches(
+    batches: Sequence[list[int]],
+    answer: Callable[[list[int]], list[str]],
+    tokens: Callable[[list[int]], int],
+    on_halved: Callable[[int], None] | None = None,
+    on_redo: Callable[[list[int]], None] | None = None,
+) -> Iterator[tuple[list[int], list[str]]]:
+    """(batch, its answers) for each batch in turn, as ``answer(batch)`` gives them.
+
+    When a batch runs out of memory it is halved and answered again, and the batches
+    after it are cut to the new size too (``on_halved(size)`` says so, ``on_redo(batch)``
+    names the rows answered again); a single prompt that does not fit raises.
+    ``tokens(batch)`` is what the batch's KV cache holds (for the fault-injection point).
+    """
+    pending = deque(batches)
+    while pending:
+        batch = pending.popleft()
+        try:
+            check_memory("generate", -1, tokens(batch), len(batch))
+            out = answer(batch)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or len(batch) == 1:
+                raise
+        else:
+            yield batch, out
+            continue
+        # Out of the except block: the failed batch's KV cache is free to go.
+        free_memory()
+        size = max(1, len(batch) // 2)
+        pending = deque(b[k : k + size] for b in (batch, *pending) for k in range(0, len(b), size))
+        if on_redo is not None:
+            on_redo(batch)
+        if on_halved is not None:
+            on_halved(size)
+
+
+class _StreamedOnce:
+    """Passes each request's streamed text on once: a batch answered again after running
+    out of memory streams its rows from the start, and only what goes beyond the text
+    already passed on is new (greedy answers are the same in any batch)."""
+
+    def __init__(self, on_piece: Callable[[int, str], None]) -> None:
+        self.on_piece = on_piece
+        self.sent: dict[int, str] = {}
+        self.seen: dict[int, str] = {}
+
+    def redo(self, batch: list[int]) -> None:
+        for i in batch:
+            self.seen[i] = ""
+
+    def __call__(self, index: int, piece: str) -> None:
+        seen = self.seen.get(index, "") + piece
+        self.seen[index] = seen
+        sent = self.sent.get(index, "")
+        if len(seen) > len(sent):
+            self.sent[index] = seen
+            self.on_piece(index, seen[len(sent) :])
+
+
 def _row_callback(on_piece: Callable[[int, str], None] | None, index: int) -> Callable[[str], None] | None:
     if on_piece is None:
         return None
@@ -186,10 +251,11 @@ def generate_batch(
     mixed = generator.has_adapters and len(set(models)) > 1
     size = batch_size or default_batch_size(generator.device)
     stop_ids = generator.stop_token_ids
+    streamed = _StreamedOnce(on_piece) if on_piece is not None else None
 
-    for batch in _batches(list(range(len(requests))), [len(p) for p in prompts], models, size, mixed):
+    def answer_batch(batch: list[int]) -> list[str]:
         if should_stop is not None and should_stop():
-            break
+            return []
         extra: dict[str, Any] = {}
         if mixed:
             extra["adapter_names"] = [PEFT_BASE if models[i] is None else models[i] for i in batch]
@@ -197,16 +263,23 @@ def generate_batch(
         else:
             use = generator.use(models[batch[0]])
         with use as net:
-            out = greedy_generate(
+            return greedy_generate(
                 net,
                 tok,
                 [prompts[i] for i in batch],
                 stop_ids,
                 settings.max_new_tokens,
-                on_piece=_batch_callback(on_piece, batch),
+                on_piece=_batch_callback(streamed, batch),
                 should_stop=should_stop,
                 **extra,
             )
+
+    def kv_tokens(batch: list[int]) -> int:
+        return len(batch) * (max(len(prompts[i]) for i in batch) + settings.max_new_tokens)
+
+    batches = _batches(list(range(len(requests))), [len(p) for p in prompts], models, size, mixed)
+    for batch, out in fitting_batches(batches, answer_batch, kv_tokens,
+                                      on_redo=streamed.redo if streamed is not None else None):
         if should_stop is not None and should_stop():
             break
         for i, answer in zip(batch, out):

@@ -6,10 +6,12 @@ where it is installed. On the CPU the memory figures describe system RAM.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import platform
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ftstudio.core.machine import system_memory, usable_cores
 
@@ -63,19 +65,76 @@ def device_info(index: int | None = None) -> DeviceInfo:
     return DeviceInfo("cpu", f"{_cpu_name()} ({cores} cores)", total, free)
 
 
+NO_MEMORY_FIGURES = {"allocated": 0, "reserved": 0, "peak": 0, "peak_reserved": 0, "total": 0}
+
+
 def memory_snapshot(device: Any = None) -> dict[str, int]:
-    """Bytes allocated, reserved and peak (since the last reset) by torch, and the total, on CUDA; zeros elsewhere."""
+    """Bytes allocated and reserved by torch now, their peaks (since the last reset), and the
+    card's total, on CUDA; zeros elsewhere. ``peak`` is peak allocated (tensors); ``peak_reserved``
+    what the caching allocator held at most, which is what the card must have."""
     import torch
 
     if not torch.cuda.is_available() or (device is not None and torch.device(device).type != "cuda"):
-        return {"allocated": 0, "reserved": 0, "peak": 0, "total": 0}
+        return dict(NO_MEMORY_FIGURES)
     dev = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
     return {
         "allocated": int(torch.cuda.memory_allocated(dev)),
         "reserved": int(torch.cuda.memory_reserved(dev)),
         "peak": int(torch.cuda.max_memory_allocated(dev)),
+        "peak_reserved": int(torch.cuda.max_memory_reserved(dev)),
         "total": int(torch.cuda.get_device_properties(dev).total_memory),
     }
+
+
+# -- running out of memory ----------------------------------------------------------------
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the machine) ran out of memory."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def free_memory() -> None:
+    """Give back what Python and the CUDA caching allocator hold and nobody uses."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+# The fault-injection point of the out-of-memory recovery. Every forward pass the
+# recovery covers calls check_memory first: training micro-batches ("train"), the
+# held-out loss ("eval") and generation batches ("generate"). Nothing is installed in
+# a real run; tests install a fault that raises torch.OutOfMemoryError where the CUDA
+# caching allocator would fail to find memory for that pass (see memory_fault).
+MemoryFault = Callable[[str, int, int, int], None]  # (where, step, tokens, rows)
+_memory_fault: MemoryFault | None = None
+
+
+def check_memory(where: str, step: int, tokens: int, rows: int) -> None:
+    """Called before a forward pass of ``rows`` rows and ``tokens`` tokens at optimiser step ``step``."""
+    if _memory_fault is not None:
+        _memory_fault(where, step, tokens, rows)
+
+
+@contextlib.contextmanager
+def memory_fault(fault: MemoryFault) -> Iterator[None]:
+    """Install ``fault`` at the fault-injection point for the block (tests only)."""
+    global _memory_fault
+    previous, _memory_fault = _memory_fault, fault
+    try:
+        yield
+    finally:
+        _memory_fault = previous
 
 
 _nvml_handle: dict[int, object] = {}

@@ -542,6 +542,12 @@ class PreferenceRun(_Run):
         self.window += stats
         return losses.sum()
 
+    def save_step_state(self) -> Any:
+        return self.window.clone()  # a step redone after out of memory counts its units once
+
+    def restore_step_state(self, saved: Any) -> None:
+        self.window = saved
+
     def _emit_stats(self, step: int, split: str, stats: Any) -> dict[str, float]:
         values = dict(zip(_STATS, stats.tolist()))
         units = max(values["units"], 1.0)

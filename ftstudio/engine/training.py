@@ -16,7 +16,7 @@ share of each step.
 from __future__ import annotations
 
 import contextlib
-import gc
+import dataclasses
 import hashlib
 import math
 import os
@@ -29,13 +29,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ftstudio.core.config import TrainConfig, validate
 from ftstudio.core.events import (
-    Checkpoint, EvalMetrics, Event, EventSink, Failed, FanOut, Finished, JsonlSink, Log, Progress, Sample,
+    Checkpoint, EvalMetrics, Event, EventSink, Failed, FanOut, Finished, FitPlan, JsonlSink, Log, Progress, Sample,
     StepMetrics, event_to_json,
 )
 from ftstudio.core.examples import PreparedData
 from ftstudio.core.preferences import PreferenceData
 from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full, remove_stale_temp_dirs
 from ftstudio.engine import checkpoints
+from ftstudio.engine.device import NO_MEMORY_FIGURES, check_memory, free_memory, is_out_of_memory
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
 from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, enable_varlen_attention, epoch_batches, pack
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     import torch
 
 MAX_GRAD_NORM = 1.0
+# Out of memory inside a step halves the micro-batch and redoes the step, at most this
+# many times in a run (1/32 of the plan's micro-batch); one more ends the run.
+MAX_MEMORY_HALVINGS = 5
 # Test mode: every process writes a digest of its trained weights into the run folder.
 DIGEST_ENV = "FTSTUDIO_WRITE_WEIGHT_DIGESTS"
 
@@ -58,6 +62,9 @@ class TrainResult:
     train_loss: float | None
     eval_loss: float | None
     failure: Failed | None = None
+    # The micro-batch (tokens) this run came down to after running out of memory; None when it
+    # never did. core/runs.py keeps it so the project's next runs start from it.
+    micro_batch_ceiling: int | None = None
 
 
 class _Abort(Exception):
@@ -149,6 +156,25 @@ def _plan(lengths: list[int], trained: list[int], cfg: TrainConfig, world: int) 
     return steps
 
 
+def split_batch(idx: Sequence[int], lengths: Sequence[int], cap: int) -> list[list[int]]:
+    """A packed batch as micro-batches of at most ``cap`` tokens, in the batch's order.
+
+    An example longer than ``cap`` is a micro-batch of its own (an example is never cut)."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i in idx:
+        n = lengths[i]
+        if current and used + n > cap:
+            out.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += n
+    if current:
+        out.append(current)
+    return out
+
+
 def _fingerprint(examples: list[EncodedExample]) -> str:
     h = hashlib.sha256()
     for e in examples:
@@ -203,7 +229,8 @@ class _Run:
     # data: PreparedData here, PreferenceData in a PreferenceRun (engine/preference.py)
     def __init__(self, cfg: TrainConfig, data: Any, emit: EventSink, should_stop: Callable[[], bool],
                  run_dir: Path,
-                 resume: bool, main: bool, cpu_threads: int | None = None) -> None:
+                 resume: bool, main: bool, cpu_threads: int | None = None,
+                 micro_batch_ceiling: int | None = None) -> None:
         self.cfg = cfg
         self.data = data
         self.emit = emit
@@ -214,6 +241,16 @@ class _Run:
         self.cpu_threads = cpu_threads
         self.state = _State()
         self.adapter_dir: Path | None = None
+        self.micro_batch_ceiling = micro_batch_ceiling
+        # How each packed batch runs (choose_plan): micro-batches of micro_tokens tokens,
+        # gradient checkpointing on or off; out of memory halves micro_tokens.
+        self.micro_tokens = cfg.batch_tokens
+        self.checkpointing = cfg.gradient_checkpointing
+        self.plan_text = ""
+        self.estimated_bytes = 0
+        self.memory_halvings = 0
+        self.eval_micro_tokens: int | None = None  # held-out loss, halved on its own
+        self.sample_batch: int | None = None  # sample answers per generation batch, halved on its own
 
     # -- setup ----------------------------------------------------------------------
 
@@ -279,8 +316,10 @@ class _Run:
         _seed_everything(cfg.seed)
         from ftstudio.engine.loading import load_for_training, trainable_parameters
 
+        self.choose_plan(model_dir)
         try:
-            self.model = load_for_training(cfg, model_dir, self.device)
+            self.model = load_for_training(dataclasses.replace(cfg, gradient_checkpointing=self.checkpointing),
+                                           model_dir, self.device)
         except (OSError, ValueError) as exc:
             raise _Abort(Failed("model", f"Could not load the model from {model_dir}: {exc}",
                                 "Check that the folder holds a complete Hugging Face causal language model.")) from None
@@ -305,6 +344,7 @@ class _Run:
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                            **({"fused": True} if fused else {}))
         lengths, trained = self.unit_sizes(self.train_enc.examples)
+        self.train_lengths = lengths
         self.steps = _plan(lengths, trained, cfg, self.world)
         self.total = len(self.steps)
         warmup = int(round(cfg.warmup_ratio * self.total))
@@ -328,6 +368,55 @@ class _Run:
         if self.resume:
             self._load_checkpoint()
         self.wrapped = acc.prepare_model(self.loss_module)
+        if not self.resume or self.state.step == 0:
+            self.emit(Log(f"Plan: {self.plan_text}"))
+            self.emit(self._fit_event(self.state.step, "plan"))
+
+    def choose_plan(self, model_dir: Path) -> None:
+        """How each packed batch runs on this device: the micro-batch and gradient checkpointing.
+
+        With ``auto_fit`` the fit plan decides from the model's shape and the memory the
+        device has now (before the model is loaded, which the estimate counts); a
+        ``micro_batch_tokens`` setting fixes the micro-batch, and an earlier run of the
+        project that ran out of memory caps it (``micro_batch_ceiling``).
+        """
+        cfg = self.cfg
+        ceiling = self.micro_batch_ceiling
+        micro = cfg.micro_batch_tokens or cfg.batch_tokens
+        if ceiling:
+            micro = min(micro, ceiling)
+        self.micro_tokens, self.checkpointing = micro, cfg.gradient_checkpointing
+        self.plan_text = self._plan_words()
+        if not cfg.auto_fit:
+            return
+        try:
+            from ftstudio.engine import fit
+        except ImportError:  # the fit plan is not part of this build yet
+            return
+        from ftstudio.engine import estimate
+
+        try:
+            shape = estimate.model_shape(str(model_dir))
+        except estimate.ModelShapeError as exc:
+            self.emit(Log(f"No fit plan for this model ({exc}): each batch runs as set", "warning"))
+            return
+        plan = fit.plan_run(cfg, shape, _device_budget(self.device), micro_batch_ceiling=ceiling)
+        self.micro_tokens = plan.micro_batch_tokens
+        self.checkpointing = plan.gradient_checkpointing
+        self.estimated_bytes = int(plan.estimate.total)
+        self.plan_text = plan.text
+
+    def _plan_words(self) -> str:
+        """The plan in one line, when there is no estimate to say it with."""
+        parts = self.cfg.batch_tokens // max(1, self.micro_tokens)
+        head = (f"{self.cfg.batch_tokens:,} tokens per batch in one pass" if self.micro_tokens >= self.cfg.batch_tokens
+                else f"{self.micro_tokens:,} tokens per micro-batch (up to {max(2, parts)} per batch)")
+        return f"{head}, checkpointing {'on' if self.checkpointing else 'off'}"
+
+    def _fit_event(self, step: int, reason: str) -> FitPlan:
+        parts = max(1, math.ceil(self.cfg.batch_tokens / max(1, self.micro_tokens)))
+        return FitPlan(step, self.micro_tokens, parts, self.checkpointing, self.estimated_bytes, self.plan_text,
+                       reason)
 
     # -- what the training objective decides (engine/preference.py overrides these) ----
 
@@ -410,6 +499,16 @@ class _Run:
         st.last_checkpoint = ckpt
         st.checkpointed_step = st.step
         self.emit(Log(f"Resuming from step {st.step} of {self.total} ({ckpt.name})"))
+        # The same micro-batches as before the stop, so the resumed steps add up their
+        # gradients in the same order (a checkpoint from before micro-batches ran whole batches).
+        micro = int(meta.get("micro_batch_tokens") or self.cfg.batch_tokens)
+        self.memory_halvings = int(meta.get("memory_halvings", 0))
+        if micro != self.micro_tokens:
+            self.micro_tokens = micro
+            self.estimated_bytes = 0
+            self.plan_text = self._plan_words() + " (as before the stop)"
+        self.emit(Log(f"Plan: {self.plan_text}"))
+        self.emit(self._fit_event(st.step, "resume"))
 
     def save_checkpoint(self, elapsed: float) -> None:
         st = self.state
@@ -423,6 +522,7 @@ class _Run:
                 "batch_in_epoch": where.index * self.world * self.cfg.grad_accum if where else 0,
                 "losses": st.losses, "eval_loss": st.eval_loss, "elapsed_s": elapsed,
                 "data": self.fingerprint, "world_size": self.world, "seed": self.cfg.seed,
+                "micro_batch_tokens": self.micro_tokens, "memory_halvings": self.memory_halvings,
             }
             st.last_checkpoint = checkpoints.write_checkpoint(
                 self.run_dir, st.step, self.model, self.optimizer, self.scheduler, self.device, meta,
@@ -445,16 +545,38 @@ class _Run:
         if not self.eval_batches:
             return None
         module = self.loss_module
+        lengths = self.unit_sizes(self.eval_enc.examples)[0]
         self.model.eval()
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
-        count = torch.zeros((), dtype=torch.float64, device=self.device)
         try:
-            with torch.no_grad():
-                for idx in self.eval_batches[self.rank :: self.world]:
-                    batch = collate(self.eval_enc.examples, idx)
-                    loss_sum, n = module(**_inputs(batch, self.device))
-                    total += loss_sum.double()
-                    count += n
+            while True:
+                # Sums over the batches' micro-batches: the same loss whatever the split.
+                total = torch.zeros((), dtype=torch.float64, device=self.device)
+                count = torch.zeros((), dtype=torch.float64, device=self.device)
+                cap = self.eval_micro_tokens or self.micro_tokens
+                micro = [mb for idx in self.eval_batches[self.rank :: self.world]
+                         for mb in split_batch(idx, lengths, cap)]
+                try:
+                    with torch.no_grad():
+                        for idx in micro:
+                            check_memory("eval", self.state.step, sum(lengths[i] for i in idx), len(idx))
+                            batch = collate(self.eval_enc.examples, idx)
+                            loss_sum, n = module(**_inputs(batch, self.device))
+                            total += loss_sum.double()
+                            count += n
+                    break
+                except Exception as exc:
+                    if not is_out_of_memory(exc) or self.world > 1:
+                        raise
+                loss_sum = None
+                free_memory()
+                if all(len(mb) == 1 for mb in micro):
+                    raise _Abort(_oom_failure(
+                        self.cfg, self.state.last_checkpoint,
+                        f"Measuring the held-out loss at step {self.state.step} ran out of memory even one "
+                        "example at a time.", self.checkpointing))
+                self.eval_micro_tokens = max(1, cap // 2)
+                self.emit(Log(f"Out of memory measuring the held-out loss with micro-batches of {cap:,} tokens: "
+                              f"measured it again with {self.eval_micro_tokens:,}", "warning"))
             if self.world > 1:
                 total = self.accelerator.reduce(total, "sum")
                 count = self.accelerator.reduce(count, "sum")
@@ -468,21 +590,39 @@ class _Run:
         return loss
 
     def samples(self) -> None:
-        from ftstudio.engine.batch_generation import greedy_generate
+        from ftstudio.engine.batch_generation import fitting_batches, greedy_generate
 
         if not self.main or self.cfg.samples <= 0 or not self.eval_enc.examples:
             return
         tok = self.tokenizer
         self.model.eval()
         try:
-            # One batch for all samples (left padding, KV cache): the same answers as one at a time, sooner.
+            # One batch for all samples (left padding, KV cache): the same answers as one at a time, sooner;
+            # halved when it runs out of memory.
             convs = self.sample_conversations()
-            answers = greedy_generate(self.model, tok, [encode_prompt(tok, c) for c in convs],
-                                      stop_token_ids(self.model, tok), self.cfg.sample_max_new_tokens)
-            for conv, answer in zip(convs, answers):
+            prompts = [encode_prompt(tok, c) for c in convs]
+            stops = stop_token_ids(self.model, tok)
+            size = self.sample_batch or len(prompts)
+            batches = [list(range(k, min(k + size, len(prompts)))) for k in range(0, len(prompts), size)]
+
+            def answer(batch: list[int]) -> list[str]:
+                return greedy_generate(self.model, tok, [prompts[i] for i in batch], stops,
+                                       self.cfg.sample_max_new_tokens)
+
+            def halved(rows: int) -> None:
+                self.sample_batch = rows
+                self.emit(Log(f"Out of memory answering the sample prompts: answering {rows} at a time", "warning"))
+
+            answers = [""] * len(prompts)
+            for batch, out in fitting_batches(
+                    batches, answer, lambda b: len(b) * (max(len(prompts[i]) for i in b)
+                                                         + self.cfg.sample_max_new_tokens), on_halved=halved):
+                for i, text in zip(batch, out):
+                    answers[i] = text
+            for conv, answer_text in zip(convs, answers):
                 user = next((m.get("content") for m in reversed(conv) if m.get("role") == "user"), "") or ""
                 reference = next((m.get("content") for m in reversed(conv) if m.get("role") == "assistant"), None)
-                self.emit(Sample(self.state.step, str(user), answer, reference))
+                self.emit(Sample(self.state.step, str(user), answer_text, reference))
         finally:
             self.model.train()
 
@@ -519,18 +659,7 @@ class _Run:
                 status = "stopped"
                 break
             plan = self.steps[st.step]
-            torch.manual_seed(_step_seed(cfg.seed, st.step, self.rank))
-            local = plan.batches[self.rank :: self.world]
-            # DDP averages gradients over processes; scaling by world / global
-            # loss tokens makes the result the token-weighted mean of the step.
-            scale = self.world / max(1, plan.loss_tokens)
-            loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
-            for m, idx in enumerate(local):
-                sync = m == len(local) - 1
-                with (contextlib.nullcontext() if sync else acc.no_sync(self.wrapped)):
-                    loss_sum = self.micro_step(idx)
-                    (loss_sum * scale).backward()
-                loss_acc += loss_sum.detach()
+            loss_acc = self._forward_backward(plan)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
             if self.world > 1:
                 loss_acc = acc.reduce(loss_acc, "sum")
@@ -565,11 +694,11 @@ class _Run:
             self.emit(Progress(st.step, self.total, plan.epoch + (plan.index + 1) / plan.per_epoch,
                                st.elapsed_before + now - t_start, eta))
             if st.step % cfg.log_every == 0 or st.step == self.total:
-                mem = memory_snapshot(self.device) if cuda else {"allocated": 0, "reserved": 0, "peak": 0, "total": 0}
+                mem = memory_snapshot(self.device) if cuda else NO_MEMORY_FIGURES
                 self.emit(StepMetrics(
                     st.step, window_loss / max(1, window_loss_tokens), lr, norm,
                     window_tokens / max(1e-9, now - window_t), mem["allocated"], mem["reserved"], mem["peak"],
-                    mem["total"], gpu_utilisation() if cuda else None, plan.tokens))
+                    mem["total"], gpu_utilisation() if cuda else None, plan.tokens, mem["peak_reserved"]))
                 self.window_metrics(st.step)
                 window_t, window_tokens, window_loss, window_loss_tokens = now, 0, 0.0, 0
             last = st.step == self.total
@@ -587,6 +716,83 @@ class _Run:
         self.save_checkpoint(self.elapsed)
         self.save_adapter()
         return status
+
+    def _forward_backward(self, plan: _Step) -> torch.Tensor:
+        """This process's share of step ``plan``: every packed batch split into micro-batches,
+        forward and backward on each, gradients added up; returns the summed loss.
+
+        Out of memory on the way drops the step's partial gradients, halves the micro-batch
+        and does the step again on the same examples from the same random state, so the
+        update is the one a run with the smaller micro-batch makes."""
+        import torch
+
+        acc, st = self.accelerator, self.state
+        local = plan.batches[self.rank :: self.world]
+        # DDP averages gradients over processes; scaling by world / global
+        # loss tokens makes the result the token-weighted mean of the step.
+        scale = self.world / max(1, plan.loss_tokens)
+        loss_sum: torch.Tensor | None = None
+        loss_acc: torch.Tensor | None = None
+        while True:
+            torch.manual_seed(_step_seed(self.cfg.seed, st.step, self.rank))
+            micro = [mb for idx in local for mb in split_batch(idx, self.train_lengths, self.micro_tokens)]
+            saved = self.save_step_state()
+            try:
+                loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
+                for m, idx in enumerate(micro):
+                    sync = m == len(micro) - 1
+                    with (contextlib.nullcontext() if sync else acc.no_sync(self.wrapped)):
+                        check_memory("train", st.step, sum(self.train_lengths[i] for i in idx), len(idx))
+                        loss_sum = self.micro_step(idx)
+                        (loss_sum * scale).backward()
+                    loss_acc += loss_sum.detach()
+                    loss_sum = None
+                return loss_acc
+            except Exception as exc:
+                # Processes of a data-parallel run wait for each other inside backward():
+                # one cannot redo a step alone, so there it ends the run as before.
+                if not is_out_of_memory(exc) or self.world > 1:
+                    raise
+            # Out of the except block, so the error's frames (and the activations they
+            # hold) are gone before the memory is given back.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.restore_step_state(saved)
+            loss_sum = loss_acc = None
+            free_memory()
+            self._halve_micro_batch(plan, micro)
+
+    def _halve_micro_batch(self, plan: _Step, micro: list[list[int]]) -> None:
+        """After out of memory at step ``plan``: halve the micro-batch, or end the run when it
+        cannot go lower (every micro-batch one example, or MAX_MEMORY_HALVINGS reached)."""
+        st, before = self.state, self.micro_tokens
+        single = all(len(mb) == 1 for mb in micro)
+        if single or self.memory_halvings >= MAX_MEMORY_HALVINGS:
+            why = ("each micro-batch was already a single example" if single
+                   else f"after halving the micro-batch {_times(self.memory_halvings)}")
+            raise _Abort(_oom_failure(
+                self.cfg, st.last_checkpoint,
+                f"The run ran out of memory at step {st.step + 1} with micro-batches of {before:,} tokens "
+                f"(checkpointing {'on' if self.checkpointing else 'off'}), and {why}.",
+                self.checkpointing))
+        self.memory_halvings += 1
+        self.micro_tokens = max(1, before // 2)
+        self.estimated_bytes = 0
+        self.plan_text = self._plan_words()
+        self.emit(Log(f"Out of memory at step {st.step + 1} with micro-batches of {before:,} tokens: redid the step "
+                      f"with {self.micro_tokens:,} ({self.plan_text}); the same examples and the same update. "
+                      "This project's next runs start from this size.", "warning"))
+        self.emit(self._fit_event(st.step, "out_of_memory"))
+
+    def lowered_ceiling(self) -> int | None:
+        """The micro-batch this run came down to, when running out of memory lowered it."""
+        return self.micro_tokens if self.memory_halvings else None
+
+    def save_step_state(self) -> Any:
+        """What micro_step adds to during a step, as it was before it (an out-of-memory redo restores it)."""
+        return None
+
+    def restore_step_state(self, saved: Any) -> None:
+        """Put back what ``save_step_state`` returned."""
 
     def train_loss(self) -> float | None:
         recent = self.state.losses[-10:]
@@ -636,23 +842,30 @@ def _device_words(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError))
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
-def _oom_failure(cfg: TrainConfig, last_checkpoint: Path | None) -> Failed:
-    tips = [f"lower batch_tokens (now {cfg.batch_tokens})", f"lower max_length (now {cfg.max_length})"]
-    if not cfg.gradient_checkpointing:
+def _device_budget(device: torch.device) -> Any:
+    """The fit plan's DeviceBudget of ``device``: the GPU's free memory now, or this machine's RAM."""
+    from ftstudio.engine.device import device_info
+    from ftstudio.engine.estimate import DeviceBudget, cpu_budget
+
+    if device.type == "cuda":
+        return DeviceBudget.from_info(device_info(device.index))
+    return cpu_budget()
+
+
+def _oom_failure(cfg: TrainConfig, last_checkpoint: Path | None, message: str = "",
+                 checkpointing: bool | None = None) -> Failed:
+    tips = [f"lower max_length (now {cfg.max_length})"]
+    if not message:
+        tips.insert(0, f"lower batch_tokens (now {cfg.batch_tokens})")
+    if not (cfg.gradient_checkpointing if checkpointing is None else checkpointing):
         tips.append("turn on gradient checkpointing")
     if cfg.method == "lora":
         tips.append("switch to QLoRA")
-    return Failed("oom", "The run ran out of memory: the model and a batch did not fit on the device.",
+    return Failed("oom", message or "The run ran out of memory: the model and a batch did not fit on the device.",
                   "Try: " + "; ".join(tips) + ". Then start again" + (" or resume." if last_checkpoint else "."),
                   str(last_checkpoint) if last_checkpoint else None)
 
@@ -669,23 +882,15 @@ def _disk_full_failure(exc: BaseException, run_dir: Path, last_checkpoint: Path 
                   str(last_checkpoint) if last_checkpoint else None)
 
 
-def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:
-        pass
-
-
 def train(cfg: TrainConfig, data: PreparedData | PreferenceData, sink: EventSink, should_stop: Callable[[], bool], *,
-          run_dir: Path, resume: bool = False, cpu_threads: int | None = None) -> TrainResult:
+          run_dir: Path, resume: bool = False, cpu_threads: int | None = None,
+          micro_batch_ceiling: int | None = None) -> TrainResult:
     """Fine-tune ``cfg.model`` on ``data``, writing everything into ``run_dir``; see the module doc.
 
     ``cpu_threads`` caps torch's threads on the CPU (None: every usable core);
-    the app leaves a core free so its window stays responsive.
+    the app leaves a core free so its window stays responsive. ``micro_batch_ceiling``
+    caps the micro-batch (tokens): an earlier run of the project ran out of memory above it
+    (``TrainResult.micro_batch_ceiling``, kept by core/runs.py).
     """
     run_dir = Path(run_dir)
     main = int(os.environ.get("RANK", "0")) == 0
@@ -717,7 +922,7 @@ def train(cfg: TrainConfig, data: PreparedData | PreferenceData, sink: EventSink
             return None
 
     run_class = RUN_CLASSES[cfg.objective] if cfg.objective in RUN_CLASSES else _Run
-    run = run_class(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads)
+    run = run_class(cfg, data, emit, should_stop, run_dir, resume, main, cpu_threads, micro_batch_ceiling)
     failure: Failed | None = None
     status = "failed"
     try:
@@ -727,7 +932,7 @@ def train(cfg: TrainConfig, data: PreparedData | PreferenceData, sink: EventSink
         failure = exc.failure
     except Exception as exc:  # noqa: BLE001 - every failure becomes an event, never a crash
         last = run.state.last_checkpoint
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             failure = _oom_failure(cfg, last)
         elif is_disk_full(exc):
             failure = _disk_full_failure(exc, run_dir, last)
@@ -743,17 +948,17 @@ def train(cfg: TrainConfig, data: PreparedData | PreferenceData, sink: EventSink
         for name in ("wrapped", "loss_module", "optimizer", "scheduler", "model", "params"):
             if hasattr(run, name):
                 delattr(run, name)
-        _free_memory()
+        free_memory()
         emit(failure)
         result = TrainResult("failed", run.state.step, None, run.state.last_checkpoint,
-                             run.train_loss(), run.state.eval_loss, failure)
+                             run.train_loss(), run.state.eval_loss, failure, run.lowered_ceiling())
     else:
         if os.environ.get(DIGEST_ENV):
             (run_dir / f"weights-rank{run.rank}.sha256").write_text(weights_digest(run.model))
         emit(Finished(run.state.step, str(run.adapter_dir), run.train_loss(), run.state.eval_loss,
                       stopped_early=(status == "stopped")))
         result = TrainResult(status, run.state.step, run.adapter_dir, run.state.last_checkpoint,
-                             run.train_loss(), run.state.eval_loss, None)
+                             run.train_loss(), run.state.eval_loss, None, run.lowered_ceiling())
         if run.world > 1:
             run.accelerator.wait_for_everyone()
     for close in closers:

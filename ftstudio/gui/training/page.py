@@ -601,7 +601,8 @@ class TrainPage(Page):
             + (" (resumed from its last checkpoint)" if resume else ""))
         self.dashboard.begin()
         self._hold_garbage_collection()
-        return (cfg, data, run_dir, resume, self.dashboard.queue.put)
+        # the earlier runs' smaller micro-batch after running out of memory goes to the engine's plan
+        return (cfg, data, run_dir, resume, self.dashboard.queue.put, None, plan.micro_batch_ceiling)
 
     def _launched(self, resume: bool) -> None:
         run_id = self._run_id

@@ -53,6 +53,7 @@ def train_job(
     resume: bool,
     sink: Callable[[Any], None],
     cpu_threads: int | None = None,
+    micro_batch_ceiling: int | None = None,
     *,
     report: Callable[[Any], None],
     interrupted: Callable[[], bool],
@@ -71,4 +72,5 @@ def train_job(
         run_dir=Path(run_dir),
         resume=resume,
         cpu_threads=cpu_threads or training_threads(),
+        micro_batch_ceiling=micro_batch_ceiling,
     )
