@@ -389,11 +389,7 @@ class _Run:
         self.plan_text = self._plan_words()
         if not cfg.auto_fit:
             return
-        try:
-            from ftstudio.engine import fit
-        except ImportError:  # the fit plan is not part of this build yet
-            return
-        from ftstudio.engine import estimate
+        from ftstudio.engine import estimate, fit
 
         try:
             shape = estimate.model_shape(str(model_dir))
@@ -404,7 +400,12 @@ class _Run:
         self.micro_tokens = plan.micro_batch_tokens
         self.checkpointing = plan.gradient_checkpointing
         self.estimated_bytes = int(plan.estimate.total)
-        self.plan_text = plan.text
+        self.plan_text = "; ".join((plan.text, *plan.notes))
+        if ceiling and ceiling < self.micro_tokens:
+            # The plan keeps a micro-batch to the longest example; the run that ran out
+            # of memory went below that (a micro-batch then holds one longer example alone).
+            self.micro_tokens = ceiling
+            self.plan_text = "; ".join((self._plan_words(), *plan.notes))
 
     def _plan_words(self) -> str:
         """The plan in one line, when there is no estimate to say it with."""

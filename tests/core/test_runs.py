@@ -128,3 +128,25 @@ def test_a_secondary_process_only_makes_the_folder(tmp_path):
     plan = runs.plan_new(project, preset("quick"), run_id="shared-name")
     assert runs.begin(project, plan, record=False) == "shared-name"
     assert project.run_dir("shared-name").is_dir() and project.runs() == []
+
+
+def test_a_run_that_ran_out_of_memory_lowers_the_next_runs_micro_batch(tmp_path):
+    project = _project(tmp_path)
+    cfg = preset("quick")
+    assert runs.plan_new(project, cfg).micro_batch_ceiling is None
+    first = runs.begin(project, runs.plan_new(project, cfg))
+    halved = TrainResult("finished", 10, None, None, 1.25, 1.5, None, micro_batch_ceiling=128)
+    runs.record_outcome(project, first, halved)
+    assert runs.plan_new(project, cfg).micro_batch_ceiling == 128
+    assert runs.plan_resume(project, first).micro_batch_ceiling == 128
+    # the size belongs to the model and method that ran out of memory, not to every run
+    assert runs.plan_new(project, preset("quick", method="qlora")).micro_batch_ceiling is None
+    assert runs.plan_new(project, preset("quick", model="/elsewhere")).micro_batch_ceiling is None
+    # a run that did not run out of memory leaves it as it was; the project remembers it when reopened
+    second = runs.begin(project, runs.plan_new(project, cfg))
+    runs.record_outcome(project, second, _result("finished"))
+    path = project.path
+    project.close()
+    reopened = Project.open(path)
+    assert runs.plan_new(reopened, cfg).micro_batch_ceiling == 128
+    reopened.close()

@@ -189,3 +189,22 @@ def test_sample_answers_are_generated_again_in_smaller_batches(tiny_model_dir, t
 
     assert [e.output for e in events if isinstance(e, Sample)] == \
            [e.output for e in plain_events if isinstance(e, Sample)]
+
+
+def test_the_fit_plan_is_applied_and_said_once(tiny_model_dir, tmp_path):
+    cfg = cfg_for(tiny_model_dir, auto_fit=True, max_steps=1, eval_every=0)
+    result, events = run(cfg, tmp_path / "planned")
+    assert result.status == "finished"
+    (plan,) = [e for e in events if isinstance(e, FitPlan)]
+    # the tiny model fits this machine's memory many times over: the whole batch in one pass
+    assert plan.reason == "plan" and plan.micro_batch_tokens == 256 and not plan.gradient_checkpointing
+    assert plan.estimated_bytes > 0 and "fits" in plan.text and "to spare" in plan.text
+    assert [e.message for e in events if isinstance(e, Log) and e.message.startswith("Plan:")] == \
+           [f"Plan: {plan.text}"]
+
+    # an earlier run of the project ran out of memory above 64 tokens: this one starts there
+    events = []
+    capped = train(cfg, data(), events.append, lambda: False, run_dir=tmp_path / "capped", micro_batch_ceiling=64)
+    assert capped.status == "finished" and capped.micro_batch_ceiling is None
+    (plan,) = [e for e in events if isinstance(e, FitPlan)]
+    assert plan.micro_batch_tokens == 64 and "earlier run ran out of memory" in plan.text
