@@ -104,3 +104,50 @@ def test_sampled_requests_keep_their_seed(generator):
 def test_unknown_adapter_is_named(generator):
     with pytest.raises(KeyError, match="nope"):
         generate_batch(generator, [Request(_prompts()[0], "nope")])
+
+
+def _rows_fit(limit: int, seen: list):
+    """A fault at the engine's injection point: a generation batch of more than ``limit`` rows
+    does not fit the device (its KV cache), and torch raises OutOfMemoryError as CUDA would."""
+    import torch
+
+    def fault(where: str, step: int, tokens: int, rows: int) -> None:
+        if where == "generate":
+            seen.append(rows)
+            if rows > limit:
+                raise torch.OutOfMemoryError("CUDA out of memory (KV cache)")
+    return fault
+
+
+def test_a_batch_that_runs_out_of_memory_is_answered_again_in_halves(generator):
+    from ftstudio.engine.device import memory_fault
+
+    settings = SamplingSettings(max_new_tokens=10)
+    requests = [Request(p, m) for m in (None, "a") for p in _prompts()]
+    plain_pieces: dict[int, str] = {}
+    plain = generate_batch(generator, requests, settings, batch_size=8,
+                           on_piece=lambda i, text: plain_pieces.__setitem__(i, plain_pieces.get(i, "") + text))
+    assert any(answer.strip() for answer in plain)  # some rows say words, so a repeated piece would show
+    seen: list = []
+    pieces: dict[int, str] = {}
+    finished: list[int] = []
+    with memory_fault(_rows_fit(2, seen)):
+        recovered = generate_batch(
+            generator, requests, settings, batch_size=8,
+            on_piece=lambda i, text: pieces.__setitem__(i, pieces.get(i, "") + text),
+            on_answer=lambda i, answer: finished.append(i))
+    assert recovered == plain
+    # 8 rows failed, then 4, then every batch went at 2 rows (the first batch's rows included)
+    assert seen[:2] == [8, 4] and set(seen[2:]) == {2} and sum(seen[2:]) == len(requests)
+    # what the failed batches had streamed is not streamed twice
+    assert pieces == plain_pieces
+    assert sorted(finished) == list(range(len(requests)))
+
+
+def test_one_prompt_that_does_not_fit_is_an_error(generator):
+    import torch
+
+    from ftstudio.engine.device import memory_fault
+
+    with memory_fault(_rows_fit(0, [])), pytest.raises(torch.OutOfMemoryError):
+        generate_batch(generator, [Request(p) for p in _prompts()[:3]], SamplingSettings(max_new_tokens=4))

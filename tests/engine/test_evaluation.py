@@ -211,3 +211,27 @@ def test_few_shot_puts_training_examples_in_the_prompt_and_checks_its_length(gen
     assert result.tokens == evaluate(generator, convs, labels=[]).tokens
     with pytest.raises(PromptTooLong, match=r"use fewer examples \(\d fit\)"):
         evaluate(generator, convs, shots=shots * 20, max_length=200)
+
+
+def test_exact_match_answers_survive_running_out_of_memory(adapted):
+    import torch
+
+    from ftstudio.engine.device import memory_fault
+
+    labels = ["billing", "shipping", "refund"]
+    convs = [_conv(f"Ticket number {i}: please help", labels[i % 3]) for i in range(6)]
+    plain = evaluate(adapted, convs, model=ADAPTER, exact_match=True, labels=[])
+    batches: list[int] = []
+
+    def one_row_fits(where: str, step: int, tokens: int, rows: int) -> None:
+        # stands for a card whose memory holds the KV cache of one answer at a time
+        if where == "generate":
+            batches.append(rows)
+            if rows > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (KV cache)")
+
+    with memory_fault(one_row_fits):
+        recovered = evaluate(adapted, convs, model=ADAPTER, exact_match=True, labels=[])
+    assert batches[0] == 6 and batches[-6:] == [1] * 6
+    assert [p["answer"] for p in recovered.predictions] == [p["answer"] for p in plain.predictions]
+    assert recovered.exact_match == plain.exact_match and recovered.loss == plain.loss

@@ -332,6 +332,42 @@ def test_dashboard_shows_gpu_memory_and_utilisation_when_reported(qtbot):
     assert dash.progress.value() == 5 and "Step 5 of 10" in dash.progress.format()
 
 
+def test_dashboard_shows_the_plan_and_the_measured_peak_beside_the_estimate(qtbot):
+    from ftstudio.core import events as ev
+    from ftstudio.gui.training.dashboard import GB, Dashboard
+
+    dash = Dashboard()
+    qtbot.addWidget(dash)
+    dash.resize(900, 700)
+    dash.show()
+    plan = ev.FitPlan(0, 4096, 2, False, int(17.8 * GB), "4,096 tokens per micro-batch x 2, checkpointing off: fits 24 GB")
+    dash.ingest([plan, ev.StepMetrics(1, 2.0, 1e-4, 0.5, 900.0)])
+    dash.redraw()
+    assert dash.plan_label.isVisible() and dash.plan_label.text() == f"Plan: {plan.text}"  # a CPU run: no peak
+    gpu = [ev.StepMetrics(s, 2.0 / s, 1e-4, 0.5, 9000.0, int(9 * GB), int(15 * GB), int(14 * GB), int(24 * GB),
+                          None, 8192, int(peak * GB)) for s, peak in ((2, 16.5), (3, 17.1), (4, 16.9))]
+    dash.ingest(gpu)
+    dash.redraw()
+    assert "measured peak 17.1 GB (estimated 17.8 GB)" in dash.plan_label.text()
+    assert dash.points("peak_reserved") == 3
+    assert dash.estimate_line.isVisible() and dash.estimate_line.value() == pytest.approx(17.8)
+    assert "peak reserved 17.10 GB (estimated 17.80 GB)" in dash.tiles["memory"].toolTip()
+    assert not dash.banner.isVisible()
+    # running out of memory is said once, in the banner, and the plan line follows the new size
+    dash.ingest([ev.FitPlan(4, 2048, 4, False, 0, "2,048 tokens per micro-batch", "out_of_memory")])
+    dash.redraw()
+    assert dash.banner.isVisible() and dash.banner.kind == "warn"
+    assert dash.banner.title.text() == "Ran out of memory at step 5: the run goes on"
+    assert "2,048 tokens" in dash.banner.body.text()
+    assert dash.plan_label.text().startswith("Plan: 2,048 tokens per micro-batch")
+    assert "estimated 17.8 GB for the first plan" in dash.plan_label.text()
+    # a metrics.jsonl from before peak reserved memory was measured shows no peak reserved curve
+    dash.reset()
+    dash.ingest([ev.StepMetrics(1, 2.0, 1e-4, 0.5, 9000.0, int(3 * GB), int(4 * GB), int(3.5 * GB), int(24 * GB))])
+    dash.redraw()
+    assert dash.points("allocated") == 1 and dash.points("peak_reserved") == 0 and not dash.plan_label.isVisible()
+
+
 def test_dashboard_explains_out_of_memory_and_keeps_a_resumed_curve_in_order(qtbot):
     from ftstudio.core import events as ev
     from ftstudio.gui.training.dashboard import Dashboard

@@ -173,6 +173,14 @@ class Dashboard(QWidget):
         row.addWidget(self.time_label)
         layout.addLayout(row)
 
+        # How the run fits the device (a FitPlan event), and the measured peak beside its estimate.
+        self.plan_label = QLabel("")
+        self.plan_label.setObjectName("Hint")
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.plan_label.hide()
+        layout.addWidget(self.plan_label)
+
         self.banner = Banner()
         layout.addWidget(self.banner)
 
@@ -201,7 +209,7 @@ class Dashboard(QWidget):
         self.grad_plot = plots.styled_plot("Gradient norm", bottom="")
         self.speed_plot = plots.styled_plot("Tokens per second", bottom="")
         self.memory_plot = plots.styled_plot("GPU memory (GB)", bottom="")
-        plots.add_legend(self.memory_plot, left=True)
+        plots.add_legend(self.memory_plot, left=True, bottom=True, columns=4)
         self.util_plot = plots.styled_plot("GPU utilisation (%)", bottom="")
         # Preference tuning (DPO/KTO): shown once a run reports them.
         self.accuracy_plot = plots.styled_plot("Reward accuracy", bottom="")
@@ -219,7 +227,8 @@ class Dashboard(QWidget):
             "speed": plots.curve(self.speed_plot, style.GOOD, 1.2),
             "allocated": plots.curve(self.memory_plot, style.ACCENT, 1.6, "allocated"),
             "reserved": plots.curve(self.memory_plot, "#9b4dca", 1.2, "reserved"),
-            "peak": plots.curve(self.memory_plot, style.BAD, 1.2, "peak", dashed=True),
+            "peak": plots.curve(self.memory_plot, style.BAD, 1.2, "peak allocated", dashed=True),
+            "peak_reserved": plots.curve(self.memory_plot, style.WARN, 1.6, "peak reserved"),
             "util": plots.curve(self.util_plot, style.GOOD, 1.2),
             "acc_train": plots.curve(self.accuracy_plot, plots.RAW, 1.2, "train"),
             "acc_eval": plots.curve(self.accuracy_plot, plots.EVAL, 2.0, "held-out", symbol="o"),
@@ -234,7 +243,8 @@ class Dashboard(QWidget):
         self._plot_of = {
             "loss": self.loss_plot, "loss_smooth": self.loss_plot, "eval": self.loss_plot, "lr": self.lr_plot,
             "grad": self.grad_plot, "speed": self.speed_plot, "allocated": self.memory_plot,
-            "reserved": self.memory_plot, "peak": self.memory_plot, "util": self.util_plot,
+            "reserved": self.memory_plot, "peak": self.memory_plot, "peak_reserved": self.memory_plot,
+            "util": self.util_plot,
             "acc_train": self.accuracy_plot, "acc_eval": self.accuracy_plot, "margin_train": self.margin_plot,
             "margin_eval": self.margin_plot, "chosen_train": self.logp_plot, "rejected_train": self.logp_plot,
             "chosen_eval": self.logp_plot, "rejected_eval": self.logp_plot,
@@ -248,9 +258,14 @@ class Dashboard(QWidget):
 
         self.total_line = pg.InfiniteLine(angle=0, movable=False, pen=plots.pen(style.MUTED, 1.2, dashed=True),
                                           label="card total", labelOpts={"position": 0.93, "color": style.MUTED,
-                                                                         "anchors": [(1, 1), (1, 1)]})
+                                                                         "anchors": [(1, 0), (1, 0)]})
         self.total_line.hide()
         self.memory_plot.addItem(self.total_line)
+        self.estimate_line = pg.InfiniteLine(angle=0, movable=False, pen=plots.pen(style.WARN, 1.2, dashed=True),
+                                             label="estimate", labelOpts={"position": 0.75, "color": style.WARN,
+                                                                          "anchors": [(1, 1), (1, 1)]})
+        self.estimate_line.hide()
+        self.memory_plot.addItem(self.estimate_line)
         self.empty_hint = pg.TextItem("The loss curve appears here once training starts.", color=style.MUTED,
                                       anchor=(0.5, 0.5))
         self.loss_plot.getPlotItem().addItem(self.empty_hint, ignoreBounds=True)
@@ -337,6 +352,10 @@ class Dashboard(QWidget):
         self._slow_drawn_at = float("-inf")
         self._ranges: dict = {}
         self.vram_total = 0
+        self.fit_plan: ev.FitPlan | None = None
+        self.estimated_bytes = 0  # the plan's estimate of the peak (the last plan that had one)
+        self.peak_reserved = 0  # the highest peak reserved any step reported
+        self._plan_dirty = False
         self.progress_event: ev.Progress | None = None
         self.last_metrics: ev.StepMetrics | None = None
         self.last_eval: ev.EvalMetrics | None = None
@@ -357,6 +376,8 @@ class Dashboard(QWidget):
         for c in self.curves.values():
             c.setData([], [])
         self.total_line.hide()
+        self.estimate_line.hide()
+        self.plan_label.hide()
         self.empty_hint.show()
         for widget in self._curves_of:
             widget.getPlotItem().setXRange(0, 1, padding=0)
@@ -420,6 +441,11 @@ class Dashboard(QWidget):
                     s["peak"].append(x, e.vram_peak / GB)
                     self.vram_total = e.vram_total
                     self._dirty.update(("allocated", "reserved", "peak"))
+                    if e.vram_peak_reserved:  # older metrics.jsonl files do not have it
+                        s["peak_reserved"].append(x, e.vram_peak_reserved / GB)
+                        self._dirty.add("peak_reserved")
+                        self.peak_reserved = max(self.peak_reserved, e.vram_peak_reserved)
+                        self._plan_dirty = True
                 if e.gpu_util is not None:
                     s["util"].append(x, e.gpu_util)
                     self._dirty.add("util")
@@ -444,6 +470,17 @@ class Dashboard(QWidget):
                     margin = f", margin {e.reward_margin:+.3f}" if e.reward_margin is not None else ""
                     self._log_lines.append(self._log_line(
                         f"Step {e.step}: held-out reward accuracy {e.reward_accuracy:.2f}{margin}"))
+            elif kind is ev.FitPlan:
+                self.fit_plan = e
+                if e.estimated_bytes:
+                    self.estimated_bytes = e.estimated_bytes
+                self._plan_dirty = True
+                if e.reason == "out_of_memory":
+                    self.banner.show_message(
+                        "warn", f"Ran out of memory at step {e.step + 1}: the run goes on",
+                        html.escape(f"Step {e.step + 1} was redone on the same examples with micro-batches of "
+                                    f"{e.micro_batch_tokens:,} tokens; each update is the same as before. "
+                                    "The next runs of this project start from this size."))
             elif kind is ev.Sample:
                 self._sample_rounds.setdefault(e.step, []).append(e)
                 self._samples_dirty = True
@@ -494,6 +531,8 @@ class Dashboard(QWidget):
             self.time_label.setText(f"Preparing\u2026 {clock(time.monotonic() - self._started_at)}")
         if self._log_lines:
             self._flush_log()
+        if self._plan_dirty:
+            self._draw_plan()
         if self._samples_dirty:
             self._draw_samples()
             drew = True
@@ -535,6 +574,9 @@ class Dashboard(QWidget):
             self.total_line.setValue(total)
             self.total_line.show()
             self.memory_plot.getPlotItem().setYRange(0, total * 1.1, padding=0)
+        if self.vram_total and self.estimated_bytes:
+            self.estimate_line.setValue(self.estimated_bytes / GB)
+            self.estimate_line.show()
         self._draw_tiles()
 
     def _draw_tiles(self) -> None:
@@ -557,8 +599,13 @@ class Dashboard(QWidget):
         if m.vram_total:
             t["memory"].show()
             t["memory"].set_value(f"{m.vram_allocated / GB:.1f} / {m.vram_total / GB:.0f} GB")
-            t["memory"].setToolTip(f"Allocated {m.vram_allocated / GB:.2f} GB, reserved {m.vram_reserved / GB:.2f} GB, "
-                                   f"peak {m.vram_peak / GB:.2f} GB of {m.vram_total / GB:.1f} GB")
+            tip = (f"Allocated {m.vram_allocated / GB:.2f} GB, reserved {m.vram_reserved / GB:.2f} GB; peak allocated "
+                   f"{m.vram_peak / GB:.2f} GB")
+            if self.peak_reserved:
+                tip += f", peak reserved {self.peak_reserved / GB:.2f} GB"
+            if self.estimated_bytes:
+                tip += f" (estimated {self.estimated_bytes / GB:.2f} GB)"
+            t["memory"].setToolTip(tip + f" of {m.vram_total / GB:.1f} GB")
         if m.gpu_util is not None:
             t["util"].show()
             t["util"].set_value(f"{m.gpu_util:.0f}%")
@@ -609,6 +656,27 @@ class Dashboard(QWidget):
         o = self.outcome
         if isinstance(o, ev.Finished) and not o.stopped_early and p is not None:
             self.progress.setValue(self.progress.maximum())
+
+    def plan_text(self) -> str:
+        """The plan line: how the run fits the device, and the measured peak beside the estimate."""
+        p = self.fit_plan
+        if p is None:
+            return ""
+        line = f"Plan: {p.text}"
+        if self.peak_reserved:
+            measured = f"measured peak {self.peak_reserved / GB:.1f} GB"
+            if p.estimated_bytes:
+                measured += f" (estimated {self.estimated_bytes / GB:.1f} GB)"
+            elif self.estimated_bytes:  # a plan changed by running out of memory has no estimate of its own
+                measured += f" (estimated {self.estimated_bytes / GB:.1f} GB for the first plan)"
+            line += f"  \u00b7  {measured}"
+        return line
+
+    def _draw_plan(self) -> None:
+        self._plan_dirty = False
+        text = self.plan_text()
+        self.plan_label.setText(text)
+        self.plan_label.setVisible(bool(text))
 
     def _draw_samples(self) -> None:
         self._samples_dirty = False

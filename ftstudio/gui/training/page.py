@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from ftstudio.core import preferences, runs
 from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
 from ftstudio.core.events import (
-    Checkpoint, EvalMetrics, Failed, Finished, Log, Progress, Sample, StepMetrics, read_events,
+    Checkpoint, EvalMetrics, Failed, Finished, FitPlan, Log, Progress, Sample, StepMetrics, read_events,
 )
 from ftstudio.core.project import Run
 from ftstudio.core.run_speeds import speed_history
@@ -76,7 +76,7 @@ def history_events(run_dir: Path, resuming: bool = True) -> list:
     """What the dashboard shows of a run's earlier sessions: its curves, samples and progress; and,
     when only looking at the run (not resuming it), its log and how it ended."""
     keep = (StepMetrics, EvalMetrics, Sample, Progress) if resuming else \
-        (StepMetrics, EvalMetrics, Sample, Progress, Log, Checkpoint, Finished, Failed)
+        (StepMetrics, EvalMetrics, Sample, Progress, FitPlan, Log, Checkpoint, Finished, Failed)
     return [e for e in read_events(Path(run_dir) / "metrics.jsonl") if isinstance(e, keep)]
 
 

@@ -67,8 +67,10 @@ def curve(widget: pg.PlotWidget, colour: str, width: float = 1.5, name: str | No
     return item
 
 
-def add_legend(widget: pg.PlotWidget, left: bool = False):
-    legend = widget.getPlotItem().addLegend(offset=(8 if left else -8, 6), labelTextColor=style.MUTED,
-                                            labelTextSize="8pt", colCount=3 if left else 1)
+def add_legend(widget: pg.PlotWidget, left: bool = False, bottom: bool = False, columns: int | None = None):
+    """A legend in a top corner (``bottom``: a bottom one, under curves that sit high, like memory)."""
+    legend = widget.getPlotItem().addLegend(offset=(8 if left else -8, -6 if bottom else 6),
+                                            labelTextColor=style.MUTED, labelTextSize="8pt",
+                                            colCount=columns or (3 if left else 1))
     legend.setBrush(pg.mkBrush(255, 255, 255, 210))
     return legend
