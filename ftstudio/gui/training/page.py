@@ -348,8 +348,9 @@ class TrainPage(Page):
             return
         n_train, tokens, _ = self._data
         try:
-            # The auto-fit plan: how the engine will run these settings on this device.
-            plan = plan_run(cfg, shape, device)
+            # The auto-fit plan: how the engine will run these settings on this device (from the
+            # smaller micro-batch an earlier run of this model came down to after running out of memory).
+            plan = plan_run(cfg, shape, device, micro_batch_ceiling=runs.micro_batch_ceiling(self.project, cfg))
             planned = replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
             time = estimate_time(planned, shape, tokens, device, n_train, plan.micro_batch_tokens,
                                  self._speeds) if tokens else None
