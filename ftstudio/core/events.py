@@ -78,7 +78,8 @@ class FitPlan:
 
     step: int
     micro_batch_tokens: int
-    micro_batches: int  # per packed batch, at most (1: the whole batch in one pass)
+    micro_batches: int  # per packed batch: batch_tokens / micro_batch_tokens rounded up (1: one pass);
+    # a batch can take more, as its examples are never cut
     gradient_checkpointing: bool
     estimated_bytes: int  # the plan's estimated peak; 0 when there is no estimate
     text: str  # one line, for the dashboard and the log

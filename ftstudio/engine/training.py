@@ -409,9 +409,8 @@ class _Run:
 
     def _plan_words(self) -> str:
         """The plan in one line, when there is no estimate to say it with."""
-        parts = self.cfg.batch_tokens // max(1, self.micro_tokens)
         head = (f"{self.cfg.batch_tokens:,} tokens per batch in one pass" if self.micro_tokens >= self.cfg.batch_tokens
-                else f"{self.micro_tokens:,} tokens per micro-batch (up to {max(2, parts)} per batch)")
+                else f"at most {self.micro_tokens:,} tokens per micro-batch, {self.cfg.batch_tokens:,} per batch")
         return f"{head}, checkpointing {'on' if self.checkpointing else 'off'}"
 
     def _fit_event(self, step: int, reason: str) -> FitPlan:
