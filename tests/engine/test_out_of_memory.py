@@ -11,6 +11,7 @@ step on, and raises the real ``torch.OutOfMemoryError`` that torch raises then.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -208,3 +209,41 @@ def test_the_fit_plan_is_applied_and_said_once(tiny_model_dir, tmp_path):
     assert capped.status == "finished" and capped.micro_batch_ceiling is None
     (plan,) = [e for e in events if isinstance(e, FitPlan)]
     assert plan.micro_batch_tokens == 64 and "earlier run ran out of memory" in plan.text
+
+
+def test_a_dpo_step_redone_after_out_of_memory_counts_its_pairs_once(tiny_model_dir, tmp_path):
+    from ftstudio.core.events import PreferenceMetrics
+    from tests.engine.test_preference_training import cfg_for as dpo_cfg
+    from tests.engine.test_preference_training import pref_data
+
+    # a pair is two segments of one row (up to 2 x max_length): two or three pairs per micro-batch
+    cfg = dpo_cfg(tiny_model_dir, auto_fit=False, batch_tokens=512, micro_batch_tokens=256, samples=0,
+                  checkpoint_every=0, eval_every=0)
+    passes: list = []
+
+    def second_pass_of_step_two(where: str, step: int, tokens: int, rows: int) -> None:
+        # Stands for memory that runs out part-way through a step, once: the first
+        # micro-batch's pairs were already counted when the second one fails.
+        if where == "train" and step == 1:
+            passes.append(tokens)
+            if len(passes) == 2:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+
+    events: list = []
+    with memory_fault(second_pass_of_step_two):
+        result = train(cfg, pref_data(), events.append, lambda: False, run_dir=tmp_path / "dpo")
+    assert result.status == "finished" and result.micro_batch_ceiling == 128, result.failure
+    assert len(passes) > 3  # two passes, then the whole step again in smaller ones
+    reference: list = []
+    train(dataclasses.replace(cfg, micro_batch_tokens=128), pref_data(), reference.append, lambda: False,
+          run_dir=tmp_path / "dpo-small")
+
+    def windows(evs: list) -> list[PreferenceMetrics]:
+        return [e for e in evs if isinstance(e, PreferenceMetrics)]
+
+    # a redone step's pairs are counted once, and what they measure is the smaller micro-batch's
+    assert [e.units for e in windows(events)] == [e.units for e in windows(reference)]
+    assert [e.loss for e in windows(events)] == pytest.approx([e.loss for e in windows(reference)], rel=1e-5)
+    assert [e.reward_margin for e in windows(events)] == \
+           pytest.approx([e.reward_margin for e in windows(reference)], rel=1e-4, abs=1e-6)
+    assert losses(events) == pytest.approx(losses(reference), rel=1e-5)
