@@ -432,15 +432,19 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         device = DeviceBudget.from_info(device_info()) if cuda_available() else cpu_budget()
     time = None
     n_train = 0
+    ceiling = None
     if args.dir:
-        # The project's data and its runs' measured speed give the time.
+        # The project's data and its runs' measured speed give the time; an earlier run that
+        # ran out of memory caps the micro-batch, as it caps the project's next run.
+        from ftstudio.core.runs import micro_batch_ceiling
         from ftstudio.core.run_speeds import speed_history
         from ftstudio.engine.estimate import CHARS_PER_TOKEN, estimate_time, measured_speeds
 
         with _open_project(args.dir) as project:
             n_train, chars = project.trainable_sizes().get("train", (0, 0))
             history = measured_speeds(speed_history(project))
-    plan = plan_run(cfg, shape, device)
+            ceiling = micro_batch_ceiling(project, cfg)
+    plan = plan_run(cfg, shape, device, micro_batch_ceiling=ceiling)
     if args.dir and n_train:
         planned = _replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
         time = estimate_time(planned, shape, int(chars / CHARS_PER_TOKEN), device, n_train,

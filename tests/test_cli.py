@@ -324,3 +324,20 @@ def test_estimate_on_a_project_says_how_long_it_takes(tmp_path, capsys):
     assert "the CPU speed calibrated on the bundled model" in out  # no run measured yet
     assert main(["estimate", str(target), "--preset", "quick", "--set", "device=cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["time"]["basis"] == "calibrated"
+
+
+def test_estimate_on_a_project_starts_from_the_micro_batch_an_out_of_memory_left(tmp_path, capsys):
+    from ftstudio.core.runs import CEILINGS_SETTING
+
+    target = tmp_path / "p"
+    main(["new", str(target)])
+    capsys.readouterr()
+    args = ["estimate", str(target), "--model", "Qwen/Qwen2.5-0.5B-Instruct", "--preset", "best",
+            "--device-memory", "80", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["micro_batch_tokens"] == 8192
+    with Project.open(target) as p:  # what a run of this model that ran out of memory leaves behind
+        p.set_setting(CEILINGS_SETTING, {"Qwen/Qwen2.5-0.5B-Instruct|lora": 2048})
+    assert main(args) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["micro_batch_tokens"] == 2048 and any("ran out of memory" in n for n in plan["notes"])
