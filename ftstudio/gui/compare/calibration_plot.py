@@ -44,7 +44,8 @@ class ReliabilityDiagram(pg.PlotWidget):
         item.getViewBox().setMouseEnabled(x=False, y=False)
         item.setXRange(0, 1, padding=0.02)
         item.setYRange(0, 1, padding=0.02)
-        self.legend = plots.add_legend(self, left=True)
+        # One model a line: three or more long model names side by side run off the plot.
+        self.legend = plots.add_legend(self, left=True, columns=1)
         self.curves: dict[str, pg.PlotDataItem] = {}
 
     def show_rows(self, rows: Sequence[ModelRow]) -> None:

@@ -242,8 +242,12 @@ class EvaluationsView(QWidget):
             cells[0].setToolTip(row.key)
             for col, item in enumerate(cells):
                 self.summary.setItem(r, col, item)
-        self.summary.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # The model's name as wide as it is (with a column per label the table scrolls sideways instead).
+        self.summary.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.summary.horizontalHeader().setStretchLastSection(True)
         _fit_rows(self.summary, maximum=8)
+        self.summary.setFixedHeight(self.summary.maximumHeight()
+                                    + self.summary.horizontalScrollBar().sizeHint().height())
         self.headline.setText(scores.headline(self.rows) if self.latest_only else "")
         self.headline.setVisible(self.latest_only and bool(self.rows))
         self.empty.setText("" if self.rows else "No evaluations yet.")
@@ -336,7 +340,10 @@ class EvaluateTab(QWidget):
         self.run_button.setMinimumWidth(self.run_button.sizeHint().width())
         bar.addWidget(self.run_button)
         bar.addWidget(self.stop_button)
-        bar.addSpacing(12)
+        bar.addStretch(1)
+        layout.addLayout(bar)
+        # The settings on a line of their own: beside the buttons they do not fit the tab at 1280 wide.
+        bar = QHBoxLayout()
         bar.addWidget(QLabel("Exact match"))
         self.exact_match = QComboBox()
         for text, value in EXACT_MATCH_CHOICES:
