@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
 
 from ftstudio.core.project import Project
 from ftstudio.core.scores import ModelRow
+from ftstudio.gui.plain import plain_tip
 
 COLUMNS = ["Prompt", "Expected", "Answer", "Confidence", "Model"]
+PROMPT_WIDTH, ANSWER_WIDTH = 250, 200  # pixels; the user may widen them
 PROMPT_CHARS = 140
 
 
@@ -91,7 +93,12 @@ class MistakesTable(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # The prompt and a base model's answer (often a whole sentence) are cut short (their tooltips
+        # hold them), so the expected label, the confidence and the model stay in view.
+        for column, width in ((0, PROMPT_WIDTH), (2, ANSWER_WIDTH)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
+        header.setStretchLastSection(True)
         self.table.setMinimumHeight(180)
         layout.addWidget(self.table, 1)
         self.status = QLabel("")
@@ -134,6 +141,8 @@ class MistakesTable(QWidget):
                         )
                 elif c == 0:
                     item.setToolTip(prompt)
+                elif c in (2, 4):
+                    item.setToolTip(plain_tip(text))
                 self.table.setItem(r, c, item)
         n_models = len({m["model"] for m in self.mistakes})
         self.title.setText(
