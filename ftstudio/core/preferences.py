@@ -236,6 +236,29 @@ def counts(project: Project) -> PairCounts:
     return PairCounts(p, d, u)
 
 
+def training_sizes(project: Project, objective: str) -> dict[str, tuple[int, int]]:
+    """{split: (units, characters of the sequences they train on)} for a DPO or KTO run, in one query.
+
+    A DPO unit is a complete pair, trained on two sequences: the prompt with the chosen answer and
+    the prompt with the rejected one. A KTO unit is one rated answer (a pair gives a good and a bad
+    one), trained on the prompt with the answer; its second sequence (the prompt with another
+    unit's answer, for the KL baseline) only goes forward, about as long again.
+    """
+    if objective == "dpo":
+        select = (
+            "COUNT(*) AS n, SUM(2 * LENGTH(prompt) + LENGTH(chosen) + LENGTH(rejected)) AS chars "
+            f"FROM {TABLE} WHERE deleted = 0 AND chosen IS NOT NULL AND rejected IS NOT NULL"
+        )
+    else:
+        select = (
+            "SUM((chosen IS NOT NULL) + (rejected IS NOT NULL)) AS n, "
+            "SUM(IFNULL(LENGTH(prompt) + LENGTH(chosen), 0) + IFNULL(LENGTH(prompt) + LENGTH(rejected), 0)) "
+            f"AS chars FROM {TABLE} WHERE deleted = 0"
+        )
+    rows = project.execute(f"SELECT split, {select} GROUP BY split")
+    return {r["split"]: (int(r["n"] or 0), int(r["chars"] or 0)) for r in rows}
+
+
 def _prompt_key(messages: list[Message]) -> str:
     from ftstudio.core.validation import normalise
 

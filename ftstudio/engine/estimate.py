@@ -736,6 +736,16 @@ def estimate_time(cfg: TrainConfig, model: ModelShape | dict | int | float, trai
     return TimeEstimate(steps, tokens, speed, seconds, device.kind, basis)
 
 
+def with_preference_passes(est: TimeEstimate, objective: str, reference_tokens: int) -> TimeEstimate:
+    """``est`` (a DPO or KTO run's steps) plus what goes through the model without gradients: the
+    reference log-probabilities of every training and held-out unit once before the first step
+    (``reference_tokens``, both sequences of each), and for KTO each step's mismatched answers
+    (about as many tokens again as the step trains). A forward pass alone is about a third of a
+    trained token's work (see the module doc)."""
+    forward = max(0, reference_tokens) + (est.tokens if objective == "kto" else 0)
+    return replace(est, seconds=est.seconds + forward / 3 / max(est.tokens_per_s, 1e-9))
+
+
 # -- reading a model's config.json ------------------------------------------------------
 
 

@@ -1,12 +1,14 @@
 """Preference tuning on the SFT engine: DPO on pairs, KTO on answers rated good or bad.
 
 A *unit* is what one loss term is taken over: a pair for DPO, one rated answer
-for KTO. Its two sequences go into the same padding-free row as two segments
-(position ids restart, attention stays inside each segment): for DPO the
-prompt with the chosen answer and the prompt with the rejected one; for KTO
-the prompt with its answer and the prompt with another unit's answer (the
-mismatched pair KTO's KL baseline is estimated from, as TRL rotates them).
-Prompt tokens carry no loss; the output layer is applied to answer tokens only.
+for KTO. It has two sequences: for DPO the prompt with the chosen answer and
+the prompt with the rejected one, both trained, as two segments of the same
+padding-free row (position ids restart, attention stays inside each segment);
+for KTO the prompt with its answer, trained, and the prompt with another
+unit's answer (the mismatched pair KTO's KL baseline is estimated from, as TRL
+rotates them), which only goes forward, once per optimiser step for the whole
+step (``PreferenceRun._step_kl``). Prompt tokens carry no loss; the output
+layer is applied to answer tokens only.
 
 The reference model is the policy as it was before the first step, the same
 weights in memory: a fresh LoRA adapter adds exactly nothing (its B matrices
@@ -167,13 +169,13 @@ class UnitBatch:
     position_ids: Any  # (1, T) long
     loss_positions: Any  # (N,) positions whose next token is an answer token
     targets: Any  # (N,) those next tokens
-    target_segment: Any  # (N,) which segment each belongs to (2 per unit, in unit order)
+    target_segment: Any  # (N,) which of the row's segments each belongs to
     segments: tuple[int, ...]  # length of each segment, in row order
-    units: tuple[int, ...]
 
 
-def collate_units(units: Sequence[PreferenceUnit], indices: Sequence[int]) -> UnitBatch:
-    """One padding-free row: both segments of every unit, position ids restarting at each."""
+def collate_segments(units: Sequence[PreferenceUnit], items: Sequence[tuple[int, int]]) -> UnitBatch:
+    """One padding-free row of the sequences ``items`` names, as (unit, segment 0 or 1), in that
+    order; position ids restart at each, and the module's sums come back in the same order."""
     import torch
 
     ids: list[int] = []
@@ -182,18 +184,17 @@ def collate_units(units: Sequence[PreferenceUnit], indices: Sequence[int]) -> Un
     targets: list[int] = []
     target_segment: list[int] = []
     lengths: list[int] = []
-    for i in indices:
-        unit = units[i]
-        for seq, start in zip(unit.segments, unit.prompt_lens):
-            offset = len(ids)
-            segment = len(lengths)
-            ids.extend(seq)
-            positions.extend(range(len(seq)))
-            lengths.append(len(seq))
-            for t in range(start, len(seq)):
-                loss_positions.append(offset + t - 1)
-                targets.append(seq[t])
-                target_segment.append(segment)
+    for i, which in items:
+        seq, start = units[i].segments[which], units[i].prompt_lens[which]
+        offset = len(ids)
+        segment = len(lengths)
+        ids.extend(seq)
+        positions.extend(range(len(seq)))
+        lengths.append(len(seq))
+        for t in range(start, len(seq)):
+            loss_positions.append(offset + t - 1)
+            targets.append(seq[t])
+            target_segment.append(segment)
     return UnitBatch(
         torch.tensor([ids], dtype=torch.long),
         torch.tensor([positions], dtype=torch.long),
@@ -201,8 +202,12 @@ def collate_units(units: Sequence[PreferenceUnit], indices: Sequence[int]) -> Un
         torch.tensor(targets, dtype=torch.long),
         torch.tensor(target_segment, dtype=torch.long),
         tuple(lengths),
-        tuple(indices),
     )
+
+
+def collate_units(units: Sequence[PreferenceUnit], indices: Sequence[int]) -> UnitBatch:
+    """One padding-free row: both segments of every unit (the sums come back as (units, 2))."""
+    return collate_segments(units, [(i, which) for i in indices for which in (0, 1)])
 
 
 def _batch_inputs(batch: UnitBatch, device: Any) -> dict[str, Any]:
@@ -397,6 +402,10 @@ class PreferenceRun(_Run):
             )
 
     def unit_sizes(self, examples: Sequence) -> tuple[list[int], list[int]]:
+        """What a unit puts through the model with gradients: both answers of a DPO pair; a KTO
+        answer alone (its mismatched segment goes forward once per step, see ``_step_kl``)."""
+        if self.cfg.objective == "kto":
+            return [len(u.segments[0]) for u in examples], [1] * len(examples)
         return [len(u.segments[0]) + len(u.segments[1]) for u in examples], [1] * len(examples)
 
     def make_loss_module(self) -> Any:
@@ -428,43 +437,71 @@ class PreferenceRun(_Run):
                 break
         return out
 
-    # -- reference ---------------------------------------------------------------------
+    # -- forward passes without gradients -------------------------------------------------
 
-    def _all_logps(self, enc: _Units) -> Any:
-        """(units, 2) log-probabilities of both segments of every unit under the current weights."""
+    def _logps_of(self, enc: _Units, items: Sequence[tuple[int, int]]) -> Any:
+        """The log-probabilities of the (unit, segment) sequences ``items`` under the current weights,
+        dropout off, in rows of at most ``batch_tokens`` tokens."""
         import torch
 
         from ftstudio.engine.packing import pack
 
-        units = enc.examples
-        out = torch.zeros((len(units), 2), dtype=torch.float32, device=self.device)
-        if not units:
+        out = torch.zeros(len(items), dtype=torch.float32, device=self.device)
+        if not items:
             return out
+        lengths = [len(enc.examples[u].segments[which]) for u, which in items]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                for idx in pack(self.unit_sizes(units)[0], self.cfg.batch_tokens):
-                    batch = collate_units(units, idx)
-                    logps = self.loss_module(**_batch_inputs(batch, self.device)).view(-1, 2)
-                    out[torch.tensor(idx, device=self.device)] = logps
+                for rows in pack(lengths, self.cfg.batch_tokens):
+                    batch = collate_segments(enc.examples, [items[k] for k in rows])
+                    out[torch.tensor(rows, device=self.device)] = self.loss_module(
+                        **_batch_inputs(batch, self.device)
+                    )
         finally:
             self.model.train(was_training)
         return out
+
+    def _unit_logps(self, enc: _Units, units: Sequence[int]) -> Any:
+        """(len(units), 2): both segments of each unit."""
+        return self._logps_of(enc, [(u, which) for u in units for which in (0, 1)]).view(-1, 2)
 
     def prepare_objective(self) -> None:
         import time
 
         t0 = time.perf_counter()
-        self.ref_train = self._all_logps(self.train_enc)
-        self.ref_eval = self._all_logps(self.eval_enc)
+        self.ref_train = self._unit_logps(self.train_enc, range(len(self.train_enc.examples)))
+        self.ref_eval = self._unit_logps(self.eval_enc, range(len(self.eval_enc.examples)))
         self.window = self._zero_stats()
+        self._kl_step: tuple[int, Any] | None = None
         self.emit(
             Log(
                 f"Reference log-probabilities of {len(self.train_enc.examples) + len(self.eval_enc.examples)} "
                 f"units computed in {time.perf_counter() - t0:.1f} s"
             )
         )
+
+    def _step_kl(self) -> Any:
+        """KTO's reference point for the current optimiser step, from every unit of the step.
+
+        TRL (1.16) takes the mean log-ratio of the mismatched answers over each device's batch of
+        ``per_device_train_batch_size`` rows and averages it over the processes. Here a micro-batch
+        holds as many units as fit in ``batch_tokens``, often one or two with long answers, and
+        out-of-memory recovery may split it further: a mean over the micro-batch would be a noisy,
+        split-dependent estimate. So the mean is taken over the whole step (all its micro-batches,
+        on every process: TRL's batch and process average in one), once, without gradients (it is
+        not differentiated anyway, so the mismatched segments need no backward pass). Each process
+        computes it for the whole step itself: the same number everywhere with no collective that a
+        process with fewer micro-batches could miss.
+        """
+        step = self.state.step
+        if self._kl_step is None or self._kl_step[0] != step:
+            units = [i for batch in self.steps[step].batches for i in batch]
+            logps = self._logps_of(self.train_enc, [(u, 1) for u in units])
+            where = self._where(units)
+            self._kl_step = (step, kto_kl(logps, self.ref_train[:, 1].index_select(0, where)))
+        return self._kl_step[1]
 
     # -- losses and metrics ------------------------------------------------------------
 
@@ -473,57 +510,64 @@ class PreferenceRun(_Run):
 
         return torch.zeros(len(_STATS), dtype=torch.float64, device=self.device)
 
-    def _losses(self, enc: _Units, ref: Any, idx: Sequence[int], logps: Any) -> tuple[Any, Any]:
-        """(per-unit losses, the stats sums of these units)."""
+    def _where(self, idx: Sequence[int]) -> Any:
+        import torch
+
+        return torch.tensor(list(idx), dtype=torch.long, device=self.device)
+
+    def _dpo_losses(self, enc: _Units, ref: Any, idx: Sequence[int], logps: Any) -> tuple[Any, Any]:
+        """(per-pair losses, the stats sums of these pairs); ``logps`` is (pairs, 2): chosen, rejected."""
         import torch
 
         cfg = self.cfg
-        logps = logps.view(-1, 2)
-        where = torch.tensor(list(idx), device=self.device)
-        ref = ref.index_select(0, where)
+        ref = ref.index_select(0, self._where(idx))
         units = [enc.examples[i] for i in idx]
-        if cfg.objective == "dpo":
-            tokens = torch.tensor([u.answer_tokens for u in units], dtype=torch.float32, device=self.device)
-            losses = dpo_losses(
-                logps[:, 0],
-                logps[:, 1],
-                ref[:, 0],
-                ref[:, 1],
-                cfg.beta,
-                cfg.loss_type,
-                tokens[:, 0],
-                tokens[:, 1],
-            )
-            chosen_r = cfg.beta * (logps[:, 0] - ref[:, 0]).detach()
-            rejected_r = cfg.beta * (logps[:, 1] - ref[:, 1]).detach()
-            n = float(len(units))
-            stats = torch.stack(
-                [
-                    losses.detach().sum().double(),
-                    torch.tensor(n, device=self.device, dtype=torch.float64),
-                    (chosen_r > rejected_r).double().sum(),
-                    torch.tensor(n, device=self.device, dtype=torch.float64),
-                    chosen_r.double().sum(),
-                    logps[:, 0].detach().double().sum(),
-                    torch.tensor(n, device=self.device, dtype=torch.float64),
-                    rejected_r.double().sum(),
-                    logps[:, 1].detach().double().sum(),
-                ]
-            )
-            return losses, stats
-        labels = torch.tensor([bool(u.label) for u in units], device=self.device)
-        kl = kto_kl(logps[:, 1], ref[:, 1])
-        losses = kto_losses(
-            logps[:, 0], ref[:, 0], labels, kl, cfg.beta, self.desirable_weight, self.undesirable_weight
+        tokens = torch.tensor([u.answer_tokens for u in units], dtype=torch.float32, device=self.device)
+        losses = dpo_losses(
+            logps[:, 0],
+            logps[:, 1],
+            ref[:, 0],
+            ref[:, 1],
+            cfg.beta,
+            cfg.loss_type,
+            tokens[:, 0],
+            tokens[:, 1],
         )
-        reward = cfg.beta * (logps[:, 0] - ref[:, 0]).detach()
+        chosen_r = cfg.beta * (logps[:, 0] - ref[:, 0]).detach()
+        rejected_r = cfg.beta * (logps[:, 1] - ref[:, 1]).detach()
+        n = torch.tensor(float(len(units)), device=self.device, dtype=torch.float64)
+        stats = torch.stack(
+            [
+                losses.detach().sum().double(),
+                n,
+                (chosen_r > rejected_r).double().sum(),
+                n,
+                chosen_r.double().sum(),
+                logps[:, 0].detach().double().sum(),
+                n,
+                rejected_r.double().sum(),
+                logps[:, 1].detach().double().sum(),
+            ]
+        )
+        return losses, stats
+
+    def _kto_losses(self, enc: _Units, ref: Any, idx: Sequence[int], logps: Any, kl: Any) -> tuple[Any, Any]:
+        """(per-answer losses, the stats sums of these answers); ``logps`` is (answers,), ``kl`` the
+        reference point they are measured against."""
+        import torch
+
+        cfg = self.cfg
+        ref = ref.index_select(0, self._where(idx))[:, 0]
+        labels = torch.tensor([bool(enc.examples[i].label) for i in idx], device=self.device)
+        losses = kto_losses(logps, ref, labels, kl, cfg.beta, self.desirable_weight, self.undesirable_weight)
+        reward = cfg.beta * (logps - ref).detach()
         good, bad = labels.double(), (~labels).double()
-        lp = logps[:, 0].detach().double()
+        lp = logps.detach().double()
         right = torch.where(labels, reward > 0, reward < 0).double()
         stats = torch.stack(
             [
                 losses.detach().sum().double(),
-                torch.tensor(float(len(units)), device=self.device, dtype=torch.float64),
+                torch.tensor(float(len(idx)), device=self.device, dtype=torch.float64),
                 right.sum(),
                 good.sum(),
                 (reward.double() * good).sum(),
@@ -536,9 +580,16 @@ class PreferenceRun(_Run):
         return losses, stats
 
     def micro_step(self, idx: Sequence[int]) -> Any:
-        batch = collate_units(self.train_enc.examples, idx)
-        logps = self.wrapped(**_batch_inputs(batch, self.device))
-        losses, stats = self._losses(self.train_enc, self.ref_train, idx, logps)
+        units = self.train_enc.examples
+        if self.cfg.objective == "kto":
+            kl = self._step_kl()
+            batch = collate_segments(units, [(i, 0) for i in idx])
+            logps = self.wrapped(**_batch_inputs(batch, self.device))
+            losses, stats = self._kto_losses(self.train_enc, self.ref_train, idx, logps, kl)
+        else:
+            batch = collate_units(units, idx)
+            logps = self.wrapped(**_batch_inputs(batch, self.device)).view(-1, 2)
+            losses, stats = self._dpo_losses(self.train_enc, self.ref_train, idx, logps)
         self.window += stats
         return losses.sum()
 
@@ -582,22 +633,30 @@ class PreferenceRun(_Run):
         self.window = self._zero_stats()
 
     def evaluate(self) -> float | None:
+        """The held-out metrics; KTO's reference point is the mean over all held-out answers (every
+        process's share), so the figures do not depend on how the held-out set is batched."""
         import torch
 
         if not self.eval_batches:
             return None
-        total = self._zero_stats()
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                for idx in self.eval_batches[self.rank :: self.world]:
-                    batch = collate_units(self.eval_enc.examples, idx)
-                    logps = self.loss_module(**_batch_inputs(batch, self.device))
-                    total += self._losses(self.eval_enc, self.ref_eval, idx, logps)[1]
+        idx = [i for batch in self.eval_batches[self.rank :: self.world] for i in batch]
+        logps = self._unit_logps(self.eval_enc, idx)
+        if self.cfg.objective == "kto":
+            ratios = logps[:, 1] - self.ref_eval[:, 1].index_select(0, self._where(idx))
+            kl_sums = torch.stack(
+                [
+                    ratios.double().sum(),
+                    torch.tensor(float(len(idx)), device=self.device, dtype=torch.float64),
+                ]
+            )
             if self.world > 1:
-                total = self.accelerator.reduce(total, "sum")
-        finally:
-            self.model.train()
+                kl_sums = self.accelerator.reduce(kl_sums, "sum")
+            kl = (kl_sums[0] / kl_sums[1].clamp(min=1)).float().clamp(min=0)
+            total = self._kto_losses(self.eval_enc, self.ref_eval, idx, logps[:, 0], kl)[1]
+        else:
+            total = self._dpo_losses(self.eval_enc, self.ref_eval, idx, logps)[1]
+        if self.world > 1:
+            total = self.accelerator.reduce(total, "sum")
         values = self._emit_stats(self.state.step, "eval", total)
         if not values["units"]:
             return None

@@ -371,3 +371,31 @@ def test_method_dpo_sets_the_objective_and_settings_are_checked(tmp_path):
     assert "no adapter" in problems["start_from"]
     (tmp_path / "adapter_config.json").write_text("{}")
     assert validate(TrainConfig(objective="kto", start_from=str(tmp_path))) == []
+
+
+def test_training_sizes_count_what_each_objective_puts_through_the_model(project):
+    prompt = [{"role": "user", "content": "Where is my parcel?"}]
+    p = len(json.dumps(prompt, ensure_ascii=False))
+    ids = prefs.add_pairs(
+        project,
+        [
+            prefs.NewPair(prompt, "shipping", "no idea at all", split="train"),
+            prefs.NewPair(prompt, "shipping, it is late", "no", split="train"),
+            prefs.NewPair(prompt, None, "a bad one", split="train"),
+            prefs.NewPair(prompt, "good", "bad", split="eval"),
+        ],
+        actor="tester",
+    )
+    dpo = prefs.training_sizes(project, "dpo")
+    # complete pairs only: the prompt twice, the chosen and the rejected answer
+    assert dpo["train"] == (
+        2,
+        4 * p + len("shipping") + len("no idea at all") + len("shipping, it is late") + 2,
+    )
+    assert dpo["eval"] == (1, 2 * p + len("good") + len("bad"))
+    kto = prefs.training_sizes(project, "kto")
+    # every rated answer (a pair gives two), each with its prompt
+    answers = ["shipping", "no idea at all", "shipping, it is late", "no", "a bad one"]
+    assert kto["train"] == (5, 5 * p + sum(map(len, answers)))
+    prefs.delete_pairs(project, ids[:1], actor="tester")
+    assert prefs.training_sizes(project, "dpo")["train"][0] == 1

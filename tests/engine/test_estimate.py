@@ -14,7 +14,7 @@ import pytest
 from ftstudio.core.config import TrainConfig, preset
 from ftstudio.engine.estimate import (
     BUNDLED_CONFIG, GIB, DeviceBudget, ModelShape, ModelShapeError, cpu_budget, duration, estimate_memory,
-    estimate_time, gb, lora_parameters, model_shape,
+    estimate_time, gb, lora_parameters, model_shape, with_preference_passes,
 )
 
 SMOL = ModelShape.from_config(BUNDLED_CONFIG)
@@ -178,6 +178,18 @@ def test_time_grows_with_model_size_epochs_and_qlora_on_the_cpu():
     assert gpu.tokens_per_s > 10 * small.tokens_per_s
     checkpointed = estimate_time(replace(cfg, gradient_checkpointing=True), LLAMA7B, 50_000, GPU24)
     assert checkpointed.seconds > estimate_time(cfg, LLAMA7B, 50_000, GPU24).seconds
+
+
+def test_preference_tuning_adds_its_forward_passes_without_gradients():
+    cfg = preset("quick", objective="dpo")
+    steps = estimate_time(cfg, SMOL, 20_000, CPU, examples=200)
+    dpo = with_preference_passes(steps, "dpo", reference_tokens=24_000)
+    # the reference pass over every training and held-out pair: a forward pass, a third of a trained token
+    assert dpo.seconds - steps.seconds == pytest.approx(24_000 / 3 / steps.tokens_per_s)
+    assert (dpo.steps, dpo.tokens, dpo.tokens_per_s) == (steps.steps, steps.tokens, steps.tokens_per_s)
+    # KTO also puts each step's mismatched answers forward, about as many tokens as it trains
+    kto = with_preference_passes(steps, "kto", reference_tokens=24_000)
+    assert kto.seconds - dpo.seconds == pytest.approx(steps.tokens / 3 / steps.tokens_per_s)
 
 
 def test_durations_read_like_words():

@@ -126,6 +126,57 @@ def test_the_estimate_follows_the_settings(page, fill, project):
     assert page.estimate.estimate.activations > before
 
 
+def _time_figures(text: str) -> tuple[int, int]:
+    """(steps, tokens) from the time sentence: "... (N steps, ...; for K units (about T tokens)"."""
+    import re
+
+    steps = re.search(r"\(([\d,]+) steps?", text)
+    tokens = re.search(r"about ([\d,]+) tokens\)", text)
+    assert steps and tokens, text
+    return int(steps.group(1).replace(",", "")), int(tokens.group(1).replace(",", ""))
+
+
+def test_the_time_estimate_of_dpo_and_kto_counts_the_pairs_and_their_lengths(page, fill, project):
+    import json
+
+    from ftstudio.core import preferences
+    from ftstudio.core.preferences import NewPair
+    from ftstudio.gui.training.page import CHARS_PER_TOKEN
+
+    fill(project, 30, eval_every=5)  # 24 short training examples
+    prompt = [{"role": "user", "content": "Where is my parcel? " * 4}]
+    ids = preferences.add_pairs(project, [
+        NewPair(prompt, "shipping " * 20, "no idea " * 40, split="train") for _ in range(6)
+    ] + [NewPair(prompt, "shipping", None, split="train")], actor="tester")
+    page.refresh_data()
+    set_field(page, "max_steps", 0)
+    set_field(page, "epochs", 3)
+    set_field(page, "batch_tokens", 256)
+    set_field(page, "max_length", 256)
+    assert "24 training examples" in page.estimate.time_text
+    sft_steps, sft_tokens = _time_figures(page.estimate.time_text)
+
+    editor = page.form.editor("objective")
+    editor.setCurrentIndex(editor.findData("dpo"))
+    text = page.estimate.time_text
+    assert "6 training pairs" in text and "training examples" not in text, text
+    chars = 6 * (2 * len(json.dumps(prompt)) + len("shipping " * 20) + len("no idea " * 40))
+    steps, tokens = _time_figures(text)
+    # the prompt twice and both answers of every pair (within the rounding of the stored JSON)
+    assert abs(tokens - chars / CHARS_PER_TOKEN) <= 0.02 * tokens
+    assert steps != sft_steps
+
+    # longer rejected answers: more tokens, more steps
+    preferences.update_pairs(project, ids[:6], actor="tester", rejected="no idea " * 120)
+    page.refresh_data()
+    longer_steps, longer_tokens = _time_figures(page.estimate.time_text)
+    assert longer_tokens > tokens and longer_steps > steps
+
+    editor.setCurrentIndex(editor.findData("kto"))
+    text = page.estimate.time_text
+    assert "13 rated answers" in text, text  # 6 pairs give a good and a bad answer each, plus one good one
+
+
 def test_a_model_that_cannot_be_read_blocks_start_with_a_reason(page, tmp_path):
     page.form.set_model(str(tmp_path / "nowhere"))
     assert "does not exist" in page.form.problem_text("model")

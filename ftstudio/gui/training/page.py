@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ftstudio.core import preferences, runs
-from ftstudio.core.config import ConfigError, Problem, TrainConfig, preset, validate
+from ftstudio.core.config import PREFERENCE_OBJECTIVES, ConfigError, Problem, TrainConfig, preset, validate
 from ftstudio.core.events import (
     Checkpoint, EvalMetrics, Failed, Finished, FitPlan, Log, Progress, Sample, StepMetrics, read_events,
 )
@@ -36,6 +36,7 @@ from ftstudio.engine.estimate import (
     model_shape,
 )
 from ftstudio.engine.fit import plan_run
+from ftstudio.engine.estimate import with_preference_passes
 from ftstudio.gui.page_header import page_layout
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
@@ -133,6 +134,7 @@ class TrainPage(Page):
         self._data = (0, 0, 0)  # training examples, their tokens (rough), held-out examples
         self._speeds: list[MeasuredSpeed] = []  # earlier runs' measured speeds, newest first
         self._fetch_job: Job | None = None
+        self._preference_sizes: dict[str, dict[str, tuple[int, int]]] = {}  # objective -> training_sizes
 
         layout, head, self.data_label = page_layout(self, "Train")
         self.resume_button = QPushButton("Resume")
@@ -346,19 +348,21 @@ class TrainPage(Page):
         if shape is None:
             self.estimate.set_estimates(None, None, device, "The estimate appears once the model can be read.")
             return
-        n_train, tokens, _ = self._data
+        n_train, tokens, sequences, what, reference = self._training_sizes(cfg)
         try:
             # The auto-fit plan: how the engine will run these settings on this device (from the
             # smaller micro-batch an earlier run of this model came down to after running out of memory).
             plan = plan_run(cfg, shape, device, micro_batch_ceiling=runs.micro_batch_ceiling(self.project, cfg))
             planned = replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
-            time = estimate_time(planned, shape, tokens, device, n_train, plan.micro_batch_tokens,
+            time = estimate_time(planned, shape, tokens, device, sequences, plan.micro_batch_tokens,
                                  self._speeds) if tokens else None
+            if time is not None and cfg.objective in PREFERENCE_OBJECTIVES:
+                time = with_preference_passes(time, cfg.objective, reference)
         except (TypeError, ValueError, ZeroDivisionError):
             self.estimate.set_estimates(None, None, device, "Fix the settings marked in red to see the estimate.")
             return
-        note = f"for {n_train:,} training examples (about {tokens:,} tokens)" if tokens else \
-            "add training examples to see how long it takes"
+        note = f"for {n_train:,} {what} (about {tokens:,} tokens)" if tokens else \
+            f"add {what} to see how long it takes"
         if cfg.method == "qlora" and device.kind == "cpu":
             note += "; QLoRA is several times slower than LoRA on a CPU"
         self.estimate.set_estimates(plan.estimate, time, device, note, plan)
@@ -381,6 +385,22 @@ class TrainPage(Page):
             return
         self.form.set_config(replace(self.form.config(), **changes))
         self._settings_changed()
+
+    def _training_sizes(self, cfg: TrainConfig) -> tuple[int, int, int, str, int]:
+        """(units, tokens they train on, sequences those are, what a unit is called, tokens of the
+        reference pass) for ``cfg``'s objective: examples for SFT; pairs (both answers) for DPO,
+        rated answers for KTO, and for both the reference pass over every training and held-out unit."""
+        if cfg.objective not in PREFERENCE_OBJECTIVES:
+            n_train, tokens, _ = self._data
+            return n_train, tokens, n_train, "training examples", 0
+        sizes = self._preference_sizes.get(cfg.objective, {})
+        (units, chars), eval_chars = sizes.get("train", (0, 0)), sizes.get("eval", (0, 0))[1]
+        if cfg.objective == "dpo":  # two sequences a pair, both trained
+            return (units, int(chars / CHARS_PER_TOKEN), 2 * units, "training pairs",
+                    int((chars + eval_chars) / CHARS_PER_TOKEN))
+        # KTO trains one sequence an answer; the reference pass also reads its mismatched one
+        return (units, int(chars / CHARS_PER_TOKEN), units, "rated answers",
+                int(2 * (chars + eval_chars) / CHARS_PER_TOKEN))
 
     # -- data -----------------------------------------------------------------------------
 
@@ -414,6 +434,7 @@ class TrainPage(Page):
                 starts.append((f"Run {run.id} ({run.method.upper()})", str(adapter)))
         self.form.set_start_runs(starts)
         self._preference_counts = c
+        self._preference_sizes = {o: preferences.training_sizes(self.project, o) for o in PREFERENCE_OBJECTIVES}
         self._update_objective_notes()
 
     def _update_objective_notes(self) -> None:
