@@ -441,7 +441,7 @@ class PreferenceRun(_Run):
 
     def _logps_of(self, enc: _Units, items: Sequence[tuple[int, int]]) -> Any:
         """The log-probabilities of the (unit, segment) sequences ``items`` under the current weights,
-        dropout off, in rows of at most ``batch_tokens`` tokens."""
+        dropout off, in rows no longer than the run's micro-batch (a longer sequence alone)."""
         import torch
 
         from ftstudio.engine.packing import pack
@@ -454,7 +454,7 @@ class PreferenceRun(_Run):
         self.model.eval()
         try:
             with torch.no_grad():
-                for rows in pack(lengths, self.cfg.batch_tokens):
+                for rows in pack(lengths, max(self.micro_tokens, max(lengths))):
                     batch = collate_segments(enc.examples, [items[k] for k in rows])
                     out[torch.tensor(rows, device=self.device)] = self.loss_module(
                         **_batch_inputs(batch, self.device)
