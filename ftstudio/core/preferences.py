@@ -47,7 +47,8 @@ from ftstudio.core.formats import (
     TRL_PREFERENCE,
     UNPAIRED,
     form_of_rows,
-    SHAREGPT_ROLES,
+    alpaca_prompt,
+    sharegpt_turn,
     FormatProblem,
     ImportFailed,
     _json_rows,
@@ -700,9 +701,7 @@ def _sharegpt_turns(turns: Any, field: str) -> list[Message]:
     for i, t in enumerate(turns, start=1):
         if not isinstance(t, dict):
             raise _Bad(field, f"turn {i} is not an object with 'from' and 'value'")
-        speaker = t.get("from", t.get("role"))
-        value = t.get("value", t.get("content"))
-        role = SHAREGPT_ROLES.get(str(speaker).lower()) if speaker is not None else None
+        speaker, value, role = sharegpt_turn(t)
         if role not in ("user", "assistant", "system"):
             raise _Bad(field, f"turn {i} comes from {speaker!r}; expected human, gpt or system")
         if not isinstance(value, str):
@@ -730,9 +729,7 @@ def _pair_from_ranking(data: dict) -> NewPair:
         extra = data.get("input") or ""
         if not isinstance(instruction, str) or not isinstance(extra, str):
             raise _Bad("instruction", "must be text")
-        text = (
-            f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() else (instruction or extra)
-        )
+        text = alpaca_prompt(instruction, extra)
         if not text.strip():
             raise _Bad("instruction", "is empty; write the prompt or delete the record")
         prompt = [{"role": "user", "content": text}]

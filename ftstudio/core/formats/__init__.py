@@ -53,9 +53,11 @@ from ftstudio.core.formats.shapes import (  # noqa: F401
     SHAREGPT_RANKING,
     TRL_PREFERENCE,
     UNPAIRED,
+    alpaca_prompt,
     form_of_keys,
     form_of_rows,
     parse_column_map,
+    sharegpt_turn,
 )
 from ftstudio.core.formats.reader import (  # noqa: F401
     detect_format,

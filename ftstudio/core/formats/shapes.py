@@ -227,6 +227,21 @@ def _text_parts(parts: list, message_no: int) -> str:
     return "\n".join(texts)
 
 
+def alpaca_prompt(instruction: str, extra: str) -> str:
+    """Alpaca's instruction and input as one user turn: both, a blank line apart, or whichever is
+    given (examples here; ranking-form preference pairs in core/preferences.py)."""
+    return f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() else (instruction or extra)
+
+
+def sharegpt_turn(turn: dict) -> tuple[Any, Any, str | None]:
+    """(speaker, value, role) of a ShareGPT turn, written ``from``/``value`` or ``role``/``content``;
+    role is None for a speaker not in SHAREGPT_ROLES. Each caller says what it accepts in its words."""
+    speaker = turn.get("from", turn.get("role"))
+    value = turn.get("value", turn.get("content"))
+    role = SHAREGPT_ROLES.get(str(speaker).lower()) if speaker is not None else None
+    return speaker, value, role
+
+
 def _from_alpaca(data: Any, line: int | None, split: str | None) -> NewExample:
     data = _require_object(data)
     for key in ("instruction", "output"):
@@ -238,7 +253,7 @@ def _from_alpaca(data: Any, line: int | None, split: str | None) -> NewExample:
     instruction, extra = _text(data.get("instruction")), _text(data.get("input"))
     if not instruction.strip() and not extra.strip():
         raise _RowError("the instruction is empty; write the instruction or delete the record")
-    prompt = f"{instruction}\n\n{extra}" if instruction.strip() and extra.strip() else (instruction or extra)
+    prompt = alpaca_prompt(instruction, extra)
     messages: list[dict] = []
     history = data.get("history") or []
     if not isinstance(history, list):
@@ -297,9 +312,7 @@ def _from_sharegpt(data: Any, line: int | None, split: str | None) -> NewExample
     for i, t in enumerate(turns, start=1):
         if not isinstance(t, dict):
             raise _RowError(f"turn {i} is not an object with 'from' and 'value'")
-        speaker = t.get("from", t.get("role"))
-        value = t.get("value", t.get("content"))
-        role = SHAREGPT_ROLES.get(str(speaker).lower()) if speaker is not None else None
+        speaker, value, role = sharegpt_turn(t)
         if role is None:
             raise _RowError(
                 f"turn {i} comes from {speaker!r}, which is not a known speaker (expected human, gpt, "
