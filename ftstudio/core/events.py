@@ -125,7 +125,15 @@ class Failed:
 
 
 Event = (
-    Progress | StepMetrics | EvalMetrics | PreferenceMetrics | FitPlan | Sample | Checkpoint | Log | Finished
+    Progress
+    | StepMetrics
+    | EvalMetrics
+    | PreferenceMetrics
+    | FitPlan
+    | Sample
+    | Checkpoint
+    | Log
+    | Finished
     | Failed
 )
 

@@ -79,6 +79,7 @@ class Outcome(Protocol):
     def eval_loss(self) -> float | None: ...
     @property
     def failure(self) -> object | None: ...
+
     # and, when running out of memory lowered it, ``micro_batch_ceiling`` (tokens)
 
 
@@ -150,8 +151,13 @@ def _check(cfg: TrainConfig, project: Project) -> PreparedData | PreferenceData:
 
 def plan_new(project: Project, cfg: TrainConfig, run_id: str | None = None) -> RunPlan:
     """A new run of ``cfg`` on the project's data (``run_id``: a name chosen by the caller)."""
-    return RunPlan(cfg, _check(cfg, project), resume=False, run_id=run_id,
-                   micro_batch_ceiling=micro_batch_ceiling(project, cfg))
+    return RunPlan(
+        cfg,
+        _check(cfg, project),
+        resume=False,
+        run_id=run_id,
+        micro_batch_ceiling=micro_batch_ceiling(project, cfg),
+    )
 
 
 def plan_resume(project: Project, run_id: str) -> RunPlan:
@@ -164,8 +170,13 @@ def plan_resume(project: Project, run_id: str) -> RunPlan:
         raise RunProblem(
             "config", "its settings cannot be read: " + "; ".join(map(str, exc.problems)), exc.problems
         ) from None
-    return RunPlan(cfg, _check(cfg, project), resume=True, run_id=run_id,
-                   micro_batch_ceiling=micro_batch_ceiling(project, cfg))
+    return RunPlan(
+        cfg,
+        _check(cfg, project),
+        resume=True,
+        run_id=run_id,
+        micro_batch_ceiling=micro_batch_ceiling(project, cfg),
+    )
 
 
 def begin(project: Project, plan: RunPlan, record: bool = True) -> str:

@@ -278,8 +278,9 @@ def generate_batch(
         return len(batch) * (max(len(prompts[i]) for i in batch) + settings.max_new_tokens)
 
     batches = _batches(list(range(len(requests))), [len(p) for p in prompts], models, size, mixed)
-    for batch, out in fitting_batches(batches, answer_batch, kv_tokens,
-                                      on_redo=streamed.redo if streamed is not None else None):
+    for batch, out in fitting_batches(
+        batches, answer_batch, kv_tokens, on_redo=streamed.redo if streamed is not None else None
+    ):
         if should_stop is not None and should_stop():
             break
         for i, answer in zip(batch, out):

@@ -16,9 +16,24 @@ SYSTEM = (
     "category: billing, technical, account, shipping or feedback."
 )
 
-PRODUCTS = ["blender", "desk lamp", "running shoes", "coffee grinder", "backpack", "phone case",
-            "yoga mat", "kettle", "headphones", "air purifier", "rain jacket", "cast iron pan",
-            "bike light", "wall clock", "standing desk", "water bottle"]
+PRODUCTS = [
+    "blender",
+    "desk lamp",
+    "running shoes",
+    "coffee grinder",
+    "backpack",
+    "phone case",
+    "yoga mat",
+    "kettle",
+    "headphones",
+    "air purifier",
+    "rain jacket",
+    "cast iron pan",
+    "bike light",
+    "wall clock",
+    "standing desk",
+    "water bottle",
+]
 APPS = ["the app", "the website", "your iPhone app", "the Android app", "the checkout page", "the web shop"]
 CARRIERS = ["the courier", "DHL", "UPS", "the postman", "the delivery driver", "FedEx"]
 DAYS = ["two days", "a week", "ten days", "three weeks", "since Monday", "since last Friday"]
@@ -107,8 +122,11 @@ def make(seed: int = 7, per_category: int = 60) -> list[dict]:
         seen: set[str] = set()
         while len(seen) < per_category:
             text = rng.choice(templates).format(
-                product=rng.choice(PRODUCTS), app=rng.choice(APPS), carrier=rng.choice(CARRIERS),
-                days=rng.choice(DAYS), amount=rng.choice(AMOUNTS),
+                product=rng.choice(PRODUCTS),
+                app=rng.choice(APPS),
+                carrier=rng.choice(CARRIERS),
+                days=rng.choice(DAYS),
+                amount=rng.choice(AMOUNTS),
             )
             text = rng.choice(OPENERS) + text[0].upper() + text[1:] + rng.choice(CLOSERS)
             if rng.random() < 0.15:
@@ -116,14 +134,16 @@ def make(seed: int = 7, per_category: int = 60) -> list[dict]:
             if text in seen:
                 continue
             seen.add(text)
-            rows.append({
-                "messages": [
-                    {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": text},
-                    {"role": "assistant", "content": category},
-                ],
-                "label": category,
-            })
+            rows.append(
+                {
+                    "messages": [
+                        {"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": text},
+                        {"role": "assistant", "content": category},
+                    ],
+                    "label": category,
+                }
+            )
     rng.shuffle(rows)
     return rows
 

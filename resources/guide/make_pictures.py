@@ -14,8 +14,11 @@ from PySide6.QtGui import QGuiApplication, QImage
 HERE = Path(__file__).resolve().parent
 SHOTS = HERE.parents[1] / "docs" / "screenshots"
 PICTURES = {  # guide picture: screenshot
-    "data.png": "data.png", "label.png": "label.png", "train.png": "train.png",
-    "compare.png": "compare-blind.png", "runs.png": "runs.png",
+    "data.png": "data.png",
+    "label.png": "label.png",
+    "train.png": "train.png",
+    "compare.png": "compare-blind.png",
+    "runs.png": "runs.png",
 }
 WIDTH = 720
 

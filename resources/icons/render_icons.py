@@ -1,6 +1,6 @@
 """Renders ftstudio.svg into the PNG sizes the desktop entry and the window use.
 
-    QT_QPA_PLATFORM=offscreen python resources/icons/render_icons.py
+QT_QPA_PLATFORM=offscreen python resources/icons/render_icons.py
 """
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ def _rows_fit(limit: int, seen: list):
             seen.append(rows)
             if rows > limit:
                 raise torch.OutOfMemoryError("CUDA out of memory (KV cache)")
+
     return fault
 
 
@@ -125,17 +126,26 @@ def test_a_batch_that_runs_out_of_memory_is_answered_again_in_halves(generator):
     settings = SamplingSettings(max_new_tokens=10)
     requests = [Request(p, m) for m in (None, "a") for p in _prompts()]
     plain_pieces: dict[int, str] = {}
-    plain = generate_batch(generator, requests, settings, batch_size=8,
-                           on_piece=lambda i, text: plain_pieces.__setitem__(i, plain_pieces.get(i, "") + text))
+    plain = generate_batch(
+        generator,
+        requests,
+        settings,
+        batch_size=8,
+        on_piece=lambda i, text: plain_pieces.__setitem__(i, plain_pieces.get(i, "") + text),
+    )
     assert any(answer.strip() for answer in plain)  # some rows say words, so a repeated piece would show
     seen: list = []
     pieces: dict[int, str] = {}
     finished: list[int] = []
     with memory_fault(_rows_fit(2, seen)):
         recovered = generate_batch(
-            generator, requests, settings, batch_size=8,
+            generator,
+            requests,
+            settings,
+            batch_size=8,
             on_piece=lambda i, text: pieces.__setitem__(i, pieces.get(i, "") + text),
-            on_answer=lambda i, answer: finished.append(i))
+            on_answer=lambda i, answer: finished.append(i),
+        )
     assert recovered == plain
     # 8 rows failed, then 4, then every batch went at 2 rows (the first batch's rows included)
     assert seen[:2] == [8, 4] and set(seen[2:]) == {2} and sum(seen[2:]) == len(requests)

@@ -30,17 +30,30 @@ WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "b
 
 def data() -> PreparedData:
     def conv(i: int) -> list[dict]:
-        return [{"role": "user", "content": f"Item {i}: " + " ".join(WORDS[: 1 + i % 7]) + "?"},
-                {"role": "assistant", "content": " ".join(WORDS[i % 10 :: 3])}]
+        return [
+            {"role": "user", "content": f"Item {i}: " + " ".join(WORDS[: 1 + i % 7]) + "?"},
+            {"role": "assistant", "content": " ".join(WORDS[i % 10 :: 3])},
+        ]
 
     return PreparedData([conv(i) for i in range(24)], [conv(i) for i in range(100, 106)])
 
 
 def cfg_for(model_dir: Path, **kw) -> TrainConfig:
     # auto_fit off: the micro-batch is the one set here, whatever this machine's memory.
-    base = dict(model=str(model_dir), max_steps=6, batch_tokens=256, max_length=128, learning_rate=5e-3,
-                lora_dropout=0.0, warmup_ratio=0.0, eval_every=3, samples=0, checkpoint_every=0, seed=5,
-                auto_fit=False)
+    base = dict(
+        model=str(model_dir),
+        max_steps=6,
+        batch_tokens=256,
+        max_length=128,
+        learning_rate=5e-3,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        eval_every=3,
+        samples=0,
+        checkpoint_every=0,
+        seed=5,
+        auto_fit=False,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -48,11 +61,15 @@ def cfg_for(model_dir: Path, **kw) -> TrainConfig:
 def device_holds(max_tokens: int, from_step: int = 0, where: str = "train", seen: list | None = None):
     """A fault: from optimiser step ``from_step`` (0-based) on, a ``where`` pass of more than
     ``max_tokens`` tokens does not fit the device."""
+
     def fault(pass_kind: str, step: int, tokens: int, rows: int) -> None:
         if seen is not None:
             seen.append((pass_kind, step, tokens, rows))
         if pass_kind == where and step >= from_step and tokens > max_tokens:
-            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {tokens} tokens' activations")
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate {tokens} tokens' activations"
+            )
+
     return fault
 
 
@@ -79,7 +96,9 @@ def test_split_batch_keeps_order_and_never_cuts_an_example():
 
 def test_out_of_memory_halves_the_micro_batch_and_the_run_goes_on(tiny_model_dir, tmp_path):
     seen: list = []
-    result, events = run(cfg_for(tiny_model_dir), tmp_path / "halved", device_holds(128, from_step=2, seen=seen))
+    result, events = run(
+        cfg_for(tiny_model_dir), tmp_path / "halved", device_holds(128, from_step=2, seen=seen)
+    )
     assert result.status == "finished", result.failure
     assert result.steps == 6 and result.micro_batch_ceiling == 128
 
@@ -94,14 +113,18 @@ def test_out_of_memory_halves_the_micro_batch_and_the_run_goes_on(tiny_model_dir
     warnings = [e for e in events if isinstance(e, Log) and "Out of memory" in e.message]
     assert len(warnings) == 1 and "step 3" in warnings[0].message and "128" in warnings[0].message
     plans = [e for e in events if isinstance(e, FitPlan)]
-    assert [(p.reason, p.micro_batch_tokens, p.step) for p in plans] == [("plan", 256, 0), ("out_of_memory", 128, 2)]
+    assert [(p.reason, p.micro_batch_tokens, p.step) for p in plans] == [
+        ("plan", 256, 0),
+        ("out_of_memory", 128, 2),
+    ]
     assert plans[-1].micro_batches >= 2 and "128 tokens per micro-batch" in plans[-1].text
 
     # the same run with the smaller micro-batch from the start: same steps, same data, same curve
     reference, ref_events = run(cfg_for(tiny_model_dir, micro_batch_tokens=128), tmp_path / "small")
     assert reference.status == "finished" and reference.micro_batch_ceiling is None
-    assert [e.tokens for e in events if isinstance(e, StepMetrics)] == \
-           [e.tokens for e in ref_events if isinstance(e, StepMetrics)]
+    assert [e.tokens for e in events if isinstance(e, StepMetrics)] == [
+        e.tokens for e in ref_events if isinstance(e, StepMetrics)
+    ]
     assert losses(events) == pytest.approx(losses(ref_events), rel=1e-5)
     assert result.eval_loss == pytest.approx(reference.eval_loss, rel=1e-5)
     assert losses(events) != losses(ref_events)[:1] * 6  # the curve moves: the comparison says something
@@ -126,8 +149,9 @@ def test_a_resumed_run_keeps_the_smaller_micro_batch(tiny_model_dir, tmp_path):
 
     first, first_events = run(cfg, tmp_path / "resumed", fault_and_count, stop=stop_after_three)
     assert first.status == "stopped" and first.steps == 3
-    state = json.loads(next((tmp_path / "resumed" / "checkpoints").glob("step-3")).joinpath("state.json")
-                       .read_text())
+    state = json.loads(
+        next((tmp_path / "resumed" / "checkpoints").glob("step-3")).joinpath("state.json").read_text()
+    )
     assert state["micro_batch_tokens"] == 128 and state["memory_halvings"] == 1
     # resumed with no fault at all: the checkpoint's micro-batch, not the whole batch again
     second, second_events = run(cfg, tmp_path / "resumed", resume=True)
@@ -188,8 +212,9 @@ def test_sample_answers_are_generated_again_in_smaller_batches(tiny_model_dir, t
     assert [r for w, r in seen if w == "generate"] == [4, 2, 2]
     from ftstudio.core.events import Sample
 
-    assert [e.output for e in events if isinstance(e, Sample)] == \
-           [e.output for e in plain_events if isinstance(e, Sample)]
+    assert [e.output for e in events if isinstance(e, Sample)] == [
+        e.output for e in plain_events if isinstance(e, Sample)
+    ]
 
 
 def test_the_fit_plan_is_applied_and_said_once(tiny_model_dir, tmp_path):
@@ -200,12 +225,15 @@ def test_the_fit_plan_is_applied_and_said_once(tiny_model_dir, tmp_path):
     # the tiny model fits this machine's memory many times over: the whole batch in one pass
     assert plan.reason == "plan" and plan.micro_batch_tokens == 256 and not plan.gradient_checkpointing
     assert plan.estimated_bytes > 0 and "fits" in plan.text and "to spare" in plan.text
-    assert [e.message for e in events if isinstance(e, Log) and e.message.startswith("Plan:")] == \
-           [f"Plan: {plan.text}"]
+    assert [e.message for e in events if isinstance(e, Log) and e.message.startswith("Plan:")] == [
+        f"Plan: {plan.text}"
+    ]
 
     # an earlier run of the project ran out of memory above 64 tokens: this one starts there
     events = []
-    capped = train(cfg, data(), events.append, lambda: False, run_dir=tmp_path / "capped", micro_batch_ceiling=64)
+    capped = train(
+        cfg, data(), events.append, lambda: False, run_dir=tmp_path / "capped", micro_batch_ceiling=64
+    )
     assert capped.status == "finished" and capped.micro_batch_ceiling is None
     (plan,) = [e for e in events if isinstance(e, FitPlan)]
     assert plan.micro_batch_tokens == 64 and "earlier run ran out of memory" in plan.text
@@ -217,8 +245,15 @@ def test_a_dpo_step_redone_after_out_of_memory_counts_its_pairs_once(tiny_model_
     from tests.engine.test_preference_training import pref_data
 
     # a pair is two segments of one row (up to 2 x max_length): two or three pairs per micro-batch
-    cfg = dpo_cfg(tiny_model_dir, auto_fit=False, batch_tokens=512, micro_batch_tokens=256, samples=0,
-                  checkpoint_every=0, eval_every=0)
+    cfg = dpo_cfg(
+        tiny_model_dir,
+        auto_fit=False,
+        batch_tokens=512,
+        micro_batch_tokens=256,
+        samples=0,
+        checkpoint_every=0,
+        eval_every=0,
+    )
     passes: list = []
 
     def second_pass_of_step_two(where: str, step: int, tokens: int, rows: int) -> None:
@@ -235,8 +270,13 @@ def test_a_dpo_step_redone_after_out_of_memory_counts_its_pairs_once(tiny_model_
     assert result.status == "finished" and result.micro_batch_ceiling == 128, result.failure
     assert len(passes) > 3  # two passes, then the whole step again in smaller ones
     reference: list = []
-    train(dataclasses.replace(cfg, micro_batch_tokens=128), pref_data(), reference.append, lambda: False,
-          run_dir=tmp_path / "dpo-small")
+    train(
+        dataclasses.replace(cfg, micro_batch_tokens=128),
+        pref_data(),
+        reference.append,
+        lambda: False,
+        run_dir=tmp_path / "dpo-small",
+    )
 
     def windows(evs: list) -> list[PreferenceMetrics]:
         return [e for e in evs if isinstance(e, PreferenceMetrics)]
@@ -244,6 +284,7 @@ def test_a_dpo_step_redone_after_out_of_memory_counts_its_pairs_once(tiny_model_
     # a redone step's pairs are counted once, and what they measure is the smaller micro-batch's
     assert [e.units for e in windows(events)] == [e.units for e in windows(reference)]
     assert [e.loss for e in windows(events)] == pytest.approx([e.loss for e in windows(reference)], rel=1e-5)
-    assert [e.reward_margin for e in windows(events)] == \
-           pytest.approx([e.reward_margin for e in windows(reference)], rel=1e-4, abs=1e-6)
+    assert [e.reward_margin for e in windows(events)] == pytest.approx(
+        [e.reward_margin for e in windows(reference)], rel=1e-4, abs=1e-6
+    )
     assert losses(events) == pytest.approx(losses(reference), rel=1e-5)
