@@ -185,7 +185,18 @@ def real_train(window, shots: _Shots) -> str:
 SHORT_RUN = {"max_steps": 5, "learning_rate": 3e-4}  # a second, very short run: something to set beside
 
 
+def _stop_label_predictions(window) -> None:
+    """The Label page predicts labels with the newest finished run (a project pictured from a run
+    has one from the start) and holds the device while it does: stop it so a run can start."""
+    page = window.page("Label")
+    predictor = getattr(getattr(getattr(page, "mode", None), "assist", None), "predictor", None)
+    if predictor is not None and predictor.busy:
+        predictor.cancel()
+        _must(wait_for(lambda: not predictor.busy, JOB_TIMEOUT_S, poll_ms=200), "the predictions did not stop")
+
+
 def real_runs(window, shots: _Shots, run_id: str) -> None:
+    _stop_label_predictions(window)
     window.show_page("Train")
     train = window.page("Train")
     train.form.apply_preset("quick")
@@ -279,6 +290,7 @@ def real_compare(window, shots: _Shots, run_id: str, reuse_evaluations: bool = F
     from ftstudio.core import ratings
     from ftstudio.gui.compare.selection import SOURCE_HELDOUT
 
+    _stop_label_predictions(window)  # the evaluation's pictures show the device free for it
     window.show_page("Compare")
     page = window.page("Compare")
     sel = page.selection
@@ -370,6 +382,7 @@ def real_assisted_labelling(window, shots: _Shots, run_id: str) -> None:
 
     window.show_page("Label")
     page = window.page("Label")
+    page.tabs.setCurrentIndex(0)  # the labelling itself, not the tab the page views left open
     mode = page.mode
     if not mode.annotator:
         page.context.set_actor(VOTER)
