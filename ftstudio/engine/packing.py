@@ -175,20 +175,28 @@ def _segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     return (outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)), None
 
 
-def enable_segment_attention(model: Any) -> bool:
-    """Switch a model that uses sdpa to per-example attention for packed rows; False if it cannot."""
+def _switch_attention(model: Any, name: str, attention: Any, mask: Any) -> bool:
+    """Register ``attention`` and its ``mask`` function as ``name`` and switch a model that uses
+    sdpa to it; False if the model does not use sdpa or cannot switch."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     if getattr(model.config, "_attn_implementation", None) != "sdpa":
         return False
-    AttentionInterface.register(SEGMENT_ATTENTION, _segment_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(SEGMENT_ATTENTION, sdpa_mask)
+    AttentionInterface.register(name, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask)
     try:
-        model.set_attn_implementation(SEGMENT_ATTENTION)
+        model.set_attn_implementation(name)
     except (ValueError, AttributeError):
         return False
     return True
+
+
+def enable_segment_attention(model: Any) -> bool:
+    """Switch a model that uses sdpa to per-example attention for packed rows; False if it cannot."""
+    from transformers.masking_utils import sdpa_mask
+
+    return _switch_attention(model, SEGMENT_ATTENTION, _segment_attention, sdpa_mask)
 
 
 # -- attention with a variable-length kernel (GPU; TrainConfig.varlen_attention) -----------
@@ -282,15 +290,4 @@ def _varlen_mask(*args: Any, attention_mask: torch.Tensor | None = None, local_s
 
 def enable_varlen_attention(model: Any) -> bool:
     """Switch a model that uses sdpa to the varlen kernel for packed rows; False if it cannot."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
-        return False
-    AttentionInterface.register(VARLEN_ATTENTION, _varlen_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(VARLEN_ATTENTION, _varlen_mask)
-    try:
-        model.set_attn_implementation(VARLEN_ATTENTION)
-    except (ValueError, AttributeError):
-        return False
-    return True
+    return _switch_attention(model, VARLEN_ATTENTION, _varlen_attention, _varlen_mask)
