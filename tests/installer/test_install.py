@@ -20,6 +20,9 @@ PACKAGING = ROOT / "packaging"
 APP_ID = "org.ftstudio.FTStudio"
 pytestmark = [
     pytest.mark.slow,
+    # One installed home, used in file order (the uninstall test checks what launching the app
+    # made): under xdist the module's tests stay together on one worker (--dist loadgroup).
+    pytest.mark.xdist_group("installer"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="install.sh is the Linux installer"),
 ]
 
