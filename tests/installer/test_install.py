@@ -20,8 +20,8 @@ PACKAGING = ROOT / "packaging"
 APP_ID = "org.ftstudio.FTStudio"
 pytestmark = [
     pytest.mark.slow,
-    # One installed home, used in file order (the uninstall test checks what launching the app
-    # made): under xdist the module's tests stay together on one worker (--dist loadgroup).
+    # One installed home shared by the module's tests (the bundle and the install take minutes):
+    # under xdist they stay together on one worker (--dist loadgroup).
     pytest.mark.xdist_group("installer"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="install.sh is the Linux installer"),
 ]
@@ -199,8 +199,11 @@ def test_running_it_again_upgrades_in_place(installed, bundle, offline_env, home
 
 def test_uninstall_leaves_nothing_but_the_projects(installed, home, offline_env):
     share = home / ".local" / "share"
-    demo = share / "ftstudio" / "demo.ftstudio"
-    assert (demo / "project.db").exists()  # made when the window opened on the demo
+    # A project the user made with the installed app; the demo project, if the window test opened
+    # it on this worker, is a project too. The test makes its own so it holds alone and in any order.
+    mine = home / "Documents" / "tickets.ftstudio"
+    run([str(home / ".local" / "bin" / "ftstudio"), "new", str(mine)], offline_env, timeout=300)
+    assert (mine / "project.db").exists()
     done = run([str(share / "ftstudio" / "uninstall.sh")], offline_env)
     assert "uninstalled" in done.stdout
     for gone in (
@@ -212,13 +215,15 @@ def test_uninstall_leaves_nothing_but_the_projects(installed, home, offline_env)
         share / "ftstudio" / "installed-files.txt",
     ):
         assert not gone.exists(), gone
-    assert (demo / "project.db").exists()
+    assert (mine / "project.db").exists()
     models = home / ".cache" / "ftstudio" / "models"
     assert any(models.iterdir())  # the prepared model is kept unless asked
     run(["bash", str(PACKAGING / "uninstall.sh"), "--remove-models"], offline_env)
     left = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     # Files other programs keep in a home folder (Qt's font cache is fontconfig's; a rustup proxy on
-    # PATH writes its settings when probed) are theirs; everything else left is the demo project.
+    # PATH writes its settings when probed) are theirs; everything else left is a project.
     theirs = (".cache/fontconfig/", ".rustup/")
     left = [p for p in left if not p.startswith(theirs)]
-    assert left and all(p.startswith(".local/share/ftstudio/demo.ftstudio/") for p in left), left
+    projects = ("Documents/tickets.ftstudio/", ".local/share/ftstudio/demo.ftstudio/")
+    assert "Documents/tickets.ftstudio/project.db" in left
+    assert all(p.startswith(projects) for p in left), left
