@@ -27,7 +27,8 @@ from ftstudio.core.labelling import prompt_messages
 from ftstudio.core.ratings import run_key
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.workers import Job, JobSlot, Outcome
+from ftstudio.gui.labelling.model_jobs import ModelJobs
+from ftstudio.gui.workers import Job, Outcome
 
 log = logging.getLogger("ftstudio.gui.labelling")
 
@@ -69,24 +70,17 @@ def predict_job(
     return n
 
 
-class Predictor(QObject):
+class Predictor(ModelJobs):
     """Predictions of the assisting run for a list of examples, one job at a time (latest request wins)."""
 
     predicted = Signal(int, str, float)  # example id, label, probability (already stored)
     status = Signal(str)  # a short line on what the worker does
 
     def __init__(self, context: ProjectContext, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.context = context
-        self._engine: ComparisonEngine | None = None
-        self._slot = JobSlot(self, stop_running=True)
+        super().__init__(context, HOLDER, parent)
         self._run_id: str | None = None
         self._labels: list[str] = []
         self._quiet_until = 0.0
-
-    @property
-    def busy(self) -> bool:
-        return self._slot.busy
 
     def hold_off(self, seconds: float = HOLD_OFF_S) -> None:
         """The expert is at work: the worker waits until ``seconds`` after the last key press."""
@@ -104,9 +98,9 @@ class Predictor(QObject):
         """Predict the examples of ``example_ids`` not predicted yet, in that order: "started", "waiting"
         (after the running one, which is stopped), "nothing" (nothing to do, or no run) or "refused"
         (the device is busy)."""
-        return self._slot.request(lambda: self._job(list(example_ids), list(labels), template))
+        return self._slot.request(lambda: self._make_job(list(example_ids), list(labels), template))
 
-    def _job(self, example_ids: list[int], labels: list[str], template: str) -> Job | None:
+    def _make_job(self, example_ids: list[int], labels: list[str], template: str) -> Job | None:
         project = self.context.project
         run_id = self.run_id
         if run_id is None or not labels:
@@ -118,36 +112,16 @@ class Predictor(QObject):
         run = project.get_run(run_id)
         from ftstudio.engine.inference import loads_in_4bit
 
-        base = run.model or BUNDLED_MODEL
-        four_bit = loads_in_4bit([run.config])  # a QLoRA run answers from the 4-bit base it trained on
-        if self._engine is None or self._engine.base_spec != base or self._engine.four_bit != four_bit:
-            self._engine = ComparisonEngine(base, four_bit=four_bit)
+        # a QLoRA run answers from the 4-bit base it trained on
+        engine = self._engine_for(run.model or BUNDLED_MODEL, loads_in_4bit([run.config]))
         ref = ModelRef(run_key(run_id), f"Run {run_id}", project.run_dir(run_id) / "adapter")
         items = [(ex.id, prompt_messages(ex, template)) for ex in project.get_examples(todo)]
         self._run_id, self._labels = run_id, labels
-        job = Job(
-            predict_job,
-            self._engine,
-            ref,
-            items,
-            labels,
-            parent=self,
-            lock=self.context.compute,
-            holder=HOLDER,
-            paused=self.typing,
-        )
+        job = self._job(predict_job, engine, ref, items, labels, paused=self.typing)
         job.progressed.connect(self._on_progress)
         job.started.connect(lambda: self.status.emit(f"Run {run_id} is predicting labels…"))
         job.ended.connect(self._on_ended)
         return job
-
-    def cancel(self) -> None:
-        self._slot.stop()
-
-    def shutdown(self) -> None:
-        self._slot.stop()
-        self._slot.wait()
-        self._engine = None
 
     @Slot(object)
     def _on_progress(self, item: tuple[str, Any, Any]) -> None:

@@ -18,7 +18,8 @@ from ftstudio.core import ratings
 from ftstudio.core.config import BUNDLED_MODEL
 from ftstudio.engine.comparison import ComparisonEngine, ModelRef
 from ftstudio.gui.context import ProjectContext
-from ftstudio.gui.workers import Job, JobSlot, Outcome
+from ftstudio.gui.labelling.model_jobs import ModelJobs
+from ftstudio.gui.workers import Job, Outcome
 
 log = logging.getLogger("ftstudio.gui.labelling")
 
@@ -73,7 +74,7 @@ def suggest_job(engine: ComparisonEngine, ref: ModelRef, messages: list[dict[str
                            on_token=lambda text: report(("piece", text)), should_stop=interrupted)
 
 
-class Suggester(QObject):
+class Suggester(ModelJobs):
     """One suggestion at a time; a new request while one runs waits for it (the old one is stopped).
 
     Signals carry the example id the suggestion is for, so a late answer never
@@ -88,18 +89,10 @@ class Suggester(QObject):
     stopped = Signal(int)  # example id whose suggestion was stopped before it was whole
 
     def __init__(self, context: ProjectContext, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.context = context
+        super().__init__(context, HOLDER, parent)
         self.max_new_tokens = DEFAULT_MAX_TOKENS
         self.temperature = 0.0  # greedy: the model's most likely answer, the same each time
-        self._engine: ComparisonEngine | None = None
-        # A new request stops the running one, waits for it to end, then starts.
-        self._slot = JobSlot(self, stop_running=True)
         self._running_for: int | None = None
-
-    @property
-    def busy(self) -> bool:
-        return self._slot.busy
 
     @property
     def running_for(self) -> int | None:
@@ -108,28 +101,16 @@ class Suggester(QObject):
 
     def request(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> str:
         """Ask for a suggestion: "started", "waiting" (after the running one) or "refused" (device busy)."""
-        return self._slot.request(lambda: self._job(example_id, model, messages))
+        return self._slot.request(lambda: self._make_job(example_id, model, messages))
 
-    def _job(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> Job:
-        engine = self._engine
-        if engine is None or engine.base_spec != model.base_spec or engine.four_bit != model.four_bit:
-            # the old one's model is freed with it
-            self._engine = ComparisonEngine(model.base_spec, four_bit=model.four_bit)
-        job = Job(suggest_job, self._engine, model.ref, messages, self.max_new_tokens, self.temperature,
-                  parent=self, lock=self.context.compute, holder=HOLDER)
+    def _make_job(self, example_id: int, model: SuggestionModel, messages: list[dict[str, Any]]) -> Job:
+        engine = self._engine_for(model.base_spec, model.four_bit)
+        job = self._job(suggest_job, engine, model.ref, messages, self.max_new_tokens, self.temperature)
         job.refused.connect(lambda holder: self.refused.emit(example_id, holder))
         job.progressed.connect(lambda item: self._on_progress(example_id, item))
         job.started.connect(lambda: setattr(self, "_running_for", example_id))
         job.ended.connect(lambda outcome: self._on_ended(example_id, outcome))
         return job
-
-    def cancel(self) -> None:
-        self._slot.stop()
-
-    def shutdown(self) -> None:
-        self._slot.stop()
-        self._slot.wait()
-        self._engine = None
 
     def _on_progress(self, example_id: int, item: tuple[str, str]) -> None:
         kind, text = item
