@@ -144,6 +144,21 @@ def collate(examples: Sequence[EncodedExample], indices: Sequence[int]) -> Packe
 SEGMENT_ATTENTION = "ftstudio_segments"
 
 
+def _packed_row_segments(module: Any, query: torch.Tensor, key: torch.Tensor,
+                         segments: Sequence[int] | None) -> Sequence[int] | None:
+    """The row's example lengths when this call is over one packed row, else None: plain sdpa.
+
+    A packed row is one row (batch 1) with as many keys as queries (no cache,
+    so not generation) whose example lengths are given, in a layer without a
+    sliding window (per-example causal attention would not apply the window).
+    The per-example and varlen kinds both compute only such rows.
+    """
+    if segments is None or query.shape[0] != 1 or query.shape[2] != key.shape[2] \
+            or getattr(module, "sliding_window", None):
+        return None
+    return segments
+
+
 def _segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                        attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                        is_causal: bool | None = None, segments: Sequence[int] | None = None,
@@ -159,8 +174,8 @@ def _segment_attention(module: Any, query: torch.Tensor, key: torch.Tensor, valu
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1 \
-            or getattr(module, "sliding_window", None):
+    segments = _packed_row_segments(module, query, key, segments)
+    if segments is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     outputs = []
@@ -255,8 +270,8 @@ def _varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if segments is None or query.shape[2] != key.shape[2] or query.shape[0] != 1 \
-            or getattr(module, "sliding_window", None):
+    segments = _packed_row_segments(module, query, key, segments)
+    if segments is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     half = query.dtype in (torch.float16, torch.bfloat16)
