@@ -185,16 +185,25 @@ def _require_object(data: Any) -> dict:
     return data
 
 
-def _from_messages(data: Any, line: int | None, split: str | None) -> NewExample:
+def _turns(data: Any, field: str, expected: str, turn: str) -> tuple[dict, list]:
+    """The record and the non-empty list of turns in its ``field``, for the two conversation
+    shapes; the errors show the shape ``expected`` and what ``turn`` each entry is."""
     data = _require_object(data)
-    if "messages" not in data:
-        raise _RowError(
-            'has no \'messages\' field; expected {"messages": [{"role": "user", "content": ...}, '
-            '{"role": "assistant", "content": ...}]}'
-        )
-    raw = data["messages"]
-    if not isinstance(raw, list) or not raw:
-        raise _RowError('\'messages\' must be a non-empty list of {"role", "content"} objects')
+    if field not in data:
+        raise _RowError(f"has no '{field}' field; expected {expected}")
+    turns = data[field]
+    if not isinstance(turns, list) or not turns:
+        raise _RowError(f"'{field}' must be a non-empty list of {turn}")
+    return data, turns
+
+
+def _from_messages(data: Any, line: int | None, split: str | None) -> NewExample:
+    data, raw = _turns(
+        data,
+        "messages",
+        '{"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}',
+        '{"role", "content"} objects',
+    )
     messages = []
     for i, m in enumerate(raw, start=1):
         if not isinstance(m, dict):
@@ -298,15 +307,12 @@ def _tool_call(value: str) -> list[dict] | None:
 
 
 def _from_sharegpt(data: Any, line: int | None, split: str | None) -> NewExample:
-    data = _require_object(data)
-    if "conversations" not in data:
-        raise _RowError(
-            'has no \'conversations\' field; expected {"conversations": [{"from": "human", '
-            '"value": ...}, {"from": "gpt", "value": ...}]}'
-        )
-    turns = data["conversations"]
-    if not isinstance(turns, list) or not turns:
-        raise _RowError('\'conversations\' must be a non-empty list of {"from", "value"} turns')
+    data, turns = _turns(
+        data,
+        "conversations",
+        '{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", "value": ...}]}',
+        '{"from", "value"} turns',
+    )
     system = _system_text(data.get("system"), "system")
     messages: list[dict] = []
     for i, t in enumerate(turns, start=1):
