@@ -94,29 +94,51 @@ def _request(
     )
 
 
-def test_tiny_qwen2_reads_back_with_the_same_logits(tiny_qwen2_dir, tmp_path):
+def _original(model_dir: Path):
+    """The exported model as transformers loads it, in fp32: what a file is read back against."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+
+
+def _stored_as(model, dtype):
+    """``model`` with its matrices rounded to ``dtype`` as the file stores them (norms stay fp32)."""
+    import torch
+
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.copy_(p.to(dtype).float())
+    return model
+
+
+def _export_with_parity(model_dir: Path, out: Path, adapter: Path):
+    """An f16 export of ``adapter`` on ``model_dir`` with the parity check over both prompts."""
+    return export_gguf(
+        _request(model_dir, out, "f16", adapter, parity=True, prompts=PROMPTS, max_new_tokens=6)
+    )
+
+
+def test_tiny_qwen2_reads_back_with_the_same_logits(tiny_qwen2_dir, tmp_path):
+    import torch
 
     report = export_gguf(_request(tiny_qwen2_dir, tmp_path / "qwen2.gguf"))
     path = report.written.path
     assert path.is_file() and report.written.tensor_types == {"F16": 2 + 2 * 7, "F32": 1 + 2 * 5}
-    original = AutoModelForCausalLM.from_pretrained(str(tiny_qwen2_dir), dtype=torch.float32).eval()
+    original = _original(tiny_qwen2_dir)
     ids = [1, 523, 42, 7, 901, 3, 17, 250]
     got = _gguf_logits(path, ids)
     # within f16 tolerance of the fp32 model ...
     torch.testing.assert_close(got, _logits(original, ids), rtol=2e-2, atol=2e-2)
     # ... and equal to the same model with its matrices rounded to f16 as the file stores them
-    with torch.no_grad():
-        for p in original.parameters():
-            if p.dim() > 1:
-                p.copy_(p.half().float())
-    torch.testing.assert_close(got, _logits(original, ids), rtol=1e-4, atol=1e-4)
+    rounded = _stored_as(original, torch.float16)
+    torch.testing.assert_close(got, _logits(rounded, ids), rtol=1e-4, atol=1e-4)
 
 
 def test_tiny_qwen3_with_its_query_key_norms_reads_back(small_vocab_tokenizer_dir, tmp_path):
     import torch
-    from transformers import AutoModelForCausalLM, Qwen3Config
+    from transformers import Qwen3Config
 
     from ftstudio.engine.models import load_tokenizer
 
@@ -136,13 +158,9 @@ def test_tiny_qwen3_with_its_query_key_norms_reads_back(small_vocab_tokenizer_di
     )
     folder = _save_tiny(tmp_path / "qwen3", config, small_vocab_tokenizer_dir, seed=3)
     path = export_gguf(_request(folder, tmp_path / "qwen3.gguf", "bf16")).written.path
-    original = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
-    with torch.no_grad():
-        for p in original.parameters():
-            if p.dim() > 1:
-                p.copy_(p.bfloat16().float())
+    rounded = _stored_as(_original(folder), torch.bfloat16)
     ids = [1, 88, 400, 12, 5]
-    torch.testing.assert_close(_gguf_logits(path, ids), _logits(original, ids), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(_gguf_logits(path, ids), _logits(rounded, ids), rtol=1e-4, atol=1e-4)
 
 
 def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(
@@ -204,17 +222,7 @@ def test_metadata_holds_the_template_stop_ids_tokenizer_and_run(
 
 def test_parity_check_on_an_adapter_passes_for_f16(small_vocab_model_dir, lora_adapter, tmp_path):
     adapter = lora_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=4)
-    report = export_gguf(
-        _request(
-            small_vocab_model_dir,
-            tmp_path / "t.gguf",
-            "f16",
-            adapter,
-            parity=True,
-            prompts=PROMPTS,
-            max_new_tokens=6,
-        )
-    )
+    report = _export_with_parity(small_vocab_model_dir, tmp_path / "t.gguf", adapter)
     [check] = report.parity
     assert check.reader == "transformers" and check.prompts == 2
     # A random tiny model's next-token distribution is nearly flat, so an f16 rounding can flip a
@@ -247,17 +255,7 @@ def test_parity_check_names_a_wrong_stop_token(small_vocab_model_dir, lora_adapt
         return got
 
     monkeypatch.setattr(gguf_parity, "answers", answers_stopping_early)
-    report = export_gguf(
-        _request(
-            small_vocab_model_dir,
-            tmp_path / "t.gguf",
-            "f16",
-            adapter,
-            parity=True,
-            prompts=PROMPTS,
-            max_new_tokens=6,
-        )
-    )
+    report = _export_with_parity(small_vocab_model_dir, tmp_path / "t.gguf", adapter)
     [check] = report.parity
     assert not check.passed and "stops elsewhere" in check.verdict
     assert report.written.path.is_file()  # a failed check keeps the file
