@@ -1,5 +1,6 @@
 """The top of every page: its title, a muted line beside it (counts, what is
-chosen), and room on the right for the page's main buttons."""
+chosen), and room on the right for the page's main buttons; and the same, smaller,
+for a section inside a page: its title, and room on the right for its controls."""
 
 from __future__ import annotations
 
@@ -31,3 +32,21 @@ def page_layout(page: QWidget, title: str, margins: tuple[int, int, int, int] = 
         head.addStretch(1)
     layout.addLayout(head)
     return layout, head, hint
+
+
+def section_layout(section: QWidget, title: str, margins: tuple[int, int, int, int] = (0, 0, 0, 0),
+                   spacing: int = 6) -> tuple[QVBoxLayout, QHBoxLayout, QLabel]:
+    """The section's vertical layout with its header row added: (layout, header row, title label).
+
+    Widgets added to the header row after this call sit at the right, after the title.
+    """
+    layout = QVBoxLayout(section)
+    layout.setContentsMargins(*margins)
+    layout.setSpacing(spacing)
+    head = QHBoxLayout()
+    heading = QLabel(title)
+    heading.setObjectName("SectionTitle")
+    head.addWidget(heading)
+    head.addStretch(1)
+    layout.addLayout(head)
+    return layout, head, heading

@@ -11,18 +11,17 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ftstudio.core.project import Project
 from ftstudio.core.scores import ModelRow
+from ftstudio.gui.page_header import section_layout
 from ftstudio.gui.plain import plain_tip
 
 COLUMNS = ["Prompt", "Expected", "Answer", "Confidence", "Model"]
@@ -63,14 +62,7 @@ class MistakesTable(QWidget):
         super().__init__(parent)
         self.project = project
         self.mistakes: list[dict[str, Any]] = []
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(6)
-        bar = QHBoxLayout()
-        self.title = QLabel("Mistakes")
-        self.title.setObjectName("SectionTitle")
-        bar.addWidget(self.title)
-        bar.addStretch(1)
+        layout, bar, self.title = section_layout(self, "Mistakes")
         self.open_button = QPushButton("Open on the Data page")
         self.open_button.setToolTip("Show the chosen example on the Data page (or double-click a row)")
         self.review_button = QPushButton("Send to review")
@@ -81,7 +73,6 @@ class MistakesTable(QWidget):
         )
         bar.addWidget(self.open_button)
         bar.addWidget(self.review_button)
-        layout.addLayout(bar)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()

@@ -21,13 +21,13 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.labelling.suggest import HOLDER, Suggester, SuggestionModel, suggestion_models
+from ftstudio.gui.page_header import section_layout
 from ftstudio.gui.plain import plain_tip
 
 ANSWER_POINT_SIZE = style.FONT_POINT_SIZE + 3
@@ -61,14 +61,7 @@ class SuggestionPanel(QWidget):
         self.suggester.refused.connect(self._refused)
         self.suggester.stopped.connect(self._stopped)
 
-        answer = QVBoxLayout(self)
-        answer.setContentsMargins(0, 4, 0, 0)
-        answer.setSpacing(6)
-        head = QHBoxLayout()
-        self.answer_title = QLabel("Answer")
-        self.answer_title.setObjectName("SectionTitle")
-        head.addWidget(self.answer_title)
-        head.addStretch(1)
+        answer, head, self.answer_title = section_layout(self, "Answer", margins=(0, 4, 0, 0))
         self.model_combo = QComboBox()
         self.model_combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.model_combo.setToolTip("Which model suggests answers: the base model, or a trained adapter")
@@ -81,7 +74,6 @@ class SuggestionPanel(QWidget):
         head.addWidget(self.auto_suggest)
         self.suggest_button = _button("Suggest", "Ask the model for a starting point (Ctrl+G)")
         head.addWidget(self.suggest_button)
-        answer.addLayout(head)
         self.answer_edit = QPlainTextEdit()
         self.answer_edit.setObjectName("AnswerEdit")
         self.answer_edit.setPlaceholderText("Write the answer the model should give. Ctrl+Enter accepts it.")
