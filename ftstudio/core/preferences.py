@@ -57,6 +57,7 @@ from ftstudio.core.formats import (
     _read_text,
 )
 from ftstudio.core.project import Project, default_actor, inserted_id, now
+from ftstudio.core.where import Where
 
 TABLE = "preference_pairs"
 SOURCES = ("vote", "import", "typed")
@@ -163,31 +164,19 @@ class PairFilter:
 
 def pairs(project: Project, flt: PairFilter | None = None) -> list[PreferencePair]:
     """The live pairs (and single rated answers), oldest first."""
-    clauses, params = ["deleted = 0"], []
+    where = Where("deleted = 0")
     if flt is not None:
-        if flt.source:
-            clauses.append("source = ?")
-            params.append(flt.source)
-        if flt.voter:
-            clauses.append("voter = ?")
-            params.append(flt.voter)
-        if flt.split:
-            clauses.append("split = ?")
-            params.append(flt.split)
+        where.equal("source", flt.source)
+        where.equal("voter", flt.voter)
+        where.equal("split", flt.split)
         if flt.kind == "pair":
-            clauses.append("chosen IS NOT NULL AND rejected IS NOT NULL")
+            where.add("chosen IS NOT NULL AND rejected IS NOT NULL")
         elif flt.kind == "desirable":
-            clauses.append("rejected IS NULL")
+            where.add("rejected IS NULL")
         elif flt.kind == "undesirable":
-            clauses.append("chosen IS NULL")
-        if flt.text:
-            needle = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            clauses.append(
-                "(prompt LIKE ? ESCAPE '\\' OR IFNULL(chosen, '') LIKE ? ESCAPE '\\' "
-                "OR IFNULL(rejected, '') LIKE ? ESCAPE '\\')"
-            )
-            params += [needle] * 3
-    rows = project.execute(f"SELECT * FROM {TABLE} WHERE {' AND '.join(clauses)} ORDER BY id", params)
+            where.add("chosen IS NULL")
+        where.contains(flt.text, ("prompt", "IFNULL(chosen, '')", "IFNULL(rejected, '')"))
+    rows = project.execute(f"SELECT * FROM {TABLE} WHERE {where.sql} ORDER BY id", where.params)
     return [_pair(r) for r in rows]
 
 

@@ -38,6 +38,7 @@ from ftstudio.core.fileio import (
     remove_tree_inside,
     write_text_atomic,
 )
+from ftstudio.core.where import Where
 
 DB_NAME = "project.db"
 RUNS_DIR = "runs"
@@ -639,24 +640,14 @@ class Project:
         return [out[i] for i in ids if i in out]
 
     def _where(self, flt: ExampleFilter | None) -> tuple[str, list[Any]]:
-        clauses: list[str] = ["deleted = 0"]
-        params: list[Any] = []
+        where = Where("deleted = 0")
         if flt is not None:
-            if flt.text:
-                clauses.append("(messages LIKE ? ESCAPE '\\' OR IFNULL(system, '') LIKE ? ESCAPE '\\' "
-                               "OR IFNULL(label, '') LIKE ? ESCAPE '\\')")
-                needle = "%" + flt.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                params += [needle, needle, needle]
-            if flt.split:
-                clauses.append("split = ?")
-                params.append(flt.split)
-            if flt.status:
-                clauses.append("status = ?")
-                params.append(flt.status)
-            if flt.label is not None:
-                clauses.append("label IS ?" if flt.label == "" else "label = ?")
-                params.append(None if flt.label == "" else flt.label)
-        return " AND ".join(clauses), params
+            where.contains(flt.text, ("messages", "IFNULL(system, '')", "IFNULL(label, '')"))
+            where.equal("split", flt.split)
+            where.equal("status", flt.status)
+            if flt.label is not None:  # "": the examples without a label
+                where.add("label IS ?" if flt.label == "" else "label = ?", flt.label or None)
+        return where.sql, where.params
 
     def example_ids(self, flt: ExampleFilter | None = None) -> list[int]:
         where, params = self._where(flt)

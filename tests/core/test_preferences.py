@@ -298,6 +298,35 @@ def test_export_is_trl_form_and_reads_back_with_datasets_and_trl(project, tmp_pa
     assert [r["label"] for r in rows] == [True, False] * 3 + [False]
 
 
+def test_text_search_reads_prompt_and_both_answers_and_takes_wildcards_literally(project):
+    def user(text: str) -> list[dict]:
+        return [{"role": "user", "content": text}]
+
+    ids = prefs.add_pairs(
+        project,
+        [
+            prefs.NewPair(user("Discount?"), "save 100% now", "no", source="typed"),
+            prefs.NewPair(user("Offers?"), "1000 ways", None, source="typed"),  # a good answer alone
+            prefs.NewPair(user("What is a_b?"), "yes", "no", source="typed"),
+            prefs.NewPair(user("Spelling?"), None, "axb", source="typed"),  # a bad answer alone
+            prefs.NewPair(user("Where?"), "in C:\\data", "no", source="typed"),
+        ],
+    )
+
+    def found(text: str, **kw) -> list[int]:
+        return [p.id for p in prefs.pairs(project, prefs.PairFilter(text=text, **kw))]
+
+    assert found("100%") == [ids[0]]  # "%" is no wildcard: "1000 ways" does not match
+    assert found("a_b") == [ids[2]]  # nor is "_": "axb" does not match
+    assert found("axb") == [ids[3]]  # the rejected answer, with no chosen one
+    assert found("1000 ways") == [ids[1]]  # the chosen answer, with no rejected one
+    assert found("C:\\data") == [ids[4]] and found("C:data") == []
+    assert found("Offers") == [ids[1]]  # the prompt
+    assert found("no", kind="pair") == [ids[0], ids[2], ids[4]]
+    assert found("axb", kind="pair") == [] and found("axb", kind="undesirable") == [ids[3]]
+    assert found("ways", kind="desirable") == [ids[1]]
+
+
 def test_splits_follow_the_project_fraction_by_prompt(project):
     project.set_setting("eval_fraction", 0.25)
     new = [
