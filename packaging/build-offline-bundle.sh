@@ -50,7 +50,13 @@ BUNDLE="$STAGE/$NAME"
 mkdir -p "$BUNDLE/wheels" "$OUT"
 
 echo "Building the FT Studio wheel"
-"$PYTHON" -m pip wheel -q --no-deps "$SRC" -w "$BUNDLE/wheels"
+# From a clean copy of the source: setuptools builds in the source tree's build/, where
+# what an earlier or a simultaneous build left behind makes it fail ("File exists").
+SOURCE_COPY="$STAGE/source"
+mkdir -p "$SOURCE_COPY"
+tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml setup.py README.md ftstudio resources \
+    | tar -C "$SOURCE_COPY" -xf -
+"$PYTHON" -m pip wheel -q --no-deps "$SOURCE_COPY" -w "$BUNDLE/wheels"
 echo "Collecting $TORCH_REQUIREMENT and every dependency"
 "$PYTHON" -m pip download -q -d "$BUNDLE/wheels" --only-binary=:all: ${TORCH_FROM[@]+"${TORCH_FROM[@]}"} \
     "$TORCH_REQUIREMENT" "$BUNDLE"/wheels/ftstudio-*.whl

@@ -21,7 +21,9 @@ APP_ID = "org.ftstudio.FTStudio"
 pytestmark = [
     pytest.mark.slow,
     # One installed home shared by the module's tests (the bundle and the install take minutes):
-    # under xdist they stay together on one worker (--dist loadgroup).
+    # under xdist they stay together on one worker (--dist loadgroup). The fixtures are
+    # session-scoped because that worker may run other modules' tests between them, and a
+    # module-scoped fixture would then be built again.
     pytest.mark.xdist_group("installer"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="install.sh is the Linux installer"),
 ]
@@ -35,7 +37,7 @@ def run(cmd: list[str], env: dict[str, str], timeout: int = 1200) -> subprocess.
     return done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundle(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     # pip's configured index (a local mirror in CI) stands in for PyTorch's own wheel index.
@@ -57,12 +59,12 @@ def bundle(tmp_path_factory) -> Path:
     return archive
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("home")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def offline_env(home) -> dict[str, str]:
     """A user with this temporary home, no display, and no network: every proxy points at a closed port."""
     keep = {
@@ -86,7 +88,7 @@ def offline_env(home) -> dict[str, str]:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(bundle, offline_env, home) -> subprocess.CompletedProcess:
     return run(
         ["bash", str(PACKAGING / "install.sh"), "--offline", str(bundle), "--python", sys.executable],
