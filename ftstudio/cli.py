@@ -446,7 +446,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             ceiling = micro_batch_ceiling(project, cfg)
     plan = plan_run(cfg, shape, device, micro_batch_ceiling=ceiling)
     if args.dir and n_train:
-        planned = _replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
+        planned = plan.applied_to(cfg)
         time = estimate_time(planned, shape, int(chars / CHARS_PER_TOKEN), device, n_train,
                              plan.micro_batch_tokens, history)
     if args.json:

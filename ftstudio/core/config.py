@@ -76,6 +76,17 @@ class TrainConfig:
         "On: always. Off: only when the run would not fit without it and 'Fit to the device' (auto_fit) is on.",
         advanced=True,
     )
+    offload_checkpoints: bool = _f(
+        False,
+        "GPU: keep gradient checkpoints in the computer's memory when the GPU is too small even with them.",
+        "With gradient checkpointing each layer keeps its input for the backward pass (layers x tokens x "
+        "hidden size, the largest part of the memory at long contexts). With this on, those inputs wait in "
+        "the computer's RAM instead and come back one layer at a time: the GPU needs less memory, and each "
+        "step is slower by a copy each way. With 'Fit to the device' on, the plan uses it only when nothing "
+        "else fits; with it off, whenever checkpointing is on. Ignored on the CPU. Not yet measured on a GPU, "
+        "so off by default.",
+        advanced=True,
+    )
     auto_fit: bool = _f(
         True,
         "FT Studio picks the micro-batch and gradient checkpointing so the run fits the device; the update "

@@ -84,6 +84,7 @@ class FitPlan:
     estimated_bytes: int  # the plan's estimated peak; 0 when there is no estimate
     text: str  # one line, for the dashboard and the log
     reason: str = "plan"  # "plan" | "resume" | "out_of_memory"
+    offload_checkpoints: bool = False  # the checkpoints wait in the computer's memory (older runs: False)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Memory is the sum of
   (16 bytes per trainable weight);
 - the activations kept for the backward pass, for one micro-batch of
   ``batch_tokens`` packed tokens (only each layer's input with gradient
-  checkpointing, plus one layer being recomputed);
+  checkpointing, plus one layer being recomputed; with the checkpoints
+  offloaded, those inputs wait in the computer's memory and only the layer
+  being recomputed is on the GPU);
 - the logits, which the engine computes only at positions that carry loss,
   in chunks of ``engine.loss.loss_chunk_rows(vocab)`` rows;
 - a fixed overhead (CUDA context and allocator slack, or the Python runtime
@@ -60,6 +62,10 @@ CPU_QLORA_SLOWDOWN = 3.5
 GPU_QLORA_SLOWDOWN = 1.35
 # Gradient checkpointing recomputes the forward pass: about 30% slower.
 CHECKPOINTING_SLOWDOWN = 1.33
+# Offloaded checkpoints cross PCIe twice per step (to pinned host memory in the forward pass,
+# back in the backward), on the compute stream: bytes per second of those copies (a PCIe 4.0
+# x16 slot moves about 25 GB/s at best; copies that wait for each layer reach about half).
+HOST_COPY_BYTES_PER_S = 12e9
 # Share of a GPU's dense bf16 peak a fine-tuning run reaches.
 GPU_UTILISATION = 0.3
 # Fixed cost per layer and pass (kernel launches, Python), in seconds.
@@ -324,6 +330,7 @@ class MemoryEstimate:
     trainable_params: int
     total_params: int
     advice: tuple[str, ...] = field(default_factory=tuple)
+    offloaded: int = 0  # gradient checkpoints kept in host memory, not counted in total
 
     @property
     def total(self) -> int:
@@ -389,6 +396,22 @@ def _paths(cfg: TrainConfig, device: DeviceBudget) -> tuple[bool, bool, bool, bo
     sft = cfg.objective == "sft"
     autocast = cfg.bf16_autocast and sft and (not gpu or device.bf16)
     return autocast, cfg.varlen_attention and gpu, cfg.fused_loss and gpu and sft, cfg.liger_kernels and gpu
+
+
+def offloads_checkpoints(cfg: TrainConfig, device: DeviceBudget) -> bool:
+    """Whether the run keeps its gradient checkpoints in host memory: only with checkpointing on,
+    on a GPU (``engine.loading`` offloads exactly then; the engine never asks it on the CPU)."""
+    return cfg.gradient_checkpointing and cfg.offload_checkpoints and device.kind == "cuda"
+
+
+def offloaded_bytes(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
+                    micro_batch_tokens: int | None = None) -> int:
+    """Host memory the offloaded checkpoints of one micro-batch take: each block's input (0 when
+    the run does not offload)."""
+    if not offloads_checkpoints(cfg, device):
+        return 0
+    tokens = _micro_tokens(cfg, micro_batch_tokens)
+    return tokens * shape.num_layers * shape.hidden_size * _compute_bytes(cfg, device)
 
 
 def activation_bytes_per_token(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, row_tokens: int) -> int:
@@ -466,7 +489,11 @@ def _memory_parts(cfg: TrainConfig, shape: ModelShape, device: DeviceBudget,
     tokens = _micro_tokens(cfg, micro_batch_tokens)
     per_layer = activation_bytes_per_token(cfg, shape, device, tokens)
     copies = autocast_copies_per_layer(cfg, shape, device)
-    if cfg.gradient_checkpointing:
+    if offloads_checkpoints(cfg, device):
+        # The blocks' inputs wait in host memory; the one being recomputed is back on the
+        # device with its activations, and the final norm keeps its fp32 input.
+        activations = tokens * (h * b + per_layer + 4 * h) + copies
+    elif cfg.gradient_checkpointing:
         # Each block's input is kept; the block being recomputed in the backward pass holds
         # its own activations once more, and the final norm keeps its fp32 input.
         activations = tokens * (L * h * b + per_layer + 4 * h) + copies
@@ -549,7 +576,8 @@ def estimate_memory(cfg: TrainConfig, model: ModelShape | dict | int | float,
     device = device or cpu_budget()
     p = _memory_parts(cfg, shape, device, micro_batch_tokens)
     est = MemoryEstimate(p["weights"], p["adapter"], p["activations"], p["logits"], p["overhead"],
-                         device.available, device.kind, p["trainable"], shape.total_params)
+                         device.available, device.kind, p["trainable"], shape.total_params,
+                         offloaded=offloaded_bytes(cfg, shape, device, micro_batch_tokens))
     if est.fits is False:
         est = replace(est, advice=_advice(cfg, shape, device))
     return est
@@ -696,6 +724,8 @@ def tokens_per_second(cfg: TrainConfig, model: ModelShape | dict | int | float,
     step_tokens = max(1, cfg.batch_tokens)
     passes = math.ceil(step_tokens / _micro_tokens(cfg, micro_batch_tokens))  # each pays the per-layer overhead
     step_s = step_tokens * per_token / _flops_speed(cfg, device) + passes * 3 * shape.num_layers * _layer_overhead(device)
+    if offloads_checkpoints(cfg, device):
+        step_s += 2 * step_tokens * shape.num_layers * shape.hidden_size * _compute_bytes(cfg, device) / HOST_COPY_BYTES_PER_S
     return step_tokens / step_s
 
 

@@ -9,7 +9,10 @@ engine runs each packed batch:
   ``micro_batch_tokens`` (the whole batch, a half, a quarter ... never below
   ``max_length``, so the longest example still fits one), run one after
   another with their gradients added up;
-- **gradient checkpointing**: turned on when no split fits without it.
+- **gradient checkpointing**: turned on when no split fits without it;
+- **offloaded checkpoints**: with the ``offload_checkpoints`` setting on a GPU,
+  the checkpoints wait in the computer's memory when nothing fits with them on
+  the GPU (slower again: a copy each way per layer).
 
 Among the plans that fit, the one the time model says is fastest wins: on a GPU
 splitting costs little (a few kernel launches per micro-batch) while
@@ -33,6 +36,7 @@ from ftstudio.engine.estimate import (
     ModelShape,
     estimate_memory,
     gb,
+    offloads_checkpoints,
     tokens_per_second,
 )
 
@@ -64,10 +68,20 @@ class RunPlan:
     auto: bool = True  # chosen by the plan (False: fixed by the settings)
     suggestion: Suggestion | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # why, when it is not the obvious plan
+    offload_checkpoints: bool = False  # the checkpoints wait in host memory (checkpointing on, a GPU)
 
     @property
     def fits(self) -> bool:
         return bool(self.estimate.fits is not False)
+
+    def applied_to(self, cfg: TrainConfig) -> TrainConfig:
+        """``cfg`` as the engine runs it with this plan (checkpointing as the plan has it), for the
+        estimates that depend on it, such as the time."""
+        return replace(
+            cfg,
+            gradient_checkpointing=self.gradient_checkpointing,
+            offload_checkpoints=self.offload_checkpoints,
+        )
 
     @property
     def micro_batches_per_step(self) -> int:
@@ -80,7 +94,7 @@ class RunPlan:
             head = f"{self.micro_batch_tokens:,} tokens per batch in one pass"
         else:
             head = f"{self.micro_batch_tokens:,} tokens per micro-batch \u00d7 {n}"
-        return f"{head}, checkpointing {'on' if self.gradient_checkpointing else 'off'}"
+        return f"{head}, {checkpointing_words(self.gradient_checkpointing, self.offload_checkpoints)}"
 
     @property
     def text(self) -> str:
@@ -90,7 +104,10 @@ class RunPlan:
         if est.fits is None:
             return f"{self.shape_text()}: needs about {gb(est.total)} GB"
         if est.fits:
-            return f"{self.shape_text()}: fits {have} GB with {gb(est.spare or 0)} GB to spare"
+            line = f"{self.shape_text()}: fits {have} GB with {gb(est.spare or 0)} GB to spare"
+            if est.offloaded:
+                line += f" ({gb(est.offloaded)} GB of checkpoints in RAM)"
+            return line
         line = f"{self.shape_text()}: needs {gb(est.total)} GB, {self.device.memory_name} has {have}"
         if self.suggestion is not None:
             s = self.suggestion
@@ -109,6 +126,7 @@ class RunPlan:
             "batch_tokens": self.batch_tokens,
             "grad_accum": self.grad_accum,
             "gradient_checkpointing": self.gradient_checkpointing,
+            "offload_checkpoints": self.offload_checkpoints,
             "auto": self.auto,
             "fits": est.fits,
             "memory": {
@@ -120,6 +138,7 @@ class RunPlan:
                 "activations": est.activations,
                 "logits": est.logits,
                 "overhead": est.overhead,
+                "offloaded_to_host": est.offloaded,
             },
             "trainable_params": est.trainable_params,
             "total_params": est.total_params,
@@ -141,6 +160,13 @@ class RunPlan:
         return out
 
 
+def checkpointing_words(on: bool, offloaded: bool = False) -> str:
+    """ "checkpointing on", "checkpointing off", "checkpoints offloaded to RAM" """
+    if on and offloaded:
+        return "checkpoints offloaded to RAM"
+    return f"checkpointing {'on' if on else 'off'}"
+
+
 def micro_batch_choices(batch_tokens: int, max_length: int, ceiling: int | None = None) -> list[int]:
     """The micro-batch sizes a packed batch can run as, largest first: the batch, its half,
     its quarter ... none below ``max_length`` (the longest example) and none above ``ceiling``."""
@@ -160,14 +186,30 @@ def micro_batch_choices(batch_tokens: int, max_length: int, ceiling: int | None 
 
 
 def _one_plan(
-    cfg: TrainConfig, shape: ModelShape, device: DeviceBudget, micro: int, checkpointing: bool, auto: bool
+    cfg: TrainConfig,
+    shape: ModelShape,
+    device: DeviceBudget,
+    micro: int,
+    checkpointing: bool,
+    auto: bool,
+    offload: bool = False,
 ) -> RunPlan:
-    run_cfg = replace(cfg, gradient_checkpointing=checkpointing)
+    run_cfg = replace(cfg, gradient_checkpointing=checkpointing, offload_checkpoints=offload)
+    offload = offloads_checkpoints(run_cfg, device)
     est = estimate_memory(run_cfg, shape, device, micro_batch_tokens=micro)
     speed = tokens_per_second(run_cfg, shape, device, micro_batch_tokens=micro)
     parts = -(-cfg.batch_tokens // micro)
     return RunPlan(
-        micro, parts, checkpointing, est, speed, cfg.batch_tokens, max(1, cfg.grad_accum), device, auto
+        micro,
+        parts,
+        checkpointing,
+        est,
+        speed,
+        cfg.batch_tokens,
+        max(1, cfg.grad_accum),
+        device,
+        auto,
+        offload_checkpoints=offload,
     )
 
 
@@ -181,10 +223,23 @@ def _candidates(
         micro = fixed or cfg.batch_tokens
         if micro_batch_ceiling:
             micro = min(micro, max(cfg.max_length, micro_batch_ceiling))
-        return [_one_plan(cfg, shape, device, micro, cfg.gradient_checkpointing, auto=False)]
+        return [
+            _one_plan(
+                cfg,
+                shape,
+                device,
+                micro,
+                cfg.gradient_checkpointing,
+                auto=False,
+                offload=cfg.offload_checkpoints,
+            )
+        ]
     sizes = [fixed] if fixed else micro_batch_choices(cfg.batch_tokens, cfg.max_length, micro_batch_ceiling)
-    switches = [True] if cfg.gradient_checkpointing else [False, True]
-    return [_one_plan(cfg, shape, device, m, c, auto=not fixed) for c in switches for m in sizes]
+    # (checkpointing, offloaded): the ways each micro-batch can keep what backward needs.
+    ways = [(True, False)] if cfg.gradient_checkpointing else [(False, False), (True, False)]
+    if offloads_checkpoints(replace(cfg, gradient_checkpointing=True), device):
+        ways.append((True, True))
+    return [_one_plan(cfg, shape, device, m, c, auto=not fixed, offload=o) for c, o in ways for m in sizes]
 
 
 def _best(plans: list[RunPlan]) -> RunPlan | None:
@@ -193,7 +248,13 @@ def _best(plans: list[RunPlan]) -> RunPlan | None:
     if not fitting:
         return None
     return max(
-        fitting, key=lambda p: (round(p.tokens_per_s, 6), not p.gradient_checkpointing, p.micro_batch_tokens)
+        fitting,
+        key=lambda p: (
+            round(p.tokens_per_s, 6),
+            not p.gradient_checkpointing,
+            not p.offload_checkpoints,
+            p.micro_batch_tokens,
+        ),
     )
 
 

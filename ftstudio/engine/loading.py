@@ -75,6 +75,57 @@ def four_bit_kwargs(dtype: torch.dtype, device: torch.device | str) -> dict[str,
     return {"dtype": dtype, "quantization_config": quant, "device_map": device_map}
 
 
+class HostCheckpoints:
+    """Saved-tensor hooks that keep what autograd saves in host memory (pinned on a GPU) and
+    bring it back to its device when the backward pass asks for it; ``offloaded`` counts the
+    bytes it took. Around a non-reentrant checkpoint the only tensors autograd saves are the
+    block's inputs (the checkpoint keeps everything inside the block through hooks of its own),
+    so exactly the checkpoints wait in host memory. ``torch.autograd.graph.save_on_cpu`` does the
+    same without the count; this copy also works where pinned memory does not exist (the CPU)."""
+
+    def __init__(self) -> None:
+        self.offloaded = 0
+
+    def hooks(self) -> Any:
+        import torch
+
+        def pack(tensor: torch.Tensor) -> tuple[torch.device, torch.Tensor]:
+            pin = tensor.device.type == "cuda"
+            host = torch.empty(tensor.size(), dtype=tensor.dtype, layout=tensor.layout, pin_memory=pin)
+            host.copy_(tensor)
+            self.offloaded += host.untyped_storage().nbytes()
+            return tensor.device, host
+
+        def unpack(packed: tuple[torch.device, torch.Tensor]) -> torch.Tensor:
+            device, host = packed
+            return host.to(device, non_blocking=host.is_pinned())
+
+        return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+
+
+def offload_checkpoints(model: Any) -> HostCheckpoints:
+    """Make the model's gradient checkpoints wait in host memory (checkpointing already on)."""
+    from torch.utils.checkpoint import checkpoint
+
+    host = HostCheckpoints()
+
+    def checkpoint_to_host(function: Any, *args: Any, **kwargs: Any) -> Any:
+        with host.hooks():
+            return checkpoint(function, *args, use_reentrant=False, **kwargs)
+
+    # transformers calls each checkpointing layer's _gradient_checkpointing_func (set by
+    # gradient_checkpointing_enable); the same function with the hooks around it.
+    replaced = 0
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+            module._gradient_checkpointing_func = checkpoint_to_host
+            replaced += 1
+    if not replaced:
+        raise ValueError(f"{type(model).__name__} has no checkpointed layers whose checkpoints could be offloaded")
+    model.ftstudio_host_checkpoints = host
+    return host
+
+
 def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | str) -> PeftModel:
     """A PeftModel on ``device`` whose only trainable weights are the LoRA add-ons."""
     import torch
@@ -94,6 +145,8 @@ def load_for_training(cfg: TrainConfig, model_dir: Path, device: torch.device | 
         # Non-reentrant checkpointing needs no input that requires grad, and
         # works with DDP and frozen embeddings.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.offload_checkpoints:
+            offload_checkpoints(model)
     if cfg.start_from:
         from peft import PeftModel
 

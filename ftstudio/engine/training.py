@@ -37,6 +37,7 @@ from ftstudio.core.preferences import PreferenceData
 from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full, remove_stale_temp_dirs
 from ftstudio.engine import checkpoints
 from ftstudio.engine.device import NO_MEMORY_FIGURES, check_memory, free_memory, is_out_of_memory
+from ftstudio.engine.fit import checkpointing_words
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
 from ftstudio.engine.packing import PackedBatch, collate, enable_segment_attention, enable_varlen_attention, epoch_batches, pack
@@ -246,6 +247,7 @@ class _Run:
         # gradient checkpointing on or off; out of memory halves micro_tokens.
         self.micro_tokens = cfg.batch_tokens
         self.checkpointing = cfg.gradient_checkpointing
+        self.offload_checkpoints = False  # the checkpoints wait in host memory (a GPU only)
         self.plan_text = ""
         self.estimated_bytes = 0
         self.memory_halvings = 0
@@ -318,8 +320,10 @@ class _Run:
 
         self.choose_plan(model_dir)
         try:
-            self.model = load_for_training(dataclasses.replace(cfg, gradient_checkpointing=self.checkpointing),
-                                           model_dir, self.device)
+            self.model = load_for_training(
+                dataclasses.replace(cfg, gradient_checkpointing=self.checkpointing,
+                                    offload_checkpoints=self.offload_checkpoints),
+                model_dir, self.device)
         except (OSError, ValueError) as exc:
             raise _Abort(Failed("model", f"Could not load the model from {model_dir}: {exc}",
                                 "Check that the folder holds a complete Hugging Face causal language model.")) from None
@@ -386,6 +390,8 @@ class _Run:
         if ceiling:
             micro = min(micro, ceiling)
         self.micro_tokens, self.checkpointing = micro, cfg.gradient_checkpointing
+        # Offloading moves checkpoints from the GPU to the computer's memory: nothing to gain on the CPU.
+        self.offload_checkpoints = cfg.gradient_checkpointing and cfg.offload_checkpoints and self.device.type == "cuda"
         self.plan_text = self._plan_words()
         if not cfg.auto_fit:
             return
@@ -399,6 +405,7 @@ class _Run:
         plan = fit.plan_run(cfg, shape, _device_budget(self.device), micro_batch_ceiling=ceiling)
         self.micro_tokens = plan.micro_batch_tokens
         self.checkpointing = plan.gradient_checkpointing
+        self.offload_checkpoints = plan.offload_checkpoints
         self.estimated_bytes = int(plan.estimate.total)
         self.plan_text = "; ".join((plan.text, *plan.notes))
         if ceiling and ceiling < self.micro_tokens:
@@ -411,12 +418,12 @@ class _Run:
         """The plan in one line, when there is no estimate to say it with."""
         head = (f"{self.cfg.batch_tokens:,} tokens per batch in one pass" if self.micro_tokens >= self.cfg.batch_tokens
                 else f"at most {self.micro_tokens:,} tokens per micro-batch, {self.cfg.batch_tokens:,} per batch")
-        return f"{head}, checkpointing {'on' if self.checkpointing else 'off'}"
+        return f"{head}, {checkpointing_words(self.checkpointing, self.offload_checkpoints)}"
 
     def _fit_event(self, step: int, reason: str) -> FitPlan:
         parts = max(1, math.ceil(self.cfg.batch_tokens / max(1, self.micro_tokens)))
         return FitPlan(step, self.micro_tokens, parts, self.checkpointing, self.estimated_bytes, self.plan_text,
-                       reason)
+                       reason, self.offload_checkpoints)
 
     # -- what the training objective decides (engine/preference.py overrides these) ----
 

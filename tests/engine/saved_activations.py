@@ -9,7 +9,10 @@ that share storage count once.
 
 With gradient checkpointing, non-reentrant checkpointing keeps each block's inputs
 itself (not through saved-tensor hooks, whose inner hooks it installs); a forward
-pre-hook on the blocks counts those.
+pre-hook on the blocks counts those. With the checkpoints offloaded, the blocks'
+inputs are saved through the engine's host hooks instead (inner to the measuring
+ones): they are not kept on the device, and ``offloaded_bytes`` says what went to
+host memory.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ def saved_bytes(
 ) -> int:
     """Bytes kept for backward by one forward pass of the engine's loss over one packed row;
     ``details`` (when given) receives (shape, dtype, storage bytes) of each tensor counted."""
+    return kept_and_offloaded(model_dir, cfg, segments, details)[0]
+
+
+def kept_and_offloaded(
+    model_dir: Path,
+    cfg: TrainConfig,
+    segments: tuple[int, ...],
+    details: list[tuple[tuple[int, ...], str, int]] | None = None,
+) -> tuple[int, int]:
+    """(bytes kept on the device for backward, bytes the offloaded checkpoints put in host memory)."""
     model = load_for_training(cfg, model_dir, "cpu")
     enable_segment_attention(model)
     loss_module = packed_loss_module(model, compute_paths(cfg, "cpu"))
@@ -81,7 +94,7 @@ def saved_bytes(
         return t
 
     handles = []
-    if cfg.gradient_checkpointing:
+    if cfg.gradient_checkpointing and not cfg.offload_checkpoints:
         base = model.get_base_model()
         blocks = base.model.layers if hasattr(base.model, "layers") else base.model.language_model.layers
 
@@ -107,6 +120,8 @@ def saved_bytes(
         )
     for h in handles:
         h.remove()
+    host = getattr(model, "ftstudio_host_checkpoints", None)
+    offloaded = host.offloaded if host is not None else 0
     del loss, loss_module, model
     gc.collect()  # the graph and the model hold hundreds of MB on real shapes: free them before the next
-    return sum(kept.values())
+    return sum(kept.values()), offloaded

@@ -194,3 +194,40 @@ def test_the_ceiling_caps_a_fixed_micro_batch_and_a_plan_with_auto_fit_off():
     assert plan_run(cfg, QWEN_05B, card(80), micro_batch_ceiling=4096).micro_batch_tokens == 4096
     manual = replace(cfg, auto_fit=False, micro_batch_tokens=0)
     assert plan_run(manual, QWEN_05B, card(80), micro_batch_ceiling=2048).micro_batch_tokens == 2048
+
+
+def test_offloaded_checkpoints_are_the_last_way_to_fit_and_only_when_allowed():
+    # 8B QLoRA with a long context on a 12 GB card: the checkpoints (32 layers x tokens x 4,096
+    # x 2 bytes) do not fit on the card beside the weights, in host memory they do.
+    cfg = preset("balanced", method="qlora", max_length=8192, batch_tokens=8192)
+    on_card = plan_run(cfg, LLAMA_8B, card(12))
+    assert not on_card.fits and not on_card.offload_checkpoints
+    allowed = plan_run(replace(cfg, offload_checkpoints=True), LLAMA_8B, card(12))
+    assert allowed.fits and allowed.gradient_checkpointing and allowed.offload_checkpoints
+    assert allowed.estimate.offloaded == 8192 * 32 * 4096 * 2
+    assert "checkpoints offloaded to RAM" in allowed.text and "GB of checkpoints in RAM" in allowed.text
+    assert allowed.to_dict()["offload_checkpoints"] is True
+    assert allowed.to_dict()["memory"]["offloaded_to_host"] == allowed.estimate.offloaded
+    # copies each way make it slower than keeping the checkpoints on a card that has room
+    roomy_on, roomy_off = (
+        plan_run(
+            replace(cfg, offload_checkpoints=o, gradient_checkpointing=True, auto_fit=False),
+            LLAMA_8B,
+            card(80),
+        )
+        for o in (False, True)
+    )
+    assert roomy_off.offload_checkpoints and not roomy_on.offload_checkpoints
+    assert roomy_off.tokens_per_s < roomy_on.tokens_per_s
+    # where checkpointing on the card fits, the plan keeps it there even when offloading is allowed
+    fits_anyway = plan_run(preset("balanced", method="qlora", offload_checkpoints=True), LLAMA_8B, card(12))
+    assert fits_anyway.fits and not fits_anyway.offload_checkpoints
+
+
+def test_the_cpu_never_offloads_checkpoints():
+    laptop = DeviceBudget("cpu", "laptop", 8 * GIB, 3 * GIB, 4, False)
+    cfg = preset("best", method="lora", offload_checkpoints=True, gradient_checkpointing=True)
+    plan = plan_run(cfg, LLAMA_1B, laptop)
+    assert not plan.offload_checkpoints and plan.estimate.offloaded == 0
+    fixed = plan_run(replace(cfg, auto_fit=False), LLAMA_1B, laptop)
+    assert not fixed.offload_checkpoints and "checkpointing on" in fixed.text

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pytest
 
 from ftstudio.core.config import TrainConfig
-from ftstudio.engine.estimate import GIB, DeviceBudget, _memory_parts, known_model
+from ftstudio.engine.estimate import GIB, DeviceBudget, _memory_parts, known_model, offloaded_bytes
 
 from tests.engine import saved_activations as saved
 
@@ -145,3 +145,38 @@ def test_lora_activations_of_the_llamas(built, repo, checkpointing):
     _check(
         built, repo, method="lora", precision="bf16", gradient_checkpointing=checkpointing, lora_dropout=0.05
     )
+
+
+# Offloading is for GPUs (the estimate counts it on CUDA only); the mechanism is the same
+# saved-tensor hooks on the CPU, so what stays and what goes to host memory is measured here.
+GPU = DeviceBudget("cuda", "NVIDIA GeForce RTX 4070", 12 * GIB, 12 * GIB, 8, True)
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_offloaded_checkpoints_leave_no_block_input_on_the_device(built, method):
+    repo = "Qwen/Qwen2.5-0.5B"
+    tokens = sum(SEGMENTS)
+    cfg = TrainConfig(
+        train_on="all",
+        batch_tokens=tokens,
+        max_length=tokens,
+        method=method,
+        precision="bf16",
+        gradient_checkpointing=True,
+        offload_checkpoints=True,
+    )
+    one = saved.kept_and_offloaded(built(repo, 1), cfg, SEGMENTS)
+    two = saved.kept_and_offloaded(built(repo, 2), cfg, SEGMENTS)
+    shape = known_model(repo)
+    assert shape is not None
+    # What went to host memory: each block's input, bf16, exactly what the estimate says.
+    for layers, (_, host) in ((1, one), (2, two)):
+        assert host == offloaded_bytes(cfg, replace(shape, num_layers=layers), GPU, tokens)
+        assert host == layers * tokens * shape.hidden_size * 2
+    # What a block adds on the device: nothing (checkpointing on the device keeps its input).
+    on_device = saved.saved_bytes(built(repo, 2), replace(cfg, offload_checkpoints=False), SEGMENTS)
+    assert two[0] - one[0] == 0
+    assert on_device - two[0] == 2 * tokens * shape.hidden_size * 2
+    # The estimate's device term grows by nothing per block either.
+    estimated = [_memory_parts(cfg, replace(shape, num_layers=n), GPU, tokens)["activations"] for n in (1, 2)]
+    assert estimated[1] == estimated[0]

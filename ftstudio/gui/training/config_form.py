@@ -29,7 +29,7 @@ TITLES = {
     "lr_schedule": "Schedule", "weight_decay": "Weight decay", "epochs": "Epochs", "max_steps": "Max steps",
     "batch_tokens": "Batch (tokens)", "grad_accum": "Accumulation", "max_length": "Context (tokens)",
     "overlength": "Longer examples", "train_on": "Learn from", "gradient_checkpointing": "Checkpointing",
-    "auto_fit": "Fit to the device", "micro_batch_tokens": "Micro-batch (tokens)",
+    "offload_checkpoints": "Offload checkpoints (GPU)", "auto_fit": "Fit to the device", "micro_batch_tokens": "Micro-batch (tokens)",
     "fused_loss": "Fused loss (GPU)", "varlen_attention": "Varlen attention (GPU)",
     "bf16_autocast": "bf16 compute", "liger_kernels": "Liger kernels (GPU)",
     "precision": "Precision", "device": "Device", "seed": "Seed", "log_every": "Report every",
@@ -61,7 +61,7 @@ SUFFIXES = {"eval_every": " steps", "checkpoint_every": " steps", "log_every": "
             "sample_max_new_tokens": " tokens"}
 # Kept when a preset is applied: what the model and machine are, not how hard to train.
 KEPT_BY_PRESETS = ("model", "objective", "start_from", "method", "device", "precision", "target_modules", "train_on", "overlength",
-                   "gradient_checkpointing", "auto_fit", "fused_loss", "varlen_attention", "bf16_autocast",
+                   "gradient_checkpointing", "offload_checkpoints", "auto_fit", "fused_loss", "varlen_attention", "bf16_autocast",
                    "liger_kernels", "seed")
 
 FOLDER_ITEM = "__folder__"

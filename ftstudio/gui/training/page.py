@@ -353,7 +353,7 @@ class TrainPage(Page):
             # The auto-fit plan: how the engine will run these settings on this device (from the
             # smaller micro-batch an earlier run of this model came down to after running out of memory).
             plan = plan_run(cfg, shape, device, micro_batch_ceiling=runs.micro_batch_ceiling(self.project, cfg))
-            planned = replace(cfg, gradient_checkpointing=plan.gradient_checkpointing)
+            planned = plan.applied_to(cfg)
             time = estimate_time(planned, shape, tokens, device, sequences, plan.micro_batch_tokens,
                                  self._speeds) if tokens else None
             if time is not None and cfg.objective in PREFERENCE_OBJECTIVES:
