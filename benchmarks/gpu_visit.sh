@@ -2,7 +2,8 @@
 # One visit to a GPU machine measures what the CPU cannot: the engine's GPU tests
 # (tests/engine/test_gpu.py), then benchmarks/bench_gpu.py with today's compute paths,
 # with the new ones on (fused_loss, varlen_attention, bf16_autocast, liger_kernels),
-# and Llama-3.1-8B QLoRA at 2,048 tokens under an 8 GB cap. Every figure goes to
+# Llama-3.1-8B QLoRA at 2,048 tokens under an 8 GB cap, and at 8,192 under 12 GB with
+# offloaded checkpoints. Every figure goes to
 # benchmarks/results/<UTC time>/ as JSON lines beside its printed table; commit that folder.
 #
 #   benchmarks/gpu_visit.sh                 # PYTHON=... names the interpreter (default .venv/bin/python)
@@ -39,4 +40,7 @@ fi
 "$PY" benchmarks/bench_gpu.py --baseline-from "$out/default.jsonl" "${new_paths[@]}" --json "$out/new-paths.jsonl" 2>&1 | tee "$out/new-paths.txt"
 "$PY" benchmarks/bench_gpu.py --rows meta-llama/Llama-3.1-8B:qlora --context 2048 --memory-gb 8 \
     --json "$out/8b-qlora-8gb.jsonl" 2>&1 | tee "$out/8b-qlora-8gb.txt"
+# Offloaded checkpoints: 8B QLoRA at 8,192 tokens on a 12 GB card fits only with them (the estimate).
+"$PY" benchmarks/bench_gpu.py --rows meta-llama/Llama-3.1-8B:qlora --context 8192 --memory-gb 12 --only engine \
+    --set offload_checkpoints=true --json "$out/8b-qlora-offloaded-12gb.jsonl" 2>&1 | tee "$out/8b-qlora-offloaded-12gb.txt"
 echo "results in $out"
