@@ -3,8 +3,9 @@
 Most prompt tokens never go through the vocabulary-sized matmul; when the
 loss rows' fp32 logits would pass ``LOSS_CHUNK_BYTES`` the rows are taken in
 chunks of ``loss_chunk_rows(vocab)`` whose logits are recomputed in the
-backward pass instead of kept, so the loss's peak is the same for any model. Training wraps this module in DDP; evaluation calls it for
-the held-out loss, so both measure the same thing.
+backward pass instead of kept, so the loss's peak is the same for any model. Training runs this module
+(its processes sum the gradients once per step); evaluation calls it for the held-out loss, so both
+measure the same thing.
 """
 
 from __future__ import annotations
@@ -98,8 +99,7 @@ def _build_loss_module() -> type[torch.nn.Module]:
 
         Runs the transformer body, picks the hidden states whose next token
         carries loss, and applies the output layer and an fp32 cross-entropy
-        to those rows only. This module is what DDP wraps, so gradients of
-        everything inside it are synchronised.
+        to those rows only. Every micro-batch of a training step runs it.
         """
 
         def __init__(

@@ -10,12 +10,13 @@ applied only to the positions that carry loss (most prompt tokens never go
 through the vocabulary-sized matmul), and one host-device sync per
 optimiser step. The same code runs data parallel under ``accelerate launch``
 or ``torchrun``: every process builds the same batch plan and takes its own
-share of each step.
+share of each step, and the processes sum their gradients once per step
+(``_Run._sum_gradients``), where they also agree on whether any of them
+ran out of memory.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -50,6 +51,8 @@ MAX_GRAD_NORM = 1.0
 # Out of memory inside a step halves the micro-batch and redoes the step, at most this
 # many times in a run (1/32 of the plan's micro-batch); one more ends the run.
 MAX_MEMORY_HALVINGS = 5
+# What a process tells the others after a pass that may have run out of memory (_ran_out).
+_FITTED, _RAN_OUT, _SINGLE = 0, 1, 2
 # Test mode: every process writes a digest of its trained weights into the run folder.
 DIGEST_ENV = "FTSTUDIO_WRITE_WEIGHT_DIGESTS"
 
@@ -371,7 +374,13 @@ class _Run:
         self.prepare_objective()
         if self.resume:
             self._load_checkpoint()
-        self.wrapped = acc.prepare_model(self.loss_module)
+        # What micro_step runs. Not wrapped in DistributedDataParallel: its all-reduce inside
+        # backward() would leave the other processes waiting for one that ran out of memory.
+        # The processes sum their gradients themselves once per step (_sum_gradients);
+        # here they start from the main process's trainable weights, as DDP would have them.
+        self.wrapped = self.loss_module
+        if self.world > 1:
+            self._broadcast_trainable()
         if not self.resume or self.state.step == 0:
             self.emit(Log(f"Plan: {self.plan_text}"))
             self.emit(self._fit_event(self.state.step, "plan"))
@@ -562,6 +571,8 @@ class _Run:
                 cap = self.eval_micro_tokens or self.micro_tokens
                 micro = [mb for idx in self.eval_batches[self.rank :: self.world]
                          for mb in split_batch(idx, lengths, cap)]
+                ran_out = _FITTED
+                loss_sum = None
                 try:
                     with torch.no_grad():
                         for idx in micro:
@@ -570,23 +581,31 @@ class _Run:
                             loss_sum, n = module(**_inputs(batch, self.device))
                             total += loss_sum.double()
                             count += n
-                    break
                 except Exception as exc:
-                    if not is_out_of_memory(exc) or self.world > 1:
+                    if not is_out_of_memory(exc):
                         raise
-                loss_sum = None
-                free_memory()
-                if all(len(mb) == 1 for mb in micro):
+                    ran_out = _ran_out(micro)
+                if ran_out:
+                    loss_sum = None
+                    free_memory()
+                ran_out_on = [ran_out]
+                if self.world > 1:
+                    # Every process comes here, whether it ran out or not: the sums and who
+                    # ran out in one collective, so all of them measure again or none does.
+                    sums, flags = self._sum_over_processes([total.reshape(1), count.reshape(1)], ran_out)
+                    total, count = sums[0], sums[1]
+                    ran_out_on = [int(f) for f in flags.tolist()]
+                if not any(ran_out_on):
+                    break
+                if _SINGLE in ran_out_on:
                     raise _Abort(_oom_failure(
                         self.cfg, self.state.last_checkpoint,
                         f"Measuring the held-out loss at step {self.state.step} ran out of memory even one "
-                        "example at a time.", self.checkpointing))
+                        f"example at a time{self._where_words(ran_out_on)}.", self.checkpointing))
                 self.eval_micro_tokens = max(1, cap // 2)
-                self.emit(Log(f"Out of memory measuring the held-out loss with micro-batches of {cap:,} tokens: "
-                              f"measured it again with {self.eval_micro_tokens:,}", "warning"))
-            if self.world > 1:
-                total = self.accelerator.reduce(total, "sum")
-                count = self.accelerator.reduce(count, "sum")
+                self.emit(Log(f"Out of memory measuring the held-out loss with micro-batches of {cap:,} tokens"
+                              f"{self._where_words(ran_out_on)}: measured it again with "
+                              f"{self.eval_micro_tokens:,}", "warning"))
         finally:
             self.model.train()
         n = float(count.item())
@@ -649,7 +668,7 @@ class _Run:
 
         from ftstudio.engine.device import gpu_utilisation, memory_snapshot
 
-        cfg, st, acc = self.cfg, self.state, self.accelerator
+        cfg, st = self.cfg, self.state
         self.model.train()
         cuda = self.device.type == "cuda"
         if cuda:
@@ -666,13 +685,7 @@ class _Run:
                 status = "stopped"
                 break
             plan = self.steps[st.step]
-            loss_acc = self._forward_backward(plan)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-            if self.world > 1:
-                loss_acc = acc.reduce(loss_acc, "sum")
-            # The one sync per step: the loss and gradient norm decide whether
-            # this update may be applied at all.
-            loss_total, norm = torch.stack([loss_acc.float(), grad_norm.float().to(loss_acc.device)]).tolist()
+            loss_total, norm = self._forward_backward(plan)
             loss = loss_total / max(1, plan.loss_tokens)
             if not (math.isfinite(loss) and math.isfinite(norm)):
                 self.optimizer.zero_grad(set_to_none=True)
@@ -724,70 +737,149 @@ class _Run:
         self.save_adapter()
         return status
 
-    def _forward_backward(self, plan: _Step) -> torch.Tensor:
-        """This process's share of step ``plan``: every packed batch split into micro-batches,
-        forward and backward on each, gradients added up; returns the summed loss.
+    def _forward_backward(self, plan: _Step) -> tuple[float, float]:
+        """Step ``plan``'s gradient, the same on every process, clipped; returns the step's
+        summed loss over every process and the gradient norm before clipping (the step's one
+        host sync).
 
-        Out of memory on the way drops the step's partial gradients, halves the micro-batch
-        and does the step again on the same examples from the same random state, so the
-        update is the one a run with the smaller micro-batch makes."""
+        Each process takes its share of the step: every packed batch split into micro-batches,
+        forward and backward on each, gradients added up; then the processes sum them
+        (``_sum_gradients``). Out of memory on the way, in any process, drops the step's
+        partial gradients in every process, halves the micro-batch and does the step again on
+        the same examples from the same random state, so the update is the one a run with the
+        smaller micro-batch makes. The processes learn that in the collective that sums the
+        gradients, which each reaches whether it ran out or not, so none waits for another."""
         import torch
 
-        acc, st = self.accelerator, self.state
+        st = self.state
         local = plan.batches[self.rank :: self.world]
-        # DDP averages gradients over processes; scaling by world / global
-        # loss tokens makes the result the token-weighted mean of the step.
-        scale = self.world / max(1, plan.loss_tokens)
-        loss_sum: torch.Tensor | None = None
-        loss_acc: torch.Tensor | None = None
+        # Summed over processes, gradients scaled by 1 / the step's loss tokens are the
+        # token-weighted mean of the step.
+        scale = 1.0 / max(1, plan.loss_tokens)
         while True:
             torch.manual_seed(_step_seed(self.cfg.seed, st.step, self.rank))
             micro = [mb for idx in local for mb in split_batch(idx, self.train_lengths, self.micro_tokens)]
             saved = self.save_step_state()
+            loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
+            loss_sum = None
+            ran_out = _FITTED
             try:
-                loss_acc = torch.zeros((), dtype=torch.float32, device=self.device)
-                for m, idx in enumerate(micro):
-                    sync = m == len(micro) - 1
-                    with (contextlib.nullcontext() if sync else acc.no_sync(self.wrapped)):
-                        check_memory("train", st.step, sum(self.train_lengths[i] for i in idx), len(idx))
-                        loss_sum = self.micro_step(idx)
-                        (loss_sum * scale).backward()
+                for idx in micro:
+                    check_memory("train", st.step, sum(self.train_lengths[i] for i in idx), len(idx))
+                    loss_sum = self.micro_step(idx)
+                    (loss_sum * scale).backward()
                     loss_acc += loss_sum.detach()
                     loss_sum = None
-                return loss_acc
             except Exception as exc:
-                # Processes of a data-parallel run wait for each other inside backward():
-                # one cannot redo a step alone, so there it ends the run as before.
-                if not is_out_of_memory(exc) or self.world > 1:
+                if not is_out_of_memory(exc):
                     raise
-            # Out of the except block, so the error's frames (and the activations they
-            # hold) are gone before the memory is given back.
+                ran_out = _ran_out(micro)
+            if ran_out:
+                # Out of the except block, so the error's frames (and the activations they
+                # hold) are gone before the memory is given back.
+                self.optimizer.zero_grad(set_to_none=True)
+                loss_sum = None
+                free_memory()
+            ran_out_on = [ran_out]
+            if self.world > 1 or not ran_out:
+                flags = loss_acc.new_zeros(0)
+                if self.world > 1:
+                    loss_acc, flags = self._sum_gradients(loss_acc, ran_out)
+                # Clipped even when a process ran out (the step is then dropped): the norm
+                # goes to the host with the flags, in the one sync.
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+                loss_total, norm, *flag_values = torch.cat(
+                    [loss_acc.reshape(1).float(), grad_norm.reshape(1).float().to(loss_acc.device),
+                     flags.float()]).tolist()
+                ran_out_on = [int(f) for f in flag_values]
+                if not any(ran_out_on):
+                    return loss_total, norm
             self.optimizer.zero_grad(set_to_none=True)
             self.restore_step_state(saved)
-            loss_sum = loss_acc = None
-            free_memory()
-            self._halve_micro_batch(plan, micro)
+            self._halve_micro_batch(plan, ran_out_on)
 
-    def _halve_micro_batch(self, plan: _Step, micro: list[list[int]]) -> None:
-        """After out of memory at step ``plan``: halve the micro-batch, or end the run when it
-        cannot go lower (every micro-batch one example, or MAX_MEMORY_HALVINGS reached)."""
+    def _sum_gradients(self, loss_acc: torch.Tensor, ran_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum this process's gradients and summed loss with the other processes' in one
+        all-reduce; afterwards every trainable weight's gradient is the sum (a view of the
+        reduced buffer). Returns the summed loss and each process's out-of-memory flag
+        (``_ran_out``). A process that ran out of memory sends zeros (the step is redone)."""
+        import torch
+
+        params = self.params
+        dtype = torch.float32
+        for p in params:
+            dtype = torch.promote_types(dtype, p.dtype)
+        count = sum(p.numel() for p in params)
+        if ran_out:
+            parts = [torch.zeros(count + 1, dtype=dtype, device=self.device)]
+        else:
+            parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(dtype) for p in params]
+            parts.append(loss_acc.reshape(1).to(dtype))
+        summed, flags = self._sum_over_processes(parts, ran_out)
+        offset = 0
+        for p in params:
+            p.grad = summed[offset : offset + p.numel()].view_as(p).to(p.dtype)
+            offset += p.numel()
+        return summed[count], flags
+
+    def _sum_over_processes(self, parts: list[torch.Tensor], ran_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``parts`` (1-d, one dtype) concatenated and summed over the processes, and each
+        process's out-of-memory flag, in one all-reduce that every process must reach."""
+        import torch
+        import torch.distributed as dist
+
+        flags = torch.zeros(self.world, dtype=parts[0].dtype, device=parts[0].device)
+        flags[self.rank] = ran_out
+        buffer = torch.cat([*parts, flags])
+        dist.all_reduce(buffer)
+        return buffer[: -self.world], buffer[-self.world :]
+
+    def _broadcast_trainable(self) -> None:
+        """Give every process the main process's trainable weights (one broadcast)."""
+        import torch
+        import torch.distributed as dist
+
+        dtype = torch.float32
+        for p in self.params:
+            dtype = torch.promote_types(dtype, p.dtype)
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1).to(dtype) for p in self.params])
+            dist.broadcast(flat, src=0)
+            offset = 0
+            for p in self.params:
+                p.copy_(flat[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def _where_words(self, ran_out_on: list[int]) -> str:
+        """Which processes ran out of memory, for a message ("" in a one-process run)."""
+        if self.world == 1:
+            return ""
+        ranks = [str(r) for r, flag in enumerate(ran_out_on) if flag]
+        return f" in {'rank' if len(ranks) == 1 else 'ranks'} {', '.join(ranks)} of {self.world} processes"
+
+    def _halve_micro_batch(self, plan: _Step, ran_out_on: list[int]) -> None:
+        """After out of memory at step ``plan`` (``ran_out_on``: each process's ``_ran_out``
+        flag, the same list in every process): halve the micro-batch, or end the run when it
+        cannot go lower (a process that ran out had one example per micro-batch, or
+        MAX_MEMORY_HALVINGS reached). Every process decides the same."""
         st, before = self.state, self.micro_tokens
-        single = all(len(mb) == 1 for mb in micro)
+        single = _SINGLE in ran_out_on
+        where = self._where_words(ran_out_on)
         if single or self.memory_halvings >= MAX_MEMORY_HALVINGS:
             why = ("each micro-batch was already a single example" if single
                    else f"after halving the micro-batch {_times(self.memory_halvings)}")
             raise _Abort(_oom_failure(
                 self.cfg, st.last_checkpoint,
-                f"The run ran out of memory at step {st.step + 1} with micro-batches of {before:,} tokens "
+                f"The run ran out of memory at step {st.step + 1}{where} with micro-batches of {before:,} tokens "
                 f"(checkpointing {'on' if self.checkpointing else 'off'}), and {why}.",
                 self.checkpointing))
         self.memory_halvings += 1
         self.micro_tokens = max(1, before // 2)
         self.estimated_bytes = 0
         self.plan_text = self._plan_words()
-        self.emit(Log(f"Out of memory at step {st.step + 1} with micro-batches of {before:,} tokens: redid the step "
-                      f"with {self.micro_tokens:,} ({self.plan_text}); the same examples and the same update. "
-                      "This project's next runs start from this size.", "warning"))
+        self.emit(Log(f"Out of memory at step {st.step + 1}{where} with micro-batches of {before:,} tokens: redid "
+                      f"the step with {self.micro_tokens:,} ({self.plan_text}); the same examples and the same "
+                      "update. This project's next runs start from this size.", "warning"))
         self.emit(self._fit_event(st.step, "out_of_memory"))
 
     def lowered_ceiling(self) -> int | None:
@@ -820,6 +912,12 @@ def _inputs(batch: PackedBatch, device: torch.device) -> dict[str, Any]:
         "targets": batch.targets.to(device, non_blocking=nb),
         "segments": batch.lengths,
     }
+
+
+def _ran_out(micro: list[list[int]]) -> int:
+    """The flag of a pass of ``micro`` that ran out of memory: _SINGLE when it cannot go lower
+    (every micro-batch one example), else _RAN_OUT."""
+    return _SINGLE if all(len(mb) == 1 for mb in micro) else _RAN_OUT
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:

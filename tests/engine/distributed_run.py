@@ -1,45 +1,104 @@
 """Trains the tiny model in every process of a torchrun launch (used by test_distributed.py).
 
-    torchrun --standalone --nproc_per_node 2 tests/engine/distributed_run.py MODEL_DIR RUN_DIR [GRAD_ACCUM]
+    torchrun --standalone --nproc_per_node 2 tests/engine/distributed_run.py MODEL_DIR RUN_DIR \
+        [--grad-accum N] [--out-of-memory-run RUN_DIR2]
+
+``--out-of-memory-run`` trains the same run a second time, in the same processes, into
+RUN_DIR2 with a memory fault in rank 1 only (see ``rank_one_holds_less``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
+import torch
+
 from ftstudio.core.config import TrainConfig
 from ftstudio.core.examples import PreparedData
+from ftstudio.engine.device import memory_fault
 from ftstudio.engine.training import train
 
 WORDS = ["red", "blue", "green", "cat", "dog", "sun", "moon", "tree", "fish", "bird"]
+# From this optimiser step (0-based) on, rank 1 cannot hold a pass of more than this many
+# tokens: its batches (about 85-130 tokens) run out, one example (at most 48) fits.
+FAULT_FROM_STEP = 2
+FAULT_TOKENS = 64
 
 
 def data() -> PreparedData:
     def conv(i):
-        return [{"role": "user", "content": f"Item {i}: " + " ".join(WORDS[: 1 + i % 6]) + "?"},
-                {"role": "assistant", "content": " ".join(WORDS[i % 10 :: 4])}]
+        return [
+            {"role": "user", "content": f"Item {i}: " + " ".join(WORDS[: 1 + i % 6]) + "?"},
+            {"role": "assistant", "content": " ".join(WORDS[i % 10 :: 4])},
+        ]
 
     return PreparedData([conv(i) for i in range(20)], [conv(i) for i in range(100, 104)])
 
 
 def config(model_dir: str, grad_accum: int = 1) -> TrainConfig:
-    return TrainConfig(model=model_dir, max_steps=6, batch_tokens=128, max_length=128, grad_accum=grad_accum,
-                       learning_rate=5e-3, lora_dropout=0.0, warmup_ratio=0.0, eval_every=2, samples=1,
-                       sample_max_new_tokens=2, checkpoint_every=2, seed=1)
+    return TrainConfig(
+        model=model_dir,
+        max_steps=6,
+        batch_tokens=128,
+        max_length=128,
+        grad_accum=grad_accum,
+        learning_rate=5e-3,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        eval_every=2,
+        samples=1,
+        sample_max_new_tokens=2,
+        checkpoint_every=2,
+        seed=1,
+    )
+
+
+def rank_one_holds_less(where: str, step: int, tokens: int, rows: int) -> None:
+    """The fault of the out-of-memory run, installed in rank 1 only: stands for one GPU of a
+    data-parallel run with less free memory than the others (another program on it), whose
+    caching allocator cannot find room for a training or held-out pass above FAULT_TOKENS
+    from FAULT_FROM_STEP on; it raises the error torch raises then."""
+    if where in ("train", "eval") and step >= FAULT_FROM_STEP and tokens > FAULT_TOKENS:
+        raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {tokens} tokens' activations")
+
+
+def run(model_dir: str, run_dir: Path, grad_accum: int, rank: int) -> bool:
+    result = train(config(model_dir, grad_accum), data(), lambda e: None, lambda: False, run_dir=run_dir)
+    (run_dir / f"result-rank{rank}.json").write_text(
+        json.dumps(
+            {
+                "status": result.status,
+                "steps": result.steps,
+                "train_loss": result.train_loss,
+                "eval_loss": result.eval_loss,
+                "failure": result.failure and result.failure.message,
+                "micro_batch_ceiling": result.micro_batch_ceiling,
+            }
+        )
+    )
+    return result.status == "finished"
 
 
 def main() -> int:
-    model_dir, run_dir = sys.argv[1], Path(sys.argv[2])
-    grad_accum = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    result = train(config(model_dir, grad_accum), data(), lambda e: None, lambda: False, run_dir=run_dir)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model_dir")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--grad-accum", type=int, default=1)
+    parser.add_argument("--out-of-memory-run", type=Path)
+    args = parser.parse_args()
     rank = int(os.environ.get("RANK", "0"))
-    (run_dir / f"result-rank{rank}.json").write_text(json.dumps(
-        {"status": result.status, "steps": result.steps, "train_loss": result.train_loss,
-         "eval_loss": result.eval_loss, "failure": result.failure and result.failure.message}))
-    return 0 if result.status == "finished" else 1
+    ok = run(args.model_dir, args.run_dir, args.grad_accum, rank)
+    if ok and args.out_of_memory_run:
+        if rank == 1:
+            with memory_fault(rank_one_holds_less):
+                ok = run(args.model_dir, args.out_of_memory_run, args.grad_accum, rank)
+        else:
+            ok = run(args.model_dir, args.out_of_memory_run, args.grad_accum, rank)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

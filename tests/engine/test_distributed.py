@@ -1,6 +1,8 @@
 """Data parallel training: two CPU processes (gloo) under torchrun end with
 identical adapters, only the main process writes the run folder, and the
-result equals one process accumulating the same two micro-batches per step."""
+result equals one process accumulating the same two micro-batches per step.
+When one process runs out of memory, both halve the micro-batch and redo the
+step together: no hang, the same steps, the same update."""
 
 from __future__ import annotations
 
@@ -15,19 +17,36 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ftstudio.core.events import Checkpoint, EvalMetrics, Finished, Progress, StepMetrics, read_events
+from ftstudio.core.events import (
+    Checkpoint,
+    EvalMetrics,
+    Finished,
+    FitPlan,
+    Log,
+    Progress,
+    StepMetrics,
+    read_events,
+)
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "distributed_run.py"
+ROOT = HERE.parents[1]
 HANG_S = 900  # only catches a launch that hangs; never a speed check
 
 
 def _env() -> dict:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", FTSTUDIO_WRITE_WEIGHT_DIGESTS="1", HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(
+        OMP_NUM_THREADS="1",
+        FTSTUDIO_WRITE_WEIGHT_DIGESTS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     env.pop("RANK", None)
     env.pop("WORLD_SIZE", None)
+    # The processes import the ftstudio under test (this checkout), not whichever one is installed.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
@@ -42,7 +61,22 @@ def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     assert torchrun, "torchrun is installed with torch"
     two = tmp_path / "two"
-    _run([torchrun, "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tiny_model_dir), str(two)], HERE)
+    oom = tmp_path / "two-out-of-memory"
+    # One launch, two runs: the plain one, then the same one with rank 1 running out of memory.
+    _run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPT),
+            str(tiny_model_dir),
+            str(two),
+            "--out-of-memory-run",
+            str(oom),
+        ],
+        HERE,
+    )
 
     results = [json.loads((two / f"result-rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["status"] == "finished" and r["steps"] == 6 for r in results), results
@@ -61,19 +95,66 @@ def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp
     # One process with two accumulated micro-batches per step sees the same
     # batches per step: the gradients and so the weights must agree.
     one = tmp_path / "one"
-    _run([sys.executable, str(SCRIPT), str(tiny_model_dir), str(one), "2"], HERE)
+    _run([sys.executable, str(SCRIPT), str(tiny_model_dir), str(one), "--grad-accum", "2"], HERE)
     single = read_events(one / "metrics.jsonl")
-    torch.testing.assert_close(torch.tensor([e.loss for e in events if isinstance(e, StepMetrics)]),
-                               torch.tensor([e.loss for e in single if isinstance(e, StepMetrics)]),
-                               rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.tensor([e.eval_loss for e in events if isinstance(e, EvalMetrics)]),
-                               torch.tensor([e.eval_loss for e in single if isinstance(e, EvalMetrics)]),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor([e.loss for e in events if isinstance(e, StepMetrics)]),
+        torch.tensor([e.loss for e in single if isinstance(e, StepMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        torch.tensor([e.eval_loss for e in events if isinstance(e, EvalMetrics)]),
+        torch.tensor([e.eval_loss for e in single if isinstance(e, EvalMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     a = load_file(str(two / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(one / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+    # Rank 1 ran out of memory in the held-out pass at step 2 and in training step 3
+    # (distributed_run.rank_one_holds_less); rank 0 never did. Both halved and went on.
+    results = [json.loads((oom / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(
+        r["status"] == "finished" and r["steps"] == 6 and r["micro_batch_ceiling"] == 64 for r in results
+    ), results
+    digests = [(oom / f"weights-rank{r}.sha256").read_text() for r in (0, 1)]
+    assert len(digests[0]) == 64 and digests[0] == digests[1]
+    oom_events = read_events(oom / "metrics.jsonl")
+    assert [e.step for e in oom_events if isinstance(e, Progress)] == list(range(1, 7))
+    warnings = [e.message for e in oom_events if isinstance(e, Log) and "Out of memory" in e.message]
+    assert len(warnings) == 2, warnings  # said once each, by the main process only
+    assert "held-out loss" in warnings[0] and "in rank 1 of 2 processes" in warnings[0]
+    assert warnings[1].startswith(
+        "Out of memory at step 3 in rank 1 of 2 processes with micro-batches of 128"
+    )
+    assert [(p.reason, p.step, p.micro_batch_tokens) for p in oom_events if isinstance(p, FitPlan)] == [
+        ("plan", 0, 128),
+        ("out_of_memory", 2, 64),
+    ]
+    # Halving changes how the step's gradient is added up, not what it is: the same
+    # curve, held-out losses and adapter as the plain run.
+    assert [e.tokens for e in oom_events if isinstance(e, StepMetrics)] == [
+        e.tokens for e in events if isinstance(e, StepMetrics)
+    ]
+    torch.testing.assert_close(
+        torch.tensor([e.loss for e in oom_events if isinstance(e, StepMetrics)]),
+        torch.tensor([e.loss for e in events if isinstance(e, StepMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        torch.tensor([e.eval_loss for e in oom_events if isinstance(e, EvalMetrics)]),
+        torch.tensor([e.eval_loss for e in events if isinstance(e, EvalMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    c = load_file(str(oom / "adapter" / "adapter_model.safetensors"))
+    for name in a:
+        torch.testing.assert_close(c[name], a[name], rtol=1e-4, atol=1e-5)
 
 
 def test_the_batch_plan_splits_evenly_for_this_check(tiny_model_dir):
