@@ -229,11 +229,29 @@ def test_a_new_request_can_stop_the_running_job(qtbot, owner):
     assert outcomes[0].status == "stopped"
 
 
-def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, owner, context, tiny_model_dir):
+def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, owner, context, tiny_model_dir, monkeypatch):
     """The Label page's suggestion, stopped while the model writes, says stopped (not done)."""
+    import time
+
+    from ftstudio.gui.labelling import suggest
     from ftstudio.gui.labelling.suggest import Suggester, SuggestionModel
     from ftstudio.engine.comparison import ModelRef
 
+    writes = suggest.suggest_job
+
+    def still_writing(*args, report, interrupted):
+        # Fault injection at suggest_job: a model still writing when the user stops it. After its
+        # first piece the answer waits for the stop, so the tiny model cannot sample its end token
+        # first on a loaded machine (the stop then came after a finished answer).
+        def report_then_wait(item):
+            report(item)
+            deadline = time.monotonic() + HANG_MS / 1000
+            while item[0] == "piece" and not interrupted() and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+        return writes(*args, report=report_then_wait, interrupted=interrupted)
+
+    monkeypatch.setattr(suggest, "suggest_job", still_writing)
     suggester = Suggester(context, owner)
     suggester.max_new_tokens = 4000  # far more than it writes before the stop
     suggester.temperature = 1.0  # the tiny model's greedy answer would be line breaks
