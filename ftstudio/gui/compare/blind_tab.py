@@ -109,7 +109,7 @@ class BlindTab(QWidget):
         self.answers_grid.setContentsMargins(0, 0, 0, 0)
         self.answers_grid.setHorizontalSpacing(12)
         layout.addWidget(self.answers_box, 1)
-        self.answer_views: list[QTextBrowser] = []
+        self.answer_views: list[QWidget] = []  # each answer's title and text view
         self.pick_buttons: list[QPushButton] = []
 
         choice = QHBoxLayout()

@@ -70,9 +70,13 @@ def evaluate_job(engine: ComparisonEngine, refs: Sequence[ModelRef], conversatio
             break
         key = ref.key + (f"{FEW_SHOT_MARK}{len(ref_shots)}" if ref_shots else "")
         report(("started", key, None))
+
+        def progress(done: int, total: int, key: str = key) -> None:
+            report(("progress", key, (done, total)))
+
         result = engine.evaluate(ref, conversations, example_ids=example_ids, max_length=max_length,
                                  exact_match=exact_match, should_stop=interrupted, shots=ref_shots, labels=labels,
-                                 progress=lambda done, total, key=key: report(("progress", key, (done, total))))
+                                 progress=progress)
         if interrupted():
             break
         results = result.to_dict()

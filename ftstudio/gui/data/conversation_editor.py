@@ -7,7 +7,7 @@ what was saved. The text boxes leave Ctrl+Z to the window for that reason.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QEvent, QKeyCombination, QObject, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QComboBox, QCompleter, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
@@ -21,6 +21,9 @@ SAVE_DELAY_MS = 400
 TURN_ROLES = tuple(r for r in ROLES if r != "system")
 ROLE_PLACEHOLDERS = {"user": "What the user writes", "assistant": "The answer the model should learn to give",
                      "tool": "What the tool gave back"}
+# Redo as Ctrl+Shift+Z too, where the platform's StandardKey.Redo is another key.
+CTRL_SHIFT_Z = QKeyCombination(Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+                               Qt.Key.Key_Z).toCombined()
 
 
 class _LeaveUndoToWindow(QObject):
@@ -29,7 +32,7 @@ class _LeaveUndoToWindow(QObject):
     def eventFilter(self, obj, event) -> bool:
         if event.type() == QEvent.Type.ShortcutOverride and (
                 event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)
-                or event.keyCombination().toCombined() == QKeySequence("Ctrl+Shift+Z")[0].toCombined()):
+                or event.keyCombination().toCombined() == CTRL_SHIFT_Z):
             event.ignore()
             return True
         return False

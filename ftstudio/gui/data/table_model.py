@@ -245,7 +245,7 @@ class ExamplesTableModel(QAbstractTableModel):
         else:
             self._cache.clear()
         matching = self._matching(changed_ids) if changed_ids and len(changed_ids) <= INCREMENTAL_LIMIT else None
-        if matching is not None:
+        if changed_ids and matching is not None:
             # Only the changed examples can have come or gone: ask about them alone.
             present = {i for i in changed_ids if self.row_of(i) is not None}
             removed, added = present - matching, matching - present
@@ -262,7 +262,8 @@ class ExamplesTableModel(QAbstractTableModel):
             self._cache.clear()
             self.endResetModel()
             return
-        for start, end in reversed(_runs([self.row_of(i) for i in sorted(removed)])):
+        # Every removed id is in the table, so its row is where bisect finds it.
+        for start, end in reversed(_runs([bisect.bisect_left(self._ids, i) for i in sorted(removed)])):
             self.beginRemoveRows(QModelIndex(), start, end)
             del self._ids[start:end + 1]
             self.endRemoveRows()

@@ -107,6 +107,7 @@ class AgreementPanel(QWidget):
         labels_card, labels = _card("Per label")
         self.per_label = _table(["Label", "Chosen", "Agreement"])
         labels.addWidget(self.per_label)
+        self.per_label_card = labels_card  # shown only when agreement is over labels
         tables.addWidget(pairs_card, 3)
         tables.addWidget(labels_card, 2)
         self.tables = QWidget()
@@ -182,7 +183,7 @@ class AgreementPanel(QWidget):
             self.per_label.setItem(row, 0, item)
             self.per_label.setItem(row, 1, _cell(f"{info['choices']:,}"))
             self.per_label.setItem(row, 2, _cell(_pct(info["agreement"])))
-        self.per_label.parentWidget().setVisible(report.field == "label")
+        self.per_label_card.setVisible(report.field == "label")
         _fit([self.pairs, self.per_label] if report.field == "label" else [self.pairs])
         self.tables.setVisible(compared > 0)
         return report

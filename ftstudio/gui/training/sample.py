@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from typing import Any
 
 from ftstudio.core.config import preset
 from ftstudio.core.events import (
@@ -24,7 +25,8 @@ from ftstudio.core.events import (
 from ftstudio.core.project import Project
 
 # (run id, preset, overrides, steps trained, of steps, final train loss, status)
-SAMPLE_RUNS = [
+# (run id, preset, config overrides, steps logged, max steps, final loss, status)
+SAMPLE_RUNS: list[tuple[str, str, dict[str, Any], int, int, float, str]] = [
     ("20250612-093015-a41c", "quick", {"max_steps": 300}, 300, 300, 0.21, "finished"),
     ("20250612-101742-5be0", "quick", {"max_steps": 300, "learning_rate": 3e-4, "lora_rank": 32,
                                        "lora_alpha": 64}, 300, 300, 0.34, "finished"),

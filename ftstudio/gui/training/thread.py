@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ftstudio.core.config import TrainConfig
+from ftstudio.core.events import EventSink
 from ftstudio.core.examples import PreparedData
 from ftstudio.core.machine import usable_cores
 
@@ -51,7 +52,7 @@ def train_job(
     data: PreparedData,
     run_dir: Path,
     resume: bool,
-    sink: Callable[[Any], None],
+    sink: EventSink,
     cpu_threads: int | None = None,
     micro_batch_ceiling: int | None = None,
     *,
