@@ -21,11 +21,10 @@ answered one at a time through ``Generator.generate``.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
-from ftstudio.engine.device import check_memory, free_memory, is_out_of_memory
+from ftstudio.engine.device import fitting_pieces
 from ftstudio.engine.inference import BASE, Generator, SamplingSettings
 
 # PEFT's name for "no adapter" in a mixed batch.
@@ -129,42 +128,6 @@ def _batches(
         group = sorted(group, key=lambda i: lengths[i])
         out.extend(group[k : k + batch_size] for k in range(0, len(group), batch_size))
     return out
-
-
-def fitting_batches(
-    batches: Sequence[list[int]],
-    answer: Callable[[list[int]], list[str]],
-    tokens: Callable[[list[int]], int],
-    on_halved: Callable[[int], None] | None = None,
-    on_redo: Callable[[list[int]], None] | None = None,
-) -> Iterator[tuple[list[int], list[str]]]:
-    """(batch, its answers) for each batch in turn, as ``answer(batch)`` gives them.
-
-    When a batch runs out of memory it is halved and answered again, and the batches
-    after it are cut to the new size too (``on_halved(size)`` says so, ``on_redo(batch)``
-    names the rows answered again); a single prompt that does not fit raises.
-    ``tokens(batch)`` is what the batch's KV cache holds (for the fault-injection point).
-    """
-    pending = deque(batches)
-    while pending:
-        batch = pending.popleft()
-        try:
-            check_memory("generate", -1, tokens(batch), len(batch))
-            out = answer(batch)
-        except Exception as exc:
-            if not is_out_of_memory(exc) or len(batch) == 1:
-                raise
-        else:
-            yield batch, out
-            continue
-        # Out of the except block: the failed batch's KV cache is free to go.
-        free_memory()
-        size = max(1, len(batch) // 2)
-        pending = deque(b[k : k + size] for b in (batch, *pending) for k in range(0, len(b), size))
-        if on_redo is not None:
-            on_redo(batch)
-        if on_halved is not None:
-            on_halved(size)
 
 
 class _StreamedOnce:
@@ -278,9 +241,13 @@ def generate_batch(
         return len(batch) * (max(len(prompts[i]) for i in batch) + settings.max_new_tokens)
 
     batches = _batches(list(range(len(requests))), [len(p) for p in prompts], models, size, mixed)
-    for batch, out in fitting_batches(
-        batches, answer_batch, kv_tokens, on_redo=streamed.redo if streamed is not None else None
-    ):
+
+    def redo(before: int, after: int, failed: list[int]) -> None:
+        if streamed is not None:
+            streamed.redo(failed)
+
+    # Out of memory halves the batch and answers it again, and the rest at the new size.
+    for batch, out in fitting_pieces(batches, answer_batch, "generate", kv_tokens, on_halved=redo):
         if should_stop is not None and should_stop():
             break
         for i, answer in zip(batch, out):

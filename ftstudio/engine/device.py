@@ -11,7 +11,7 @@ import gc
 import os
 import platform
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ftstudio.core.machine import system_memory, usable_cores
 
@@ -113,7 +113,9 @@ def free_memory() -> None:
 
 # The fault-injection point of the out-of-memory recovery. Every forward pass the
 # recovery covers calls check_memory first: training micro-batches ("train"), the
-# held-out loss ("eval") and generation batches ("generate"). Nothing is installed in
+# held-out loss and preference metrics ("eval"), generation batches ("generate"), and
+# preference tuning's passes without gradients: the reference log-probabilities before
+# training ("reference") and KTO's per-step reference point ("kl"). Nothing is installed in
 # a real run; tests install a fault that raises torch.OutOfMemoryError where the CUDA
 # caching allocator would fail to find memory for that pass (see memory_fault).
 MemoryFault = Callable[[str, int, int, int], None]  # (where, step, tokens, rows)
@@ -135,6 +137,71 @@ def memory_fault(fault: MemoryFault) -> Iterator[None]:
         yield
     finally:
         _memory_fault = previous
+
+
+Result = TypeVar("Result")
+
+
+def _in_rows(group: list[int], cap: int) -> list[list[int]]:
+    return [group[k : k + cap] for k in range(0, len(group), cap)]
+
+
+def fitting_pieces(
+    groups: Iterable[Sequence[int]],
+    run: Callable[[list[int]], Result],
+    where: str,
+    tokens: Callable[[list[int]], int],
+    *,
+    step: int = -1,
+    cap: int | None = None,
+    split: Callable[[list[int], int], list[list[int]]] = _in_rows,
+    size: Callable[[list[int]], int] = len,
+    on_halved: Callable[[int, int, list[int]], None] | None = None,
+    cannot_fit: Callable[[list[int]], BaseException] | None = None,
+    recover: bool = True,
+) -> Iterator[tuple[list[int], Result]]:
+    """(piece, ``run(piece)``) for each piece of ``groups`` in turn, halving the pieces when
+    one runs out of memory: the life cycle every recovering pass without gradients shares.
+
+    A piece is a list of item indices; ``split(group, cap)`` cuts a group into pieces of at
+    most ``cap`` (as ``size`` measures it: rows by default, tokens where the caller says; an
+    item bigger than ``cap`` goes alone), ``cap`` None takes the groups as they are. Before
+    each piece the fault-injection point is told ``where``, ``step`` and the piece's
+    ``tokens``. When a piece runs out of memory, memory is freed, the cap halves (from the
+    failed piece's size, so it does not fail again at the same size), the failed piece and
+    every one after it are split again, and ``on_halved(cap before, cap after, failed
+    piece)`` is told; the pieces already yielded stay done. A single item that does not fit
+    raises ``cannot_fit(piece)`` (the out-of-memory error itself without it); without
+    ``recover`` (data-parallel runs, whose processes wait for each other) the first
+    out-of-memory error goes up as it is.
+    """
+    pending = [list(g) for g in groups if len(g)]
+    if cap is None:
+        cap = max((size(g) for g in pending), default=1)
+    else:
+        pending = [piece for g in pending for piece in split(g, cap)]
+    while pending:
+        piece = pending[0]
+        try:
+            check_memory(where, step, tokens(piece), len(piece))
+            out = run(piece)
+        except Exception as exc:
+            if not recover or not is_out_of_memory(exc) or (len(piece) == 1 and cannot_fit is None):
+                raise
+        else:
+            pending.pop(0)
+            yield piece, out
+            continue
+        # Out of the except block: the error's frames (and the activations they hold) are
+        # gone before the memory is given back.
+        free_memory()
+        if len(piece) == 1:
+            assert cannot_fit is not None
+            raise cannot_fit(piece)
+        before, cap = cap, max(1, min(cap, size(piece)) // 2)
+        pending = [smaller for p in pending for smaller in split(p, cap)]
+        if on_halved is not None:
+            on_halved(before, cap, piece)
 
 
 _nvml_handle: dict[int, object] = {}

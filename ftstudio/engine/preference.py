@@ -32,8 +32,9 @@ from typing import Any, Sequence
 
 from ftstudio.core.events import EvalMetrics, Failed, Log, PreferenceMetrics
 from ftstudio.core.preferences import PreferenceData
+from ftstudio.engine.device import fitting_pieces
 from ftstudio.engine.loss import _model_parts, loss_chunk_rows
-from ftstudio.engine.training import RUN_CLASSES, _Abort, _Run
+from ftstudio.engine.training import RUN_CLASSES, _Abort, _oom_failure, _Run
 
 # Sums kept per log window / evaluation, in this order (one tensor, one sync).
 _STATS = (
@@ -439,9 +440,15 @@ class PreferenceRun(_Run):
 
     # -- forward passes without gradients -------------------------------------------------
 
-    def _logps_of(self, enc: _Units, items: Sequence[tuple[int, int]]) -> Any:
+    def _logps_of(self, enc: _Units, items: Sequence[tuple[int, int]], where: str) -> Any:
         """The log-probabilities of the (unit, segment) sequences ``items`` under the current weights,
-        dropout off, in rows no longer than the run's micro-batch (a longer sequence alone)."""
+        dropout off, in rows no longer than the run's micro-batch (a longer sequence alone).
+
+        ``where`` names the pass ("reference", "eval" or "kl"). Out of memory halves the rows and
+        does the sequences not yet measured again (each is measured alone in its segment, so the
+        split does not change what it measures); the smaller rows stay for the run's later passes
+        without gradients (``eval_micro_tokens``). A sequence that does not fit alone ends the run.
+        """
         import torch
 
         from ftstudio.engine.packing import pack
@@ -450,29 +457,81 @@ class PreferenceRun(_Run):
         if not items:
             return out
         lengths = [len(enc.examples[u].segments[which]) for u, which in items]
+
+        def tokens(rows: list[int]) -> int:
+            return sum(lengths[k] for k in rows)
+
+        def in_rows(rows: list[int], cap: int) -> list[list[int]]:
+            return pack(lengths, max(cap, max(lengths[k] for k in rows)), order=rows)
+
+        def measure(rows: list[int]) -> Any:
+            batch = collate_segments(enc.examples, [items[k] for k in rows])
+            return self.loss_module(**_batch_inputs(batch, self.device))
+
+        def halved(before: int, after: int, failed: list[int]) -> None:
+            self.eval_micro_tokens = after
+            self.emit(
+                Log(
+                    f"Out of memory {self._pass_words(where)} with rows of {before:,} tokens: "
+                    f"measured the rest with rows of {after:,}",
+                    "warning",
+                )
+            )
+
+        def one_sequence_too_many(failed: list[int]) -> _Abort:
+            return _Abort(
+                _oom_failure(
+                    self.cfg,
+                    self.state.last_checkpoint,
+                    f"{self._pass_words(where).capitalize()} ran out of memory even one sequence "
+                    f"({lengths[failed[0]]:,} tokens) at a time.",
+                    self.checkpointing,
+                )
+            )
+
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                for rows in pack(lengths, max(self.micro_tokens, max(lengths))):
-                    batch = collate_segments(enc.examples, [items[k] for k in rows])
-                    out[torch.tensor(rows, device=self.device)] = self.loss_module(
-                        **_batch_inputs(batch, self.device)
-                    )
+                for rows, logps in fitting_pieces(
+                    [list(range(len(items)))],
+                    measure,
+                    where,
+                    tokens,
+                    step=self.state.step,
+                    cap=self.eval_micro_tokens or self.micro_tokens,
+                    split=in_rows,
+                    size=tokens,
+                    on_halved=halved,
+                    cannot_fit=one_sequence_too_many,
+                    # In a data-parallel run the error goes up: from the KL pass to the step, which
+                    # every process then redoes with a halved micro-batch (_forward_backward); from
+                    # the reference and held-out passes it ends the run.
+                    recover=self.world == 1,
+                ):
+                    out[torch.tensor(rows, device=self.device)] = logps
         finally:
             self.model.train(was_training)
         return out
 
-    def _unit_logps(self, enc: _Units, units: Sequence[int]) -> Any:
+    def _pass_words(self, where: str) -> str:
+        """What the pass ``where`` of ``_logps_of`` is doing, for the messages."""
+        if where == "reference":
+            return "computing the reference log-probabilities"
+        if where == "kl":
+            return f"computing KTO's reference point (KL) for step {self.state.step + 1}"
+        return f"measuring the held-out metrics at step {self.state.step}"
+
+    def _unit_logps(self, enc: _Units, units: Sequence[int], where: str) -> Any:
         """(len(units), 2): both segments of each unit."""
-        return self._logps_of(enc, [(u, which) for u in units for which in (0, 1)]).view(-1, 2)
+        return self._logps_of(enc, [(u, which) for u in units for which in (0, 1)], where).view(-1, 2)
 
     def prepare_objective(self) -> None:
         import time
 
         t0 = time.perf_counter()
-        self.ref_train = self._unit_logps(self.train_enc, range(len(self.train_enc.examples)))
-        self.ref_eval = self._unit_logps(self.eval_enc, range(len(self.eval_enc.examples)))
+        self.ref_train = self._unit_logps(self.train_enc, range(len(self.train_enc.examples)), "reference")
+        self.ref_eval = self._unit_logps(self.eval_enc, range(len(self.eval_enc.examples)), "reference")
         self.window = self._zero_stats()
         self._kl_step: tuple[int, Any] | None = None
         self.emit(
@@ -498,7 +557,10 @@ class PreferenceRun(_Run):
         step = self.state.step
         if self._kl_step is None or self._kl_step[0] != step:
             units = [i for batch in self.steps[step].batches for i in batch]
-            logps = self._logps_of(self.train_enc, [(u, 1) for u in units])
+            # Its own pass without gradients: out of memory here halves these rows (``_logps_of``),
+            # not the step's micro-batch, and nothing of the step has been counted for it (in a
+            # data-parallel run the step's micro-batch halves instead, agreed by every process).
+            logps = self._logps_of(self.train_enc, [(u, 1) for u in units], "kl")
             where = self._where(units)
             self._kl_step = (step, kto_kl(logps, self.ref_train[:, 1].index_select(0, where)))
         return self._kl_step[1]
@@ -640,7 +702,7 @@ class PreferenceRun(_Run):
         if not self.eval_batches:
             return None
         idx = [i for batch in self.eval_batches[self.rank :: self.world] for i in batch]
-        logps = self._unit_logps(self.eval_enc, idx)
+        logps = self._unit_logps(self.eval_enc, idx, "eval")
         if self.cfg.objective == "kto":
             ratios = logps[:, 1] - self.ref_eval[:, 1].index_select(0, self._where(idx))
             kl_sums = torch.stack(

@@ -37,7 +37,7 @@ from ftstudio.core.examples import PreparedData
 from ftstudio.core.preferences import PreferenceData
 from ftstudio.core.fileio import DiskFullError, disk_full_message, is_disk_full, remove_stale_temp_dirs
 from ftstudio.engine import checkpoints
-from ftstudio.engine.device import NO_MEMORY_FIGURES, check_memory, free_memory, is_out_of_memory
+from ftstudio.engine.device import NO_MEMORY_FIGURES, check_memory, fitting_pieces, free_memory, is_out_of_memory
 from ftstudio.engine.fit import checkpointing_words
 from ftstudio.engine.loss import packed_loss_module
 from ftstudio.engine.models import stop_token_ids
@@ -254,7 +254,9 @@ class _Run:
         self.plan_text = ""
         self.estimated_bytes = 0
         self.memory_halvings = 0
-        self.eval_micro_tokens: int | None = None  # held-out loss, halved on its own
+        # Passes without gradients (the held-out loss; preference tuning's reference, held-out
+        # and KL passes), halved on their own.
+        self.eval_micro_tokens: int | None = None
         self.sample_batch: int | None = None  # sample answers per generation batch, halved on its own
 
     # -- setup ----------------------------------------------------------------------
@@ -616,7 +618,7 @@ class _Run:
         return loss
 
     def samples(self) -> None:
-        from ftstudio.engine.batch_generation import fitting_batches, greedy_generate
+        from ftstudio.engine.batch_generation import greedy_generate
 
         if not self.main or self.cfg.samples <= 0 or not self.eval_enc.examples:
             return
@@ -635,14 +637,15 @@ class _Run:
                 return greedy_generate(self.model, tok, [prompts[i] for i in batch], stops,
                                        self.cfg.sample_max_new_tokens)
 
-            def halved(rows: int) -> None:
+            def halved(before: int, rows: int, failed: list[int]) -> None:
                 self.sample_batch = rows
                 self.emit(Log(f"Out of memory answering the sample prompts: answering {rows} at a time", "warning"))
 
+            def kv_tokens(batch: list[int]) -> int:
+                return len(batch) * (max(len(prompts[i]) for i in batch) + self.cfg.sample_max_new_tokens)
+
             answers = [""] * len(prompts)
-            for batch, out in fitting_batches(
-                    batches, answer, lambda b: len(b) * (max(len(prompts[i]) for i in b)
-                                                         + self.cfg.sample_max_new_tokens), on_halved=halved):
+            for batch, out in fitting_pieces(batches, answer, "generate", kv_tokens, on_halved=halved):
                 for i, text in zip(batch, out):
                     answers[i] = text
             for conv, answer_text in zip(convs, answers):

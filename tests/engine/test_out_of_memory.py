@@ -11,6 +11,7 @@ step on, and raises the real ``torch.OutOfMemoryError`` that torch raises then.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -288,3 +289,152 @@ def test_a_dpo_step_redone_after_out_of_memory_counts_its_pairs_once(tiny_model_
         [e.reward_margin for e in windows(reference)], rel=1e-4, abs=1e-6
     )
     assert losses(events) == pytest.approx(losses(reference), rel=1e-5)
+
+
+# -- preference tuning's passes without gradients -------------------------------------------
+
+
+def preference_run(model_dir: Path, run_dir: Path, objective: str = "dpo", fault=None):
+    from tests.engine.test_preference_training import cfg_for as pref_cfg
+    from tests.engine.test_preference_training import pref_data
+
+    # rows of up to 256 tokens hold several answers (each a few dozen tokens) in these passes
+    cfg = pref_cfg(
+        model_dir,
+        objective=objective,
+        auto_fit=False,
+        batch_tokens=512,
+        micro_batch_tokens=256,
+        samples=0,
+        checkpoint_every=0,
+        eval_every=2,
+    )
+    events: list = []
+    with memory_fault(fault) if fault is not None else contextlib.nullcontext():
+        result = train(cfg, pref_data(), events.append, lambda: False, run_dir=run_dir)
+    return result, events
+
+
+def preference_figures(events: list) -> list[tuple]:
+    from ftstudio.core.events import PreferenceMetrics
+
+    return [
+        (e.split, e.step, e.units, e.loss, e.reward_accuracy, e.reward_margin)
+        for e in events
+        if isinstance(e, PreferenceMetrics)
+    ]
+
+
+def assert_same_run(events: list, clean_events: list) -> None:
+    assert losses(events) and len(losses(events)) == len(losses(clean_events))
+    assert losses(events) == pytest.approx(losses(clean_events), rel=1e-5)
+    got, want = preference_figures(events), preference_figures(clean_events)
+    assert [f[:3] for f in got] == [f[:3] for f in want]  # the same windows and evaluations
+    for g, w in zip(got, want):
+        for a, b in zip(g[3:], w[3:]):  # a window with no rejected answer has no margin
+            assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-5, abs=1e-6))
+
+
+def out_of_memory_warnings(events: list) -> list[str]:
+    return [e.message for e in events if isinstance(e, Log) and "Out of memory" in e.message]
+
+
+def test_dpo_reference_and_held_out_passes_go_on_in_smaller_rows(tiny_model_dir, tmp_path):
+    clean, clean_events = preference_run(tiny_model_dir, tmp_path / "clean")
+    assert clean.status == "finished", clean.failure
+    seen: list = []
+
+    def fault(where: str, step: int, tokens: int, rows: int) -> None:
+        # Stands for a device on which a forward pass without gradients of more than 200
+        # tokens does not fit before training (the reference pass), and of more than 64 in
+        # the held-out passes (memory the optimiser state took since).
+        seen.append((where, tokens))
+        if (where == "reference" and tokens > 200) or (where == "eval" and tokens > 64):
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate {tokens} tokens' activations"
+            )
+
+    result, events = preference_run(tiny_model_dir, tmp_path / "recovered", fault=fault)
+    assert result.status == "finished", result.failure
+    assert result.steps == clean.steps == 4
+    assert max(t for w, t in seen if w == "reference") > 200  # it did run out in both passes
+    assert max(t for w, t in seen if w == "eval") > 64
+    assert_same_run(events, clean_events)
+    # each pass says so once; the held-out passes after the first keep the smaller rows
+    warnings = out_of_memory_warnings(events)
+    assert len(warnings) == 2, warnings
+    assert "reference log-probabilities" in warnings[0] and "held-out metrics at step 2" in warnings[1]
+    assert result.micro_batch_ceiling is None  # training's micro-batch is not what ran out
+
+
+def test_kto_step_reference_point_goes_on_in_smaller_rows(tiny_model_dir, tmp_path):
+    clean_seen: list = []
+    clean, clean_events = preference_run(
+        tiny_model_dir,
+        tmp_path / "clean",
+        objective="kto",
+        fault=lambda where, step, tokens, rows: clean_seen.append((where, step, tokens)),
+    )
+    assert clean.status == "finished", clean.failure
+    seen: list = []
+    failed: list = []
+
+    def fault(where: str, step: int, tokens: int, rows: int) -> None:
+        # Stands for a device on which, from the second step on, the forward pass of the
+        # step's mismatched answers (KTO's KL point) does not fit above 100 tokens.
+        seen.append((where, step, tokens))
+        if where == "kl" and step >= 1 and tokens > 100:
+            failed.append((step, tokens))
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 512.00 MiB")
+
+    result, events = preference_run(tiny_model_dir, tmp_path / "recovered", objective="kto", fault=fault)
+    assert result.status == "finished", result.failure
+    assert result.steps == clean.steps == 4
+    assert len(failed) == 1 and failed[0][0] == 1 and failed[0][1] > 100
+    assert_same_run(events, clean_events)
+    warnings = out_of_memory_warnings(events)
+    assert len(warnings) == 1 and "reference point (KL) for step 2" in warnings[0], warnings
+
+    # The training micro-batches are the clean run's: the step was not halved or redone for it.
+    def passes(evs: list, kind: str) -> list:
+        return [(s, t) for w, s, t in evs if w == kind]
+
+    assert passes(seen, "train") == passes(clean_seen, "train")
+    assert result.micro_batch_ceiling is None
+    assert not [e for e in events if isinstance(e, FitPlan) and e.reason == "out_of_memory"]
+
+    # Each step's mismatched answers went forward once (the failed row's again, nothing else).
+    def kl_tokens(evs: list) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for s, t in passes(evs, "kl"):
+            out[s] = out.get(s, 0) + t
+        return out
+
+    expected = kl_tokens(clean_seen)
+    expected[1] += failed[0][1]
+    assert sorted(expected) == [0, 1, 2, 3] and kl_tokens(seen) == expected
+
+
+@pytest.mark.parametrize(
+    "where, words",
+    [
+        ("reference", "Computing the reference log-probabilities"),
+        ("eval", "Measuring the held-out metrics at step 2"),
+    ],
+)
+def test_a_preference_pass_that_cannot_fit_one_sequence_fails(tiny_model_dir, tmp_path, where, words):
+    def fault(pass_kind: str, step: int, tokens: int, rows: int) -> None:
+        # Stands for a device on which no forward pass of this kind fits at all.
+        if pass_kind == where:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    result, events = preference_run(tiny_model_dir, tmp_path / where, fault=fault)
+    assert result.status == "failed"
+    failure = result.failure
+    assert isinstance(failure, Failed) and failure.kind == "oom"
+    assert failure.message.startswith(words) and "even one sequence" in failure.message, failure.message
+    assert "QLoRA" in failure.suggestion
+    assert [e for e in events if isinstance(e, Failed)] == [failure]
+    assert result.steps == (0 if where == "reference" else 2)
+    warnings = out_of_memory_warnings(events)
+    assert warnings and all(words.lower() in w for w in warnings)  # halved down to single sequences first
