@@ -1,7 +1,8 @@
 """Running out of memory halves the micro-batch and goes on: the run ends with the same
 steps, the same data order and the loss curve of a run that used the smaller micro-batch
 from that step; a resume keeps the smaller size; a run that cannot go lower ends Failed
-naming the plan it tried. The held-out loss and generation recover the same way.
+naming the plan it tried. The held-out loss, generation and preference tuning's passes
+without gradients (reference, held-out, KTO's KL point) recover the same way.
 
 The out-of-memory errors come from the engine's fault-injection point
 (``engine.device.memory_fault``): each fault here stands for a GPU whose caching
@@ -93,6 +94,64 @@ def test_split_batch_keeps_order_and_never_cuts_an_example():
     assert split_batch([0, 1, 2, 3, 4, 5], lengths, 128) == [[0, 1], [2], [3, 4, 5]]
     assert split_batch([5, 3, 0], lengths, 1000) == [[5, 3, 0]]
     assert split_batch([2, 0], lengths, 16) == [[2], [0]]
+
+
+def test_a_pass_without_gradients_halves_its_pieces_and_keeps_what_it_measured():
+    from ftstudio.engine.device import fitting_pieces
+
+    lengths = [30, 30, 30, 30, 50, 10]
+    ran: list = []
+    halvings: list = []
+
+    def tokens(piece: list[int]) -> int:
+        return sum(lengths[i] for i in piece)
+
+    def fault(where: str, step: int, n: int, rows: int) -> None:
+        # Stands for a device on which a pass of more than 60 tokens does not fit.
+        if n > 60:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with memory_fault(fault):
+        done = list(
+            fitting_pieces(
+                [[0, 1], [2, 3, 4, 5]],
+                lambda piece: ran.append(piece) or tokens(piece),
+                "eval",
+                tokens,
+                cap=120,
+                split=lambda g, cap: split_batch(g, lengths, cap),
+                size=tokens,
+                on_halved=lambda before, after, failed: halvings.append((before, after, failed)),
+            )
+        )
+    # the first piece fitted and stays; the second failed at 150 tokens, so the cap went to 60
+    # (half of 120) and it and nothing else was measured again in pieces of at most 60
+    assert done == [([0, 1], 60), ([2, 3], 60), ([4, 5], 60)]
+    assert halvings == [(120, 60, [2, 3, 4, 5])]
+
+    class NoRoom(Exception):
+        pass
+
+    # an item that does not fit alone (70 tokens) raises what the caller says, once the
+    # pieces before it are done
+    big = [30, 70]
+    done = []
+    with memory_fault(fault), pytest.raises(NoRoom):
+        for piece, _n in fitting_pieces(
+            [[0, 1]],
+            len,
+            "eval",
+            lambda piece: sum(big[i] for i in piece),
+            cap=100,
+            size=lambda piece: sum(big[i] for i in piece),
+            split=lambda g, cap: split_batch(g, big, cap),
+            cannot_fit=NoRoom,
+        ):
+            done.append(piece)
+    assert done == [[0]]
+    # a data-parallel run does not recover: the error itself goes up
+    with memory_fault(fault), pytest.raises(torch.OutOfMemoryError):
+        list(fitting_pieces([[0, 1, 2]], tokens, "eval", tokens, recover=False))
 
 
 def test_out_of_memory_halves_the_micro_batch_and_the_run_goes_on(tiny_model_dir, tmp_path):
