@@ -73,9 +73,19 @@ def install_error_hooks(bridge: ErrorBridge) -> None:
     threading.excepthook = thread_hook
 
 
+def application(argv: list[str]) -> QApplication:
+    """The process's QApplication: the one already made (by the tests, say) or a new one on ``argv``."""
+    existing = QApplication.instance()
+    if existing is None:
+        return QApplication(argv)
+    # Only a QApplication is ever made here; a bare QCoreApplication could show no window.
+    assert isinstance(existing, QApplication), f"a {type(existing).__name__} is running, not a QApplication"
+    return existing
+
+
 def run_app(project_path: str | None = None, argv: list[str] | None = None) -> int:
     """Open the app (on ``project_path``, else the last project, else the welcome screen); returns the exit code."""
-    app = QApplication.instance() or QApplication(list(argv) if argv is not None else sys.argv[:1])
+    app = application(list(argv) if argv is not None else sys.argv[:1])
     app.setApplicationName(APPLICATION)
     app.setOrganizationName(ORGANISATION)
     app.setApplicationDisplayName("FT Studio")

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import shiboken6
 from PySide6.QtCore import QSize, Qt, QThread, QTimer, Signal, Slot, qVersion
@@ -90,7 +90,7 @@ def _detect_device(report, interrupted) -> str:  # worker thread: imports torch
     return device_text(device_info())
 
 
-def _close_after(context: ProjectContext, pages: list[QWidget]) -> None:
+def _close_after(context: ProjectContext, pages: Sequence[QWidget]) -> None:
     """Delete the pages, then close the project once the last is gone: a page may
     still run a slot queued before it was deleted, and that slot finds its
     project open."""
@@ -425,15 +425,16 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "The project is damaged", damage)
             return False
         dialog = RestoreDialog(folder, self, damaged=damage)
-        if dialog.exec() != QDialog.DialogCode.Accepted or dialog.chosen() is None:
+        chosen = dialog.chosen() if dialog.exec() == QDialog.DialogCode.Accepted else None
+        if chosen is None:
             return False
         try:
-            aside = restore_damaged(folder, dialog.chosen())
+            aside = restore_damaged(folder, chosen)
         except (ProjectError, OSError) as exc:
             self.show_error(str(exc))
             return False
         opened = self.open_project(folder)
-        self.show_status(f"Restored {dialog.chosen().name}; the damaged file is kept as {aside.name}")
+        self.show_status(f"Restored {chosen.name}; the damaged file is kept as {aside.name}")
         return opened
 
     def ask_restore_backup(self) -> None:
@@ -441,8 +442,9 @@ class MainWindow(QMainWindow):
             return
         folder = self.context.project.path
         dialog = RestoreDialog(folder, self)
-        if dialog.exec() == QDialog.DialogCode.Accepted and dialog.chosen() is not None:
-            self.restore_backup(dialog.chosen())
+        chosen = dialog.chosen() if dialog.exec() == QDialog.DialogCode.Accepted else None
+        if chosen is not None:
+            self.restore_backup(chosen)
 
     def restore_backup(self, backup: Path) -> bool:
         """Put ``backup`` in place of the open project's data and reopen it on every page."""
@@ -636,7 +638,10 @@ class MainWindow(QMainWindow):
         if self.nav.currentRow() != row:
             self.nav.setCurrentRow(row)  # comes back through _nav_changed
             return
-        self.page_stack.setCurrentWidget(self.page(name))
+        page = self.page(name)
+        if page is None:  # never: a project is open and the name is a page's
+            return
+        self.page_stack.setCurrentWidget(page)
         self.settings.set_value("window/page", name)
 
     def current_page_name(self) -> str | None:
@@ -735,6 +740,8 @@ class MainWindow(QMainWindow):
     def export_dataset(self, path: str | Path, split: str | None = None) -> int:
         from ftstudio.core.formats import export_dataset
 
+        if self.context is None:
+            return 0
         data = self._pages.get("Data")
         if data is not None:
             data.flush_edits()

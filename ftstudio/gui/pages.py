@@ -37,6 +37,12 @@ class Page(QWidget):
     def shutdown(self) -> None:
         """Stop and wait for everything the page runs; the project closes next."""
 
+    # -- saving --------------------------------------------------------------------
+
+    def flush_edits(self) -> None:
+        """Save now what is typed and waits for a pause to be saved (before the project is read
+        elsewhere, as by an export)."""
+
     # -- layout kept between sessions ------------------------------------------------
 
     def save_state(self) -> Any:

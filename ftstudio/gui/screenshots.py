@@ -488,14 +488,13 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
         from ftstudio.gui.settings import SETTINGS_ENV
 
         os.environ[SETTINGS_ENV] = str(Path(tmp) / "settings.ini")
-        from PySide6.QtWidgets import QApplication
-
         from ftstudio.core.demo import ensure_demo_project
+        from ftstudio.gui.app import application
         from ftstudio.gui.main_window import PAGES, MainWindow, load_page_class
         from ftstudio.gui.settings import APPLICATION, ORGANISATION, AppSettings
         from ftstudio.gui.style import apply_style
 
-        app = QApplication.instance() or QApplication(sys.argv[:1])
+        app = application(sys.argv[:1])
         _quiet_offscreen_notes()
         app.setApplicationName(APPLICATION)
         app.setOrganizationName(ORGANISATION)
@@ -524,20 +523,24 @@ def take(out_dir: Path, pages: Iterable[str] | None = None, staged: bool = False
                     print(f"  {name}: not in this build, skipped")
                     continue
                 if not staged and name in REAL_PAGES:
-                    if from_run is not None and name == "Train":
-                        print(f"  Train: run {run_id} of {from_run[0]} is used, none trained: no pictures of "
-                              "the Train page")
-                    elif name == "Train" or run_id is None:  # Runs and Compare need a real run too
-                        run_id = real_train(window, shots)
-                    if name == "Runs":
-                        real_runs(window, shots, run_id)
-                    elif name == "Compare":
-                        real_compare(window, shots, run_id, reuse_evaluations=from_run is not None)
-                        real_assisted_labelling(window, shots, run_id)
-                        try:  # the preference loop's pictures must not cost the others
-                            real_preferences(window, shots, run_id)
-                        except RuntimeError as exc:
-                            print(f"  preference tuning: not pictured ({exc})")
+                    if name == "Train":
+                        if from_run is not None:
+                            print(f"  Train: run {run_id} of {from_run[0]} is used, none trained: no pictures of "
+                                  "the Train page")
+                        else:
+                            run_id = real_train(window, shots)
+                    else:
+                        if run_id is None:  # Runs and Compare need a real run too
+                            run_id = real_train(window, shots)
+                        if name == "Runs":
+                            real_runs(window, shots, run_id)
+                        elif name == "Compare":
+                            real_compare(window, shots, run_id, reuse_evaluations=from_run is not None)
+                            real_assisted_labelling(window, shots, run_id)
+                            try:  # the preference loop's pictures must not cost the others
+                                real_preferences(window, shots, run_id)
+                            except RuntimeError as exc:
+                                print(f"  preference tuning: not pictured ({exc})")
                     window.statusBar().clearMessage()
                     continue
                 _take_page_views(window, name, shots)

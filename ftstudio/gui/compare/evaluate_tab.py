@@ -6,7 +6,7 @@ the Runs page embeds (``show_evaluations``)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -36,7 +36,8 @@ def _num(value: Any) -> float | None:
 
 def per_label_rows(per_label: Any) -> list[tuple[str, int | None, int | None, float | None]]:
     """(label, examples, correct, accuracy) from the shapes an evaluation may store."""
-    rows = []
+    rows: list[tuple[str, int | None, int | None, float | None]] = []
+    items: Iterable[tuple[Any, Any]]
     if isinstance(per_label, dict):
         items = per_label.items()
     elif isinstance(per_label, list):
@@ -220,6 +221,8 @@ class EvaluationsView(QWidget):
                 "ECE": "Expected calibration error of the label scores: 0 is perfectly calibrated"}
         for c, name in enumerate(columns):
             header = self.summary.horizontalHeaderItem(c)
+            if header is None:  # made by the labels above: never
+                continue
             if name in tips:
                 header.setToolTip(tips[name])
             elif name in self.labels:
@@ -288,7 +291,8 @@ class EvaluationsView(QWidget):
         table.setHorizontalHeaderLabels(columns)
         table.setVerticalHeaderLabels(labels)
         for j, pred in enumerate(preds):
-            table.horizontalHeaderItem(j).setToolTip(f"Answered “{pred}”")
+            if (header := table.horizontalHeaderItem(j)) is not None:  # made by the labels above
+                header.setToolTip(f"Answered “{pred}”")
         for i, ref in enumerate(labels):
             for j, pred in enumerate(preds):
                 c = counts.get((ref, pred), 0)

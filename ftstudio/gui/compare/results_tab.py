@@ -36,12 +36,23 @@ def _item(text: str, align_right: bool = False, tooltip: str = "") -> QTableWidg
     return item
 
 
+def _row_key(table: QTableWidget, row: int) -> object:
+    """What a row stands for: the data its first cell holds (every cell of a filled row has an item)."""
+    item = table.item(row, 0)
+    return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+
+def _cell_text(table: QTableWidget, row: int, col: int) -> str:
+    item = table.item(row, col)
+    return "" if item is None else item.text()
+
+
 def _table(columns: list[str], stretch: tuple[int, ...], tips: dict[str, str] | None = None) -> QTableWidget:
     table = QTableWidget(0, len(columns))
     table.setHorizontalHeaderLabels(columns)
     for i, name in enumerate(columns):
-        if tips and name in tips:
-            table.horizontalHeaderItem(i).setToolTip(tips[name])
+        if tips and name in tips and (item := table.horizontalHeaderItem(i)) is not None:  # made just above
+            item.setToolTip(tips[name])
     table.verticalHeader().hide()
     table.setAlternatingRowColors(True)
     table.setShowGrid(False)
@@ -220,15 +231,15 @@ class ResultsTab(QWidget):
     def tuned_row(self, run_id: str) -> dict[str, str] | None:
         """The cells of a preference-tuned run's row by column name (for checks and tests)."""
         for row in range(self.tuned_table.rowCount()):
-            if self.tuned_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == run_id:
-                return {c: self.tuned_table.item(row, i).text() for i, c in enumerate(TUNED_COLUMNS)}
+            if _row_key(self.tuned_table, row) == run_id:
+                return {c: _cell_text(self.tuned_table, row, i) for i, c in enumerate(TUNED_COLUMNS)}
         return None
 
     def pair_row(self, a: str, b: str) -> dict[str, str] | None:
         """The cells of the row for ``a`` against ``b`` by column name (for checks and tests)."""
         for row in range(self.pair_table.rowCount()):
-            if self.pair_table.item(row, 0).data(Qt.ItemDataRole.UserRole) == (a, b):
-                return {c: self.pair_table.item(row, i).text() for i, c in enumerate(PAIR_COLUMNS)}
+            if _row_key(self.pair_table, row) == (a, b):
+                return {c: _cell_text(self.pair_table, row, i) for i, c in enumerate(PAIR_COLUMNS)}
         return None
 
     def _export_clicked(self) -> None:

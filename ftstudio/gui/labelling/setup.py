@@ -166,8 +166,8 @@ class SetupPanel(QWidget):
         self.down_button.clicked.connect(lambda: self.move_selected(1))
         self.colour_button.clicked.connect(self._colour_menu)
         self.remove_button.clicked.connect(self.remove_selected)
-        for b in (self.up_button, self.down_button, self.colour_button, self.remove_button):
-            tools.addWidget(b)
+        for button in (self.up_button, self.down_button, self.colour_button, self.remove_button):
+            tools.addWidget(button)
         tools.addStretch(1)
         labels.addLayout(tools)
         self.adopt_button = QPushButton()
@@ -188,12 +188,12 @@ class SetupPanel(QWidget):
             "customer mentions. Flag tickets that are not in English.")
         self.instructions.setMinimumHeight(80)
         self.instructions.setMaximumHeight(120)
-        self.instructions.textChanged.connect(lambda: self._save_timer.start())
-        instr.addWidget(self.instructions)
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(500)
         self._save_timer.timeout.connect(self.save_instructions)
+        self.instructions.textChanged.connect(lambda: self._save_timer.start())
+        instr.addWidget(self.instructions)
         right.addWidget(instr_card)
 
         # The template and its preview.
@@ -353,8 +353,10 @@ class SetupPanel(QWidget):
     def _item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling:
             return
-        row = item.row()
-        name = self.table.item(row, NAME_COL).data(Qt.ItemDataRole.UserRole)
+        name_item = self.table.item(item.row(), NAME_COL)
+        if name_item is None:  # never: reload() gives every row its name cell
+            return
+        name = name_item.data(Qt.ItemDataRole.UserRole)
         try:
             if item.column() == NAME_COL:
                 new = item.text().strip()
@@ -377,7 +379,7 @@ class SetupPanel(QWidget):
         """Rename through the table, as a double-click and typing would."""
         for row in range(self.table.rowCount()):
             item = self.table.item(row, NAME_COL)
-            if item.data(Qt.ItemDataRole.UserRole) == old:
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == old:
                 item.setText(new)
                 return
         raise KeyError(old)

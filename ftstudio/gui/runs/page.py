@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QBrush, QColor, QDesktopServices, QFontMetrics
@@ -32,6 +33,9 @@ from ftstudio.gui.training import plots
 from ftstudio.gui.workers import Job, Outcome
 from ftstudio.gui.pages import Page
 from ftstudio.gui.guide import GUIDE_LINE, connect_guide_link
+
+if TYPE_CHECKING:
+    from ftstudio.gui.runs.gguf_dialog import GGUFExportDialog
 
 log = logging.getLogger("ftstudio.gui.runs")
 
@@ -111,7 +115,7 @@ class RunsPage(Page):
         self.merged_action.triggered.connect(lambda _checked=False: self.ask_export_merged())
         self.gguf_action.triggered.connect(lambda _checked=False: self.open_gguf_dialog())
         self.base_gguf_action.triggered.connect(lambda _checked=False: self.open_gguf_dialog("base"))
-        self.gguf_dialog = None
+        self.gguf_dialog: GGUFExportDialog | None = None
         self.delete_button = QPushButton("Delete\u2026")
         self.delete_button.setToolTip("Delete the selected runs and their folders")
         for b in (self.folder_button, self.export_button, self.export_menu_button, self.delete_button):
@@ -381,7 +385,8 @@ class RunsPage(Page):
         table.setColumnCount(1 + len(runs))
         table.setHorizontalHeaderLabels(["Setting", *(short_run_label(r.id) for r in runs)])
         for c, run in enumerate(runs, start=1):
-            table.horizontalHeaderItem(c).setToolTip(f"Run {run.id}")
+            if (header := table.horizontalHeaderItem(c)) is not None:  # set by the labels above
+                header.setToolTip(f"Run {run.id}")
         table.setRowCount(len(shown))
         mark = QBrush(QColor(style.WARN_SOFT))
         for r, key in enumerate(shown):
@@ -390,14 +395,16 @@ class RunsPage(Page):
             if key in FIELD_HELP:
                 name_item.setToolTip(FIELD_HELP[key])
             table.setItem(r, 0, name_item)
+            row_items = [name_item]
             for c, run in enumerate(runs, start=1):
                 value = run.config.get(key, "")
                 cell = QTableWidgetItem(_value_text(value))
                 cell.setToolTip(_value_text(value))
                 table.setItem(r, c, cell)
+                row_items.append(cell)
             if key in differing and len(runs) > 1:
-                for c in range(table.columnCount()):
-                    table.item(r, c).setBackground(mark)
+                for item in row_items:
+                    item.setBackground(mark)
         table.resizeColumnsToContents()
         hh = table.horizontalHeader()
         for c in range(table.columnCount()):
