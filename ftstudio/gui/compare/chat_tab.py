@@ -63,9 +63,9 @@ class ChatTab(QWidget):
         layout.setContentsMargins(16, 12, 16, 12)
         layout.setSpacing(8)
 
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setStyleSheet(f"QScrollArea {{ background: {style.WINDOW}; border: 1px solid {style.BORDER}; "
+        self.thread_scroll = QScrollArea()
+        self.thread_scroll.setWidgetResizable(True)
+        self.thread_scroll.setStyleSheet(f"QScrollArea {{ background: {style.WINDOW}; border: 1px solid {style.BORDER}; "
                                   "border-radius: 6px; }")
         holder = QWidget()
         self.thread_layout = QVBoxLayout(holder)
@@ -76,8 +76,8 @@ class ChatTab(QWidget):
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.thread_layout.addWidget(self.empty)
         self.thread_layout.addStretch(1)
-        self.scroll.setWidget(holder)
-        layout.addWidget(self.scroll, 1)
+        self.thread_scroll.setWidget(holder)
+        layout.addWidget(self.thread_scroll, 1)
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Answer with"))
@@ -165,11 +165,11 @@ class ChatTab(QWidget):
             wrap.addStretch(1)
         self.thread_layout.insertLayout(self.thread_layout.count() - 1, wrap)
         self.bubbles.append(bubble)
-        QTimer.singleShot(0, self.scroll, self._scroll_down)  # dropped if the tab is gone by then
+        QTimer.singleShot(0, self.thread_scroll, self._scroll_down)  # dropped if the tab is gone by then
         return bubble
 
     def _bubble_width(self) -> int:
-        return max(320, int(self.scroll.viewport().width() * 0.78))
+        return max(320, int(self.thread_scroll.viewport().width() * 0.78))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
@@ -178,7 +178,7 @@ class ChatTab(QWidget):
             bubble.fit()
 
     def _scroll_down(self) -> None:
-        bar = self.scroll.verticalScrollBar()
+        bar = self.thread_scroll.verticalScrollBar()
         bar.setValue(bar.maximum())
 
     def begin_turn(self, text: str, ref: ModelRef) -> list[dict]:

@@ -416,6 +416,7 @@ class ComparePage(Page):
             _, i, key, text = item
             self.compare.add_piece(i, key, text)
         elif kind == "output":
+            assert run is not None  # set by the comparison before its job starts
             _, i, key, text = item
             prompt = run["prompts"][i]
             gid = ratings.add_generation(self.project, key, prompt.messages, text, run["settings"],
@@ -608,6 +609,7 @@ class ComparePage(Page):
     def _chat_end(self, outcome: str, value) -> None:
         self._set_buttons()
         ref = self._chat_ref
+        assert ref is not None  # set by send_chat before its job starts
         if outcome == "done":
             self.chat.show_message("")
             self.chat.end_turn(ref, value)

@@ -9,6 +9,8 @@ pyqtgraph is imported when the histogram is first needed, not at start-up.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QPushButton, QSpinBox, QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
@@ -20,6 +22,9 @@ from ftstudio.gui import style
 from ftstudio.gui.context import ProjectContext
 from ftstudio.gui.data.tokens import shared_tokenizer, token_counter, training_choice
 from ftstudio.gui.workers import Job, JobSlot, Outcome
+
+if TYPE_CHECKING:
+    from pyqtgraph import PlotWidget
 
 DEFAULT_CONTEXT = 512  # TrainConfig.max_length
 RECHECK_DELAY_MS = 1500
@@ -63,7 +68,7 @@ class ChecksPanel(QWidget):
         self._context = context
         self.report: ValidationReport | None = None
         self._slot = JobSlot(self)  # a request while checks run runs them again afterwards
-        self._plot = None
+        self._plot: PlotWidget | None = None  # made with the first histogram: pyqtgraph loads late
         self._size_set_here = False  # a size typed here wins over the Train page's
         self._checked_with: str | None | bool = False  # the model whose tokens the report counts; False: none
         self._tokens = shared_tokenizer()
@@ -104,15 +109,15 @@ class ChecksPanel(QWidget):
         self.findings.itemClicked.connect(self._clicked)
         self._split.addWidget(self.findings)
         self._hist_box = QWidget()
-        hist_layout = QVBoxLayout(self._hist_box)
-        hist_layout.setContentsMargins(0, 6, 0, 0)
+        self._hist_layout = QVBoxLayout(self._hist_box)
+        self._hist_layout.setContentsMargins(0, 6, 0, 0)
         self.hist_title = QLabel("Tokens per example")
         self.hist_title.setObjectName("SectionTitle")
-        hist_layout.addWidget(self.hist_title)
+        self._hist_layout.addWidget(self.hist_title)
         self.hist_note = QLabel("Token counts appear when the tokenizer has loaded.")
         self.hist_note.setObjectName("Hint")
         self.hist_note.setWordWrap(True)
-        hist_layout.addWidget(self.hist_note)
+        self._hist_layout.addWidget(self.hist_note)
         self._split.addWidget(self._hist_box)
         self._split.setStretchFactor(0, 3)
         self._split.setStretchFactor(1, 2)
@@ -276,7 +281,7 @@ class ChecksPanel(QWidget):
             for axis in ("bottom", "left"):
                 self._plot.getPlotItem().getAxis(axis).setTextPen(style.MUTED)
                 self._plot.getPlotItem().getAxis(axis).setPen(style.BORDER)
-            self._hist_box.layout().addWidget(self._plot, 1)
+            self._hist_layout.addWidget(self._plot, 1)
             self._plot.show()  # now, not on the next turn of the event loop
         top = max(int(lengths.max()), limit) * 1.05
         counts, edges = np.histogram(lengths, bins=HISTOGRAM_BINS, range=(0, top))

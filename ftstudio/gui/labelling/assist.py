@@ -174,7 +174,7 @@ class LabelAssist(QObject):
         if self.run_id is None or not mode.annotator:
             return
         todo = mode.lab.queue("todo", mode.annotator)
-        ahead = mode.cursor.ids[mode.cursor.pos :] if mode.queue_name != "least_sure" else []
+        ahead = mode.queue_cursor.ids[mode.queue_cursor.pos :] if mode.queue_name != "least_sure" else []
         order = list(dict.fromkeys([*ahead, *todo]))  # what comes next on screen first
         self.predictor.request(order, [d.name for d in mode.schema.labels], mode.schema.template)
 

@@ -98,7 +98,7 @@ class LabelMode(QWidget):
         self.context = context
         self.lab = labelling
         self.schema: Schema = labelling.schema()
-        self.cursor = QueueCursor()
+        self.queue_cursor = QueueCursor()
         self.current_id: int | None = None
         self.stats = SessionStats()
         self.chosen: str | None = None
@@ -270,12 +270,12 @@ class LabelMode(QWidget):
 
     @property
     def queue_name(self) -> str:
-        return self.cursor.name
+        return self.queue_cursor.name
 
     @property
     def queue_ids(self) -> list[int]:
         """The queue on screen, in its order (the cursor's)."""
-        return self.cursor.ids
+        return self.queue_cursor.ids
 
     # -- who -------------------------------------------------------------------------------
 
@@ -299,9 +299,9 @@ class LabelMode(QWidget):
             self.show_message("Type your name first: it goes on every label you make.")
             return
         unchanged = name == self.annotator
-        window = self.window()
-        if callable(getattr(window, "set_annotator", None)):
-            window.set_annotator(name)  # remembered for next time, and set on the project's context
+        set_annotator = getattr(self.window(), "set_annotator", None)  # the main window's
+        if callable(set_annotator):
+            set_annotator(name)  # remembered for next time, and set on the project's context
         else:
             self.context.set_actor(name)
         if unchanged:  # no actor_changed comes: put the mode back as it was
@@ -317,7 +317,7 @@ class LabelMode(QWidget):
         self.change_name_button.setVisible(bool(name))
         self.stats = SessionStats()
         self._counted.clear()
-        self.cursor.history.clear()
+        self.queue_cursor.history.clear()
         self.load_queue(self.queue_name)
         if name:
             self.setFocus()
@@ -376,7 +376,7 @@ class LabelMode(QWidget):
         ids = self.lab.queue(name, self.annotator) if self.annotator else []
         current = self.current_id if keep_current else None
         exists = current is not None and current not in ids and self._exists(current)
-        if self.cursor.load(name, ids, keep=current, keep_exists=exists):
+        if self.queue_cursor.load(name, ids, keep=current, keep_exists=exists):
             assert current is not None
             self._show(current, keep_answer=True)
         else:
@@ -387,7 +387,7 @@ class LabelMode(QWidget):
 
     @Slot(int)
     def _queue_chosen(self, index: int) -> None:
-        self.cursor.history.clear()
+        self.queue_cursor.history.clear()
         self.load_queue(QUEUES[index])
         self.setFocus()
 
@@ -423,10 +423,10 @@ class LabelMode(QWidget):
         if self.schema.uses_labels and not self.schema.labels:
             self._show_done()  # nothing to label with: say how to set the labels up
             return
-        while self.cursor.current is not None:
-            if self._show(self.cursor.current):
+        while self.queue_cursor.current is not None:
+            if self._show(self.queue_cursor.current):
                 return
-            self.cursor.drop_current()  # deleted meanwhile
+            self.queue_cursor.drop_current()  # deleted meanwhile
         self._show_done()
 
     def _show_done(self) -> None:
@@ -460,8 +460,8 @@ class LabelMode(QWidget):
                               "<a href='disagreements'>disagreements</a>.</p>")
         self.stack.setCurrentWidget(self.done)
         self.labels_box.hide()
-        for b in (self.skip_button, self.flag_button, self.accept_button):
-            b.hide()
+        for button in (self.skip_button, self.flag_button, self.accept_button):
+            button.hide()
         self.shown.emit(-1)
 
     @Slot(str)
@@ -478,7 +478,7 @@ class LabelMode(QWidget):
     def _set_action_buttons(self, on: bool) -> None:
         for b in (self.skip_button, self.flag_button, self.accept_button, *self._buttons.values()):
             b.setEnabled(on)
-        self.back_button.setEnabled(bool(self.cursor.history) and bool(self.annotator))
+        self.back_button.setEnabled(bool(self.queue_cursor.history) and bool(self.annotator))
 
     def _show(self, example_id: int, keep_answer: bool = False) -> bool:
         """Put ``example_id`` on screen; False if it is gone."""
@@ -523,8 +523,8 @@ class LabelMode(QWidget):
         if self.stack.currentWidget() is not self.card:
             self.stack.setCurrentWidget(self.card)
             self.labels_box.show()
-            for b in (self.skip_button, self.flag_button, self.accept_button):
-                b.show()
+            for button in (self.skip_button, self.flag_button, self.accept_button):
+                button.show()
         self.shown.emit(example_id)
         return True
 
@@ -591,13 +591,13 @@ class LabelMode(QWidget):
         self._emit_changed([example_id])
         self.message.setText("")
         still = self.lab.in_queue(self.queue_name, example_id, self.annotator)
-        self.cursor.done_with(example_id, action, still)
+        self.queue_cursor.done_with(example_id, action, still)
         self._show_next()
         self.refresh_progress()
         self._counts_timer.start()
 
     def back(self) -> None:
-        previous = self.cursor.back()
+        previous = self.queue_cursor.back()
         if previous is None:
             self.show_message("Nothing to go back to yet.")
             return
@@ -628,7 +628,7 @@ class LabelMode(QWidget):
                 self._counted.pop()
                 self.stats.record(-1)
             # Back to the example whose label was taken back, to label it again.
-            self.cursor.undone(example_id, self.lab.in_queue(self.queue_name, example_id, self.annotator))
+            self.queue_cursor.undone(example_id, self.lab.in_queue(self.queue_name, example_id, self.annotator))
             if self._show(example_id):
                 self.refresh_progress()
                 self._counts_timer.start()
