@@ -311,41 +311,47 @@ class ConfigForm(QWidget):
 
     def _editor(self, name: str) -> QWidget:
         kind = FIELDS[name].type
+        w: QWidget
         if name in CHOICES:
-            w = QComboBox()
-            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            w.setMinimumContentsLength(8)
+            combo = QComboBox()
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
             for text, value in CHOICES[name]:
-                w.addItem(text, value)
-            w.currentIndexChanged.connect(self._edited)
+                combo.addItem(text, value)
+            combo.currentIndexChanged.connect(self._edited)
+            w = combo
         elif kind in ("bool", bool):
-            w = QCheckBox("On")
-            w.toggled.connect(self._edited)
+            check = QCheckBox("On")
+            check.toggled.connect(self._edited)
+            w = check
         elif kind in ("int", int):
-            w = QSpinBox()
-            w.setRange(0, 1_000_000_000)
-            w.setSingleStep(SPIN_STEPS.get(name, 1))
-            w.setGroupSeparatorShown(True)
-            w.setSuffix(SUFFIXES.get(name, ""))
+            spin = QSpinBox()
+            spin.setRange(0, 1_000_000_000)
+            spin.setSingleStep(SPIN_STEPS.get(name, 1))
+            spin.setGroupSeparatorShown(True)
+            spin.setSuffix(SUFFIXES.get(name, ""))
             if name == "max_steps":
-                w.setSpecialValueText("No limit")
+                spin.setSpecialValueText("No limit")
             if name == "eval_every":
-                w.setSpecialValueText("Only at the end")
+                spin.setSpecialValueText("Only at the end")
             if name == "checkpoint_every":
-                w.setSpecialValueText("Only at the end")
+                spin.setSpecialValueText("Only at the end")
             if name == "eval_batches":
-                w.setSpecialValueText("All")
+                spin.setSpecialValueText("All")
             if name == "micro_batch_tokens":
-                w.setSpecialValueText("Chosen by the plan")
-            w.setKeyboardTracking(True)
-            w.valueChanged.connect(self._edited)
+                spin.setSpecialValueText("Chosen by the plan")
+            spin.setKeyboardTracking(True)
+            spin.valueChanged.connect(self._edited)
+            w = spin
         elif name == "target_modules":
-            w = QLineEdit()
-            w.setPlaceholderText("all-linear, or names such as q_proj, v_proj")
-            w.textChanged.connect(self._edited)
+            line = QLineEdit()
+            line.setPlaceholderText("all-linear, or names such as q_proj, v_proj")
+            line.textChanged.connect(self._edited)
+            w = line
         else:  # floats: typed freely (2e-4), checked by validate()
-            w = QLineEdit()
-            w.textChanged.connect(self._edited)
+            line = QLineEdit()
+            line.textChanged.connect(self._edited)
+            w = line
         w.setObjectName(f"field_{name}")
         w.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         return w
@@ -458,6 +464,7 @@ class ConfigForm(QWidget):
             return w.isChecked()
         if isinstance(w, QSpinBox):
             return w.value()
+        assert isinstance(w, QLineEdit)  # every other editor is a text box (see _editor)
         if name == "target_modules":
             return [m.strip() for m in w.text().split(",") if m.strip()]
         return _parse_float(w.text())
@@ -483,10 +490,12 @@ class ConfigForm(QWidget):
                     w.setChecked(bool(value))
                 elif isinstance(w, QSpinBox):
                     w.setValue(int(value) if isinstance(value, (int, float)) else 0)
-                elif name == "target_modules":
-                    w.setText(", ".join(value) if isinstance(value, list) else str(value))
                 else:
-                    w.setText(_format_float(value))
+                    assert isinstance(w, QLineEdit)  # every other editor is a text box (see _editor)
+                    if name == "target_modules":
+                        w.setText(", ".join(value) if isinstance(value, list) else str(value))
+                    else:
+                        w.setText(_format_float(value))
             if cfg.model:
                 self.set_model(cfg.model)
         finally:
