@@ -158,7 +158,6 @@ def fitting_pieces(
     size: Callable[[list[int]], int] = len,
     on_halved: Callable[[int, int, list[int]], None] | None = None,
     cannot_fit: Callable[[list[int]], BaseException] | None = None,
-    recover: bool = True,
 ) -> Iterator[tuple[list[int], Result]]:
     """(piece, ``run(piece)``) for each piece of ``groups`` in turn, halving the pieces when
     one runs out of memory: the life cycle every recovering pass without gradients shares.
@@ -171,9 +170,9 @@ def fitting_pieces(
     failed piece's size, so it does not fail again at the same size), the failed piece and
     every one after it are split again, and ``on_halved(cap before, cap after, failed
     piece)`` is told; the pieces already yielded stay done. A single item that does not fit
-    raises ``cannot_fit(piece)`` (the out-of-memory error itself without it); without
-    ``recover`` (data-parallel runs, whose processes wait for each other) the first
-    out-of-memory error goes up as it is.
+    raises ``cannot_fit(piece)`` (the out-of-memory error itself without it). Nothing here
+    waits for other processes: in a data-parallel run each recovers on its own, and the
+    caller has them agree afterwards where one may have to end the run.
     """
     pending = [list(g) for g in groups if len(g)]
     if cap is None:
@@ -186,7 +185,7 @@ def fitting_pieces(
             check_memory(where, step, tokens(piece), len(piece))
             out = run(piece)
         except Exception as exc:
-            if not recover or not is_out_of_memory(exc) or (len(piece) == 1 and cannot_fit is None):
+            if not is_out_of_memory(exc) or (len(piece) == 1 and cannot_fit is None):
                 raise
         else:
             pending.pop(0)

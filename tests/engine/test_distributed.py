@@ -157,6 +157,76 @@ def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp
         torch.testing.assert_close(c[name], a[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU")
+@pytest.mark.slow
+def test_preference_passes_without_gradients_recover_in_one_process_and_end_in_all(tiny_model_dir, tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun is installed with torch"
+    out = tmp_path / "dpo"
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(tiny_model_dir), str(out)]
+    _run([*cmd, "--preference"], HERE)
+
+    def results(name: str) -> list[dict]:
+        return [json.loads((out / name / f"result-rank{r}.json").read_text()) for r in (0, 1)]
+
+    assert all(r["status"] == "finished" and r["steps"] == 4 for r in results("plain")), results("plain")
+    # Rank 1 ran out of memory in the reference pass and in the held-out pass at step 2
+    # (distributed_run.rank_one_measures_less) and went on alone in smaller rows; rank 0 never
+    # did. The run is the plain one's, and the main process says so once per pass.
+    recovered_results = results("recovered")
+    assert all(r["status"] == "finished" and r["steps"] == 4 for r in recovered_results), recovered_results
+    assert [r["ran_out_in"] for r in recovered_results] == [[], ["eval", "reference"]]
+    plain = read_events(out / "plain" / "metrics.jsonl")
+    recovered = read_events(out / "recovered" / "metrics.jsonl")
+    torch.testing.assert_close(
+        torch.tensor([e.loss for e in recovered if isinstance(e, StepMetrics)]),
+        torch.tensor([e.loss for e in plain if isinstance(e, StepMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        torch.tensor([e.eval_loss for e in recovered if isinstance(e, EvalMetrics)]),
+        torch.tensor([e.eval_loss for e in plain if isinstance(e, EvalMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert len([e for e in plain if isinstance(e, EvalMetrics)]) == 2
+    warnings = [e.message for e in recovered if isinstance(e, Log) and "Out of memory" in e.message]
+    assert warnings == [
+        "Out of memory computing the reference log-probabilities in rank 1 of 2 processes: "
+        "measured the rest in smaller rows",
+        "Out of memory measuring the held-out metrics at step 2 in rank 1 of 2 processes: "
+        "measured the rest in smaller rows",
+    ]
+    # Rank 1 could not measure one sequence: both processes end (no hang), naming the rank.
+    never = results("never")
+    assert all(r["status"] == "failed" and r["kind"] == "oom" for r in never), never
+    assert all(
+        r["failure"]
+        == "Computing the reference log-probabilities ran out of memory even one sequence at a time "
+        "in rank 1 of 2 processes."
+        for r in never
+    ), never
+
+    # KTO: rank 1 ran out of memory in the step's KL pass (a pass of many sequences, in a step
+    # whose share on rank 1 was one answer) and measured it in smaller rows alone: the step was
+    # neither halved nor redone, and the run is the plain one's.
+    kto = results("kto-recovered")
+    assert all(
+        r["status"] == "finished" and r["steps"] == 4 and r["micro_batch_ceiling"] is None for r in kto
+    ), kto
+    assert [r["ran_out_in"] for r in kto] == [[], ["kl"]]
+    kto_plain = read_events(out / "kto-plain" / "metrics.jsonl")
+    kto_recovered = read_events(out / "kto-recovered" / "metrics.jsonl")
+    torch.testing.assert_close(
+        torch.tensor([e.loss for e in kto_recovered if isinstance(e, StepMetrics)]),
+        torch.tensor([e.loss for e in kto_plain if isinstance(e, StepMetrics)]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert [p.reason for p in kto_recovered if isinstance(p, FitPlan)] == ["plan"]
+
+
 def test_the_batch_plan_splits_evenly_for_this_check(tiny_model_dir):
     """The comparison above needs each epoch to hold an even number of batches
     (otherwise two processes split one batch that one process keeps whole)."""

@@ -149,9 +149,6 @@ def test_a_pass_without_gradients_halves_its_pieces_and_keeps_what_it_measured()
         ):
             done.append(piece)
     assert done == [[0]]
-    # a data-parallel run does not recover: the error itself goes up
-    with memory_fault(fault), pytest.raises(torch.OutOfMemoryError):
-        list(fitting_pieces([[0, 1, 2]], tokens, "eval", tokens, recover=False))
 
 
 def test_out_of_memory_halves_the_micro_batch_and_the_run_goes_on(tiny_model_dir, tmp_path):
