@@ -131,7 +131,12 @@ def test_mistakes_open_the_example_and_go_to_review(qtbot, project, stored, cont
         table.cellDoubleClicked.emit(0, 1)
     assert opened.args == [stored[5]]
 
-    table.selectRow(0)
+    # Through the selection model: QTableWidget.selectRow reads the keyboard modifiers, which an
+    # earlier test's Ctrl key clicks can leave set in the same process (it would toggle the row).
+    table.selectionModel().select(
+        table.model().index(0, 0),
+        table.selectionModel().SelectionFlag.ClearAndSelect | table.selectionModel().SelectionFlag.Rows,
+    )
     table.selectionModel().select(
         table.model().index(1, 0),
         table.selectionModel().SelectionFlag.Select | table.selectionModel().SelectionFlag.Rows,
