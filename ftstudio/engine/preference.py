@@ -32,9 +32,8 @@ from typing import Any, Sequence
 
 from ftstudio.core.events import EvalMetrics, Failed, Log, PreferenceMetrics
 from ftstudio.core.preferences import PreferenceData
-from ftstudio.engine.device import fitting_pieces
 from ftstudio.engine.loss import _model_parts, loss_chunk_rows
-from ftstudio.engine.training import _FITTED, _RAN_OUT, _SINGLE, RUN_CLASSES, _Abort, _oom_failure, _Run
+from ftstudio.engine.training import RUN_CLASSES, _Abort, _Run
 
 # Sums kept per log window / evaluation, in this order (one tensor, one sync).
 _STATS = (
@@ -349,18 +348,10 @@ def kto_losses(
 # -- the run ----------------------------------------------------------------------------
 
 
-class _NoRoom(Exception):
-    """A sequence did not fit alone in a pass of a data-parallel run (the processes agree before
-    the run ends)."""
-
-
 class PreferenceRun(_Run):
     data: PreferenceData
     train_enc: _Units  # type: ignore[assignment]
     eval_enc: _Units  # type: ignore[assignment]
-    # What the last pass without gradients met (_FITTED, _RAN_OUT or _SINGLE), for the
-    # processes of a data-parallel run to agree on (_agree_on_memory).
-    pass_ran_out = _FITTED
 
     def encode_data(self) -> None:
         cfg = self.cfg
@@ -459,7 +450,7 @@ class PreferenceRun(_Run):
 
         In a data-parallel run each process recovers on its own (nothing here waits for the
         others). After the reference and held-out passes the processes agree
-        (``_agree_on_memory``), so all of them end the run if one cannot go on. KTO's KL pass runs
+        (``agree_on_memory``), so all of them end the run if one cannot go on. KTO's KL pass runs
         inside a step, only in the processes with a share of it, so there is no point at which all
         agree: a sequence that does not fit alone goes up as the step's out of memory, which every
         process then handles together (_forward_backward), and a halving is said by the main
@@ -484,85 +475,25 @@ class PreferenceRun(_Run):
             batch = collate_segments(enc.examples, [items[k] for k in rows])
             return self.loss_module(**_batch_inputs(batch, self.device))
 
-        agreed = self.world > 1 and where != "kl"  # the processes agree after the pass
-
-        def halved(before: int, after: int, failed: list[int]) -> None:
-            self.eval_micro_tokens = after
-            if agreed:
-                self.pass_ran_out = max(self.pass_ran_out, _RAN_OUT)
-                return  # said once, by the main process, naming the ranks (_agree_on_memory)
-            rank = f" in rank {self.rank} of {self.world} processes" if self.world > 1 else ""
-            self.emit(
-                Log(
-                    f"Out of memory {self._pass_words(where)}{rank} with rows of {before:,} tokens: "
-                    f"measured the rest with rows of {after:,}",
-                    "warning",
-                )
-            )
-
-        def one_sequence_too_many(failed: list[int]) -> BaseException:
-            if agreed:
-                return _NoRoom()
-            if self.world > 1:  # the step's out of memory, which the processes agree on
-                return torch.OutOfMemoryError(
-                    f"{self._pass_words(where).capitalize()} ran out of memory even one sequence at a time"
-                )
-            return _Abort(
-                _oom_failure(
-                    self.cfg,
-                    self.state.last_checkpoint,
-                    f"{self._pass_words(where).capitalize()} ran out of memory even one sequence "
-                    f"({lengths[failed[0]]:,} tokens) at a time.",
-                    self.checkpointing,
-                )
-            )
-
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad():
-                for rows, logps in fitting_pieces(
+                for rows, logps in self.recovering_pass(
                     [list(range(len(items)))],
                     measure,
                     where,
                     tokens,
-                    step=self.state.step,
-                    cap=self.eval_micro_tokens or self.micro_tokens,
                     split=in_rows,
                     size=tokens,
-                    on_halved=halved,
-                    cannot_fit=one_sequence_too_many,
+                    agreed=self.world > 1 and where != "kl",  # the processes agree after the pass
                 ):
                     out[torch.tensor(rows, device=self.device)] = logps
-        except _NoRoom:
-            self.pass_ran_out = _SINGLE
         finally:
             self.model.train(was_training)
         return out
 
-    def _agree_on_memory(self, where: str) -> None:
-        """After the pass ``where`` of a data-parallel run, in every process: whether any process
-        ran out of memory in it (one all-reduce of a flag each). One that could not measure a
-        sequence alone ends the run in all of them; halving is said once, naming the ranks."""
-        import torch
-
-        ran_out, self.pass_ran_out = self.pass_ran_out, _FITTED
-        _, flags = self._sum_over_processes([torch.zeros(0, device=self.device)], ran_out)
-        ran_out_on = [int(f) for f in flags.tolist()]
-        words, ranks = self._pass_words(where), self._where_words(ran_out_on)
-        if _SINGLE in ran_out_on:
-            raise _Abort(
-                _oom_failure(
-                    self.cfg,
-                    self.state.last_checkpoint,
-                    f"{words.capitalize()} ran out of memory even one sequence at a time{ranks}.",
-                    self.checkpointing,
-                )
-            )
-        if any(ran_out_on):
-            self.emit(Log(f"Out of memory {words}{ranks}: measured the rest in smaller rows", "warning"))
-
-    def _pass_words(self, where: str) -> str:
+    def pass_words(self, where: str) -> str:
         """What the pass ``where`` of ``_logps_of`` is doing, for the messages."""
         if where == "reference":
             return "computing the reference log-probabilities"
@@ -581,7 +512,7 @@ class PreferenceRun(_Run):
         self.ref_train = self._unit_logps(self.train_enc, range(len(self.train_enc.examples)), "reference")
         self.ref_eval = self._unit_logps(self.eval_enc, range(len(self.eval_enc.examples)), "reference")
         if self.world > 1:
-            self._agree_on_memory("reference")
+            self.agree_on_memory("reference")
         self.window = self._zero_stats()
         self._kl_step: tuple[int, Any] | None = None
         self.emit(
@@ -756,7 +687,7 @@ class PreferenceRun(_Run):
         idx = [i for batch in self.eval_batches[self.rank :: self.world] for i in batch]
         logps = self._unit_logps(self.eval_enc, idx, "eval")
         if self.world > 1:
-            self._agree_on_memory("eval")
+            self.agree_on_memory("eval")
         if self.cfg.objective == "kto":
             ratios = logps[:, 1] - self.ref_eval[:, 1].index_select(0, self._where(idx))
             kl_sums = torch.stack(

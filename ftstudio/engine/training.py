@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from ftstudio.core.config import TrainConfig, validate
 from ftstudio.core.events import (
@@ -77,6 +77,11 @@ class _Abort(Exception):
     def __init__(self, failure: Failed) -> None:
         super().__init__(failure.message)
         self.failure = failure
+
+
+class _NoRoom(Exception):
+    """A sequence did not fit alone in a pass without gradients of a data-parallel run (the
+    processes agree, in agree_on_memory, before the run ends)."""
 
 
 # -- data -------------------------------------------------------------------------------
@@ -231,6 +236,10 @@ class _State:
 
 class _Run:
     # data: PreparedData here, PreferenceData in a PreferenceRun (engine/preference.py)
+    # What the last pass without gradients met (_FITTED, _RAN_OUT or _SINGLE), for the
+    # processes of a data-parallel run to agree on (agree_on_memory).
+    pass_ran_out = _FITTED
+
     def __init__(self, cfg: TrainConfig, data: Any, emit: EventSink, should_stop: Callable[[], bool],
                  run_dir: Path,
                  resume: bool, main: bool, cpu_threads: int | None = None,
@@ -564,58 +573,120 @@ class _Run:
             return None
         module = self.loss_module
         lengths = self.unit_sizes(self.eval_enc.examples)[0]
+
+        def tokens(idx: list[int]) -> int:
+            return sum(lengths[i] for i in idx)
+
+        def measure(idx: list[int]) -> tuple[torch.Tensor, int]:
+            return module(**_inputs(collate(self.eval_enc.examples, idx), self.device))
+
+        # Sums over the batches' micro-batches: the same loss whatever the split.
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.eval()
         try:
-            while True:
-                # Sums over the batches' micro-batches: the same loss whatever the split.
-                total = torch.zeros((), dtype=torch.float64, device=self.device)
-                count = torch.zeros((), dtype=torch.float64, device=self.device)
-                cap = self.eval_micro_tokens or self.micro_tokens
-                micro = [mb for idx in self.eval_batches[self.rank :: self.world]
-                         for mb in split_batch(idx, lengths, cap)]
-                ran_out = _FITTED
-                loss_sum = None
-                try:
-                    with torch.no_grad():
-                        for idx in micro:
-                            check_memory("eval", self.state.step, sum(lengths[i] for i in idx), len(idx))
-                            batch = collate(self.eval_enc.examples, idx)
-                            loss_sum, n = module(**_inputs(batch, self.device))
-                            total += loss_sum.double()
-                            count += n
-                except Exception as exc:
-                    if not is_out_of_memory(exc):
-                        raise
-                    ran_out = _ran_out(micro)
-                if ran_out:
-                    loss_sum = None
-                    free_memory()
-                ran_out_on = [ran_out]
-                if self.world > 1:
-                    # Every process comes here, whether it ran out or not: the sums and who
-                    # ran out in one collective, so all of them measure again or none does.
-                    sums, flags = self._sum_over_processes([total.reshape(1), count.reshape(1)], ran_out)
-                    total, count = sums[0], sums[1]
-                    ran_out_on = [int(f) for f in flags.tolist()]
-                if not any(ran_out_on):
-                    break
-                if _SINGLE in ran_out_on:
-                    raise _Abort(_oom_failure(
-                        self.cfg, self.state.last_checkpoint,
-                        f"Measuring the held-out loss at step {self.state.step} ran out of memory even one "
-                        f"example at a time{self._where_words(ran_out_on)}.", self.checkpointing))
-                self.eval_micro_tokens = max(1, cap // 2)
-                self.emit(Log(f"Out of memory measuring the held-out loss with micro-batches of {cap:,} tokens"
-                              f"{self._where_words(ran_out_on)}: measured it again with "
-                              f"{self.eval_micro_tokens:,}", "warning"))
+            with torch.no_grad():
+                for _idx, (loss_sum, n) in self.recovering_pass(
+                    self.eval_batches[self.rank :: self.world],
+                    measure,
+                    "eval",
+                    tokens,
+                    split=lambda idx, cap: split_batch(idx, lengths, cap),
+                    size=tokens,
+                    agreed=self.world > 1,
+                ):
+                    total += loss_sum.double()
+                    count += n
         finally:
             self.model.train()
+        if self.world > 1:
+            total, count = self.agree_on_memory("eval", [total.reshape(1), count.reshape(1)])
         n = float(count.item())
         loss = float(total.item()) / n if n else None
         self.state.eval_loss = loss
         if loss is not None:
             self.emit(EvalMetrics(self.state.step, loss, int(n)))
         return loss
+
+    # -- passes without gradients that recover from running out of memory -----------------
+
+    def pass_words(self, where: str) -> str:
+        """What the pass ``where`` is doing, for the messages."""
+        return f"measuring the held-out loss at step {self.state.step}"
+
+    def recovering_pass(
+        self,
+        groups: Sequence[Sequence[int]],
+        run: Callable[[list[int]], Any],
+        where: str,
+        tokens: Callable[[list[int]], int],
+        *,
+        split: Callable[[list[int], int], list[list[int]]],
+        size: Callable[[list[int]], int],
+        agreed: bool,
+    ) -> Iterator[tuple[list[int], Any]]:
+        """``device.fitting_pieces`` for a pass without gradients of this run, in pieces of at most
+        ``eval_micro_tokens`` (else the micro-batch) tokens: out of memory halves them for the rest
+        of the pass and for the run's later passes, with one warning per halving; a sequence that
+        does not fit alone ends the run naming the pass.
+
+        ``agreed``: the processes of a data-parallel run call ``agree_on_memory`` after the pass,
+        which then says the halving once and ends the run in all of them when one cannot go on.
+        Without it a data-parallel pass (KTO's KL point, inside a step) raises out of memory
+        for a sequence that does not fit, which the step's own recovery has every process handle.
+        """
+        import torch
+
+        def halved(before: int, after: int, failed: list[int]) -> None:
+            self.eval_micro_tokens = after
+            if agreed:
+                self.pass_ran_out = max(self.pass_ran_out, _RAN_OUT)
+                return  # said once, by the main process, naming the ranks (agree_on_memory)
+            rank = f" in rank {self.rank} of {self.world} processes" if self.world > 1 else ""
+            self.emit(Log(f"Out of memory {self.pass_words(where)}{rank} with rows of {before:,} tokens: "
+                          f"measured the rest with rows of {after:,}", "warning"))
+
+        def one_sequence_too_many(failed: list[int]) -> BaseException:
+            words = self.pass_words(where)
+            if agreed:
+                return _NoRoom()
+            if self.world > 1:  # the step's out of memory, which the processes agree on
+                return torch.OutOfMemoryError(f"{words.capitalize()} ran out of memory even one sequence at a time")
+            return _Abort(_oom_failure(
+                self.cfg, self.state.last_checkpoint,
+                f"{words.capitalize()} ran out of memory even one sequence ({tokens(failed):,} tokens) at a time.",
+                self.checkpointing))
+
+        try:
+            yield from fitting_pieces(
+                groups, run, where, tokens, step=self.state.step, cap=self.eval_micro_tokens or self.micro_tokens,
+                split=split, size=size, on_halved=halved, cannot_fit=one_sequence_too_many)
+        except _NoRoom:
+            self.pass_ran_out = _SINGLE
+
+    def agree_on_memory(self, where: str, sums: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """After the pass ``where`` of a data-parallel run, in every process: ``sums`` (1-d tensors of
+        one dtype) summed over the processes, and in the same all-reduce whether any process ran
+        out of memory in the pass. One that could not measure a sequence alone ends the run in all
+        of them; a halving is said once, naming the ranks."""
+        import torch
+
+        parts = sums or [torch.zeros(0, dtype=torch.float64, device=self.device)]
+        ran_out, self.pass_ran_out = self.pass_ran_out, _FITTED
+        summed, flags = self._sum_over_processes(parts, ran_out)
+        ran_out_on = [int(f) for f in flags.tolist()]
+        words, ranks = self.pass_words(where), self._where_words(ran_out_on)
+        if _SINGLE in ran_out_on:
+            raise _Abort(_oom_failure(
+                self.cfg, self.state.last_checkpoint,
+                f"{words.capitalize()} ran out of memory even one sequence at a time{ranks}.", self.checkpointing))
+        if any(ran_out_on):
+            self.emit(Log(f"Out of memory {words}{ranks}: measured the rest in smaller rows", "warning"))
+        out, offset = [], 0
+        for part in sums or []:
+            out.append(summed[offset : offset + part.numel()].view_as(part))
+            offset += part.numel()
+        return out
 
     def samples(self) -> None:
         from ftstudio.engine.batch_generation import greedy_generate
