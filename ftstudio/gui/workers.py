@@ -27,6 +27,7 @@ outcome says ``superseded`` so a page can drop a result nobody wants now.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 import traceback
@@ -38,6 +39,44 @@ from PySide6.QtCore import QEventLoop, QObject, QThread, QTimer, Signal, Slot
 from ftstudio.gui.context import ComputeLock
 
 DONE, STOPPED, FAILED, CANCELLED = "done", "stopped", "failed", "cancelled"
+
+
+class _GarbageOnTheGuiThread:
+    """Python collects cyclic garbage in whichever thread happens to allocate, and a worker
+    thread loading or running a model allocates the most: a collection there would destroy Qt
+    objects (a plot item a page let go of, say) outside the GUI thread. While any Job's thread
+    runs, automatic collection is off and the GUI thread collects the young generations every
+    second instead (the young generations only: a full collection with a model loaded takes
+    long enough to be felt in a key press); when the last one ends, collection is as it was."""
+
+    def __init__(self) -> None:
+        self.threads = 0
+        self.was_enabled = True
+        self.timer: QTimer | None = None
+
+    def hold(self) -> None:
+        if self.threads == 0:
+            self.was_enabled = gc.isenabled()
+            gc.disable()
+            self.timer = QTimer()
+            self.timer.setInterval(1000)
+            self.timer.timeout.connect(lambda: gc.collect(1))
+            self.timer.start()
+        self.threads += 1
+
+    def release(self) -> None:
+        self.threads -= 1
+        if self.threads > 0:
+            return
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer = None
+        if self.was_enabled:
+            gc.enable()
+        gc.collect(1)
+
+
+_garbage = _GarbageOnTheGuiThread()
 
 
 @dataclass(frozen=True)
@@ -197,6 +236,7 @@ class Job(QObject):
         thread.progressed.connect(self.progressed)
         thread.finished.connect(self._finish)
         self._thread = thread
+        _garbage.hold()
         thread.start()
         self.started.emit()
         return "started"
@@ -236,6 +276,7 @@ class Job(QObject):
             return  # delivered already (wait() came first)
         thread.wait()
         self._thread = None
+        _garbage.release()
         if thread.error is not None:
             message, error_type, trace = thread.error
             outcome = Outcome(FAILED, message, trace, error_type, superseded=self.superseded)

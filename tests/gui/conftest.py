@@ -3,6 +3,7 @@ a data file to import, and a main window that does not probe the device."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -31,6 +32,18 @@ def _let_tokenizer_finish(qapp):
 
     if tokens._shared is not None:
         tokens._shared.wait()
+
+
+@pytest.fixture(autouse=True)
+def _collect_between_tests(qapp):
+    """What a test leaves behind is deleted here, on the GUI thread with no worker running:
+    Qt objects in Python's cyclic garbage would otherwise be destroyed whenever a later
+    collection happens, in the middle of another test's event loop."""
+    yield
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect(1)  # the young generations hold what the test made; a full collection costs ~0.4 s here
 
 
 TICKETS = [

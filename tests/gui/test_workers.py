@@ -265,3 +265,23 @@ def test_a_stopped_suggestion_is_reported_as_stopped(qtbot, owner, context, tiny
     assert stopped.args == [7] and finished == []
     qtbot.waitUntil(lambda: context.compute.holder == "" and not suggester.busy, timeout=TIMEOUT_MS)
     suggester.shutdown()
+
+
+def test_python_collects_garbage_on_the_gui_thread_while_a_job_runs(qtbot, owner):
+    """A collection in a worker thread would destroy Qt objects there: while any job's thread
+    runs, automatic collection is off (the GUI thread collects young garbage on a timer)."""
+    import gc
+
+    assert gc.isenabled()
+    started, gate = threading.Event(), threading.Event()
+    first = Job(_until_stopped, started, parent=owner)
+    second = Job(_gated, gate, "answer", parent=owner)
+    assert first.start() == "started" and second.start() == "started"
+    assert started.wait(TIMEOUT_MS / 1000)
+    assert not gc.isenabled()
+    with qtbot.waitSignal(second.ended, timeout=TIMEOUT_MS):
+        gate.set()
+    assert not gc.isenabled()  # the first one still runs
+    with qtbot.waitSignal(first.ended, timeout=TIMEOUT_MS):
+        first.stop()
+    assert gc.isenabled()

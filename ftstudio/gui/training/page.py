@@ -12,7 +12,6 @@ refuse.
 
 from __future__ import annotations
 
-import gc
 import html
 import logging
 from dataclasses import dataclass, replace
@@ -190,10 +189,6 @@ class TrainPage(Page):
         self._data_timer.setSingleShot(True)
         self._data_timer.setInterval(500)
         self._data_timer.timeout.connect(self.refresh_data)
-        self._gc_timer = QTimer(self)
-        self._gc_timer.setInterval(1000)
-        self._gc_timer.timeout.connect(self._collect_young)
-        self._gc_was_enabled: bool | None = None
 
         self.start_button.clicked.connect(lambda _checked=False: self.start())
         self.stop_button.clicked.connect(lambda _checked=False: self.stop())
@@ -622,7 +617,6 @@ class TrainPage(Page):
             + f", {len(data.train):,} training and {len(data.eval):,} held-out {what}"
             + (" (resumed from its last checkpoint)" if resume else ""))
         self.dashboard.begin()
-        self._hold_garbage_collection()
         # the earlier runs' smaller micro-batch after running out of memory goes to the engine's plan
         return (cfg, data, run_dir, resume, self.dashboard.queue.put, None, plan.micro_batch_ceiling)
 
@@ -634,28 +628,6 @@ class TrainPage(Page):
         self.context.runs_changed.emit()
         self.context.status_message.emit(f"{'Resumed' if resume else 'Started'} run {run_id}")
         self.run_started.emit(run_id)
-
-    def _hold_garbage_collection(self) -> None:
-        """Python collects cyclic garbage in whichever thread happens to allocate, and the training
-        thread allocates the most: a collection there would destroy Qt objects (a plot item the
-        Runs page let go of, say) outside the GUI thread. While a run trains, automatic collection
-        is off and the GUI thread collects the young generations every second instead."""
-        gc.collect()
-        if self._gc_was_enabled is None:
-            self._gc_was_enabled = gc.isenabled()
-            gc.disable()
-        self._gc_timer.start()
-
-    def _release_garbage_collection(self) -> None:
-        self._gc_timer.stop()
-        if self._gc_was_enabled:
-            gc.enable()
-        self._gc_was_enabled = None
-        gc.collect()
-
-    @Slot()
-    def _collect_young(self) -> None:
-        gc.collect(1)
 
     def stop(self) -> None:
         """Ask the run to stop after the current step; it saves a checkpoint first."""
@@ -670,7 +642,6 @@ class TrainPage(Page):
     def _on_run_ended(self, outcome: Outcome) -> None:
         self._job = None
         result = None if outcome.failed else outcome.value
-        self._release_garbage_collection()
         self.dashboard.end()
         run_id = self._run_id
         assert run_id is not None  # set by _launch
