@@ -151,10 +151,15 @@ def _check(cfg: TrainConfig, project: Project) -> PreparedData | PreferenceData:
 
 def plan_new(project: Project, cfg: TrainConfig, run_id: str | None = None) -> RunPlan:
     """A new run of ``cfg`` on the project's data (``run_id``: a name chosen by the caller)."""
+    return _plan(project, cfg, run_id, resume=False)
+
+
+def _plan(project: Project, cfg: TrainConfig, run_id: str | None, resume: bool) -> RunPlan:
+    """The plan of a new or resumed run: its data checked, the project's micro-batch ceiling."""
     return RunPlan(
         cfg,
         _check(cfg, project),
-        resume=False,
+        resume=resume,
         run_id=run_id,
         micro_batch_ceiling=micro_batch_ceiling(project, cfg),
     )
@@ -170,13 +175,7 @@ def plan_resume(project: Project, run_id: str) -> RunPlan:
         raise RunProblem(
             "config", "its settings cannot be read: " + "; ".join(map(str, exc.problems)), exc.problems
         ) from None
-    return RunPlan(
-        cfg,
-        _check(cfg, project),
-        resume=True,
-        run_id=run_id,
-        micro_batch_ceiling=micro_batch_ceiling(project, cfg),
-    )
+    return _plan(project, cfg, run_id, resume=True)
 
 
 def begin(project: Project, plan: RunPlan, record: bool = True) -> str:

@@ -55,6 +55,26 @@ def _run(cmd: list[str], cwd: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+def _same_curves(events: list, reference: list, eval_losses: bool = True) -> None:
+    """The training losses (and the held-out losses) of two runs' events agree."""
+    kinds = [(StepMetrics, "loss")] + ([(EvalMetrics, "eval_loss")] if eval_losses else [])
+    for kind, field in kinds:
+        torch.testing.assert_close(
+            torch.tensor([getattr(e, field) for e in events if isinstance(e, kind)]),
+            torch.tensor([getattr(e, field) for e in reference if isinstance(e, kind)]),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def _same_adapter(run: Path, reference: Path) -> None:
+    a = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(reference / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU")
 @pytest.mark.slow
 def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp_path):
@@ -97,23 +117,8 @@ def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp
     one = tmp_path / "one"
     _run([sys.executable, str(SCRIPT), str(tiny_model_dir), str(one), "--grad-accum", "2"], HERE)
     single = read_events(one / "metrics.jsonl")
-    torch.testing.assert_close(
-        torch.tensor([e.loss for e in events if isinstance(e, StepMetrics)]),
-        torch.tensor([e.loss for e in single if isinstance(e, StepMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-    torch.testing.assert_close(
-        torch.tensor([e.eval_loss for e in events if isinstance(e, EvalMetrics)]),
-        torch.tensor([e.eval_loss for e in single if isinstance(e, EvalMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-    a = load_file(str(two / "adapter" / "adapter_model.safetensors"))
-    b = load_file(str(one / "adapter" / "adapter_model.safetensors"))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    _same_curves(events, single)
+    _same_adapter(two, one)
 
     # Rank 1 ran out of memory in the held-out pass at step 2 and in training step 3
     # (distributed_run.rank_one_holds_less); rank 0 never did. Both halved and went on.
@@ -140,21 +145,8 @@ def test_two_processes_agree_and_match_gradient_accumulation(tiny_model_dir, tmp
     assert [e.tokens for e in oom_events if isinstance(e, StepMetrics)] == [
         e.tokens for e in events if isinstance(e, StepMetrics)
     ]
-    torch.testing.assert_close(
-        torch.tensor([e.loss for e in oom_events if isinstance(e, StepMetrics)]),
-        torch.tensor([e.loss for e in events if isinstance(e, StepMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-    torch.testing.assert_close(
-        torch.tensor([e.eval_loss for e in oom_events if isinstance(e, EvalMetrics)]),
-        torch.tensor([e.eval_loss for e in events if isinstance(e, EvalMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-    c = load_file(str(oom / "adapter" / "adapter_model.safetensors"))
-    for name in a:
-        torch.testing.assert_close(c[name], a[name], rtol=1e-4, atol=1e-5)
+    _same_curves(oom_events, events)
+    _same_adapter(oom, two)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU")
@@ -178,18 +170,7 @@ def test_preference_passes_without_gradients_recover_in_one_process_and_end_in_a
     assert [r["ran_out_in"] for r in recovered_results] == [[], ["eval", "reference"]]
     plain = read_events(out / "plain" / "metrics.jsonl")
     recovered = read_events(out / "recovered" / "metrics.jsonl")
-    torch.testing.assert_close(
-        torch.tensor([e.loss for e in recovered if isinstance(e, StepMetrics)]),
-        torch.tensor([e.loss for e in plain if isinstance(e, StepMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
-    torch.testing.assert_close(
-        torch.tensor([e.eval_loss for e in recovered if isinstance(e, EvalMetrics)]),
-        torch.tensor([e.eval_loss for e in plain if isinstance(e, EvalMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    _same_curves(recovered, plain)
     assert len([e for e in plain if isinstance(e, EvalMetrics)]) == 2
     warnings = [e.message for e in recovered if isinstance(e, Log) and "Out of memory" in e.message]
     assert warnings == [
@@ -218,12 +199,7 @@ def test_preference_passes_without_gradients_recover_in_one_process_and_end_in_a
     assert [r["ran_out_in"] for r in kto] == [[], ["kl"]]
     kto_plain = read_events(out / "kto-plain" / "metrics.jsonl")
     kto_recovered = read_events(out / "kto-recovered" / "metrics.jsonl")
-    torch.testing.assert_close(
-        torch.tensor([e.loss for e in kto_recovered if isinstance(e, StepMetrics)]),
-        torch.tensor([e.loss for e in kto_plain if isinstance(e, StepMetrics)]),
-        rtol=1e-5,
-        atol=1e-6,
-    )
+    _same_curves(kto_recovered, kto_plain, eval_losses=False)
     assert [p.reason for p in kto_recovered if isinstance(p, FitPlan)] == ["plan"]
 
 
